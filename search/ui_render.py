@@ -1,0 +1,276 @@
+"""HTML for the app: escaped text, query-term highlighting, snippets and result tables.
+
+Safety rule, applied in exactly one place (:func:`highlight`): every piece of document text goes through
+``html.escape`` *before* any markup (``<mark>``) is added around it, so a title or passage containing
+``<script>`` or ``onerror=`` is shown as text. Links are emitted only for ``https`` Wikipedia URLs.
+
+Highlighting matches syllables, not substrings:
+
+- a query syllable typed *with* diacritics matches the same syllable (case-insensitive, NFC, unified tone
+  marks: ``hoà`` = ``hòa``);
+- a query syllable typed *without* diacritics matches any syllable that folds to it
+  (:func:`indexing.normalize.fold`: ``ha noi`` highlights ``Hà Nội``);
+- the restored query (diacritics added by the restorer) contributes exact syllables too;
+- very common function words (``là``, ``của``, ``và`` ...) are not highlighted unless the query has
+  nothing else.
+
+Inputs are plain strings / the ``SearchResult`` / ``Hit`` objects of :mod:`search.pipeline`; outputs are
+HTML strings for ``gr.HTML``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from indexing.normalize import fold, has_diacritics, syllables
+from search.compare import movement_marker
+
+__all__ = [
+    "QueryTerms",
+    "query_terms",
+    "highlight",
+    "snippet",
+    "safe_link",
+    "source_html",
+    "timings_html",
+    "notice_html",
+    "restored_notice_html",
+    "results_html",
+    "pre_rerank_rank",
+    "STOPWORDS",
+    "STOPWORDS_FOLDED",
+]
+
+_WORD_RE = re.compile(r"\w+")
+
+# Frequent Vietnamese function / question words: highlighting them in every passage is noise. Only used
+# to *skip highlighting*, never for retrieval. ``STOPWORDS`` applies to syllables typed with diacritics;
+# ``STOPWORDS_FOLDED`` (for syllables typed without) is smaller because folding is ambiguous
+# ("do" may be "đô" as in "thủ đô").
+STOPWORDS = frozenset(
+    """
+    là của và có các những được trong cho với một này thì ở nào gì ai khi bao nhiêu thế để đến từ như
+    về đã sẽ đang bị ra vào lên không mà hay hoặc cũng còn lại tại sao vì nếu nên do rằng
+    """.split()  # noqa: SIM905
+)
+STOPWORDS_FOLDED = frozenset(
+    "la cua va cac nhung duoc trong voi mot nay nao gi bao nhieu khong thi".split()  # noqa: SIM905
+)
+
+
+@dataclass(frozen=True)
+class QueryTerms:
+    """Syllables to highlight: ``exact`` (lower-case, normalized) and ``folded`` (lower-case, no marks)."""
+
+    exact: frozenset[str]
+    folded: frozenset[str]
+
+    def matches(self, token: str) -> bool:
+        """True when the document syllable ``token`` should be highlighted."""
+        low = unicodedata.normalize("NFC", token).lower()
+        return low in self.exact or fold(low) in self.folded
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.folded)
+
+
+def query_terms(query: str, restored: str | None = None) -> QueryTerms:
+    """Query as typed (+ optional restored query) → :class:`QueryTerms`.
+
+    >>> t = query_terms("ha noi", "hà nội")
+    >>> t.matches("Hà"), t.matches("Hạ"), t.matches("Huế")
+    (True, True, False)
+    >>> query_terms("Hà Nội").matches("Hạ")
+    False
+    """
+    exact: set[str] = set()
+    folded: set[str] = set()
+    for text, is_restored in ((query or "", False), (restored or "", True)):
+        for syl in syllables(text):
+            if is_restored or has_diacritics(syl):
+                exact.add(syl)
+            else:
+                folded.add(fold(syl))
+    content_exact = {s for s in exact if s not in STOPWORDS}
+    content_folded = {s for s in folded if s not in STOPWORDS_FOLDED}
+    if content_exact or content_folded:
+        exact, folded = content_exact, content_folded
+    return QueryTerms(frozenset(exact), frozenset(folded))
+
+
+def highlight(text: str, terms: QueryTerms | None) -> str:
+    """Plain text → HTML: escaped text, matching syllables wrapped in ``<mark>``.
+
+    >>> highlight("<b>Hà Nội</b>", query_terms("ha noi"))
+    '&lt;b&gt;<mark>Hà</mark> <mark>Nội</mark>&lt;/b&gt;'
+    """
+    text = text or ""
+    if not terms:
+        return html.escape(text)
+    out: list[str] = []
+    last = 0
+    for m in _WORD_RE.finditer(text):
+        if not terms.matches(m.group(0)):
+            continue
+        out.append(html.escape(text[last : m.start()]))
+        out.append(f"<mark>{html.escape(m.group(0))}</mark>")
+        last = m.end()
+    out.append(html.escape(text[last:]))
+    return "".join(out)
+
+
+def _match_spans(text: str, terms: QueryTerms) -> list[tuple[int, str]]:
+    return [(m.start(), fold(m.group(0).lower())) for m in _WORD_RE.finditer(text) if terms.matches(m.group(0))]
+
+
+def snippet(text: str, terms: QueryTerms | None, max_chars: int = 320) -> str:
+    """Best window of ``text`` (most distinct matching syllables) as highlighted HTML, ``…`` at cut ends.
+
+    Windows start and end on whitespace; a text shorter than ``max_chars`` is returned whole.
+    """
+    text = text or ""
+    if len(text) <= max_chars:
+        return highlight(text, terms)
+    spans = _match_spans(text, terms) if terms else []
+    start = 0
+    if spans:
+        best = (-1, -1)
+        lead = max_chars // 6  # a little context before the first match
+        for pos, _ in spans:
+            s = max(0, pos - lead)
+            inside = {term for p, term in spans if s <= p < s + max_chars}
+            score = (len(inside), -s)
+            if score > best:
+                best, start = score, s
+    end = min(len(text), start + max_chars)
+    if start > 0:
+        ws = text.find(" ", start)
+        start = ws + 1 if 0 <= ws < start + 40 else start
+    if end < len(text):
+        ws = text.rfind(" ", start, end)
+        end = ws if ws > start + max_chars // 2 else end
+    body = highlight(text[start:end].strip(), terms)
+    return ("… " if start > 0 else "") + body + (" …" if end < len(text) else "")
+
+
+def safe_link(url: str | None) -> str | None:
+    """``url`` if it is an ``https`` Wikipedia URL (``*.wikipedia.org``), else ``None``."""
+    if not url:
+        return None
+    try:
+        parsed = urlparse(url.strip())
+    except ValueError:
+        return None
+    host = (parsed.hostname or "").lower()
+    if parsed.scheme == "https" and (host == "wikipedia.org" or host.endswith(".wikipedia.org")):
+        return url.strip()
+    return None
+
+
+def source_html(source: str | None, url: str | None = None) -> str:
+    """Source cell: a link (new tab, no referrer) for Wikipedia URLs, escaped text otherwise."""
+    label = source or ""
+    link = safe_link(url)
+    if link:
+        return (
+            f'<a href="{html.escape(link, quote=True)}" target="_blank" rel="noopener noreferrer nofollow">'
+            f"{html.escape(label or 'Wikipedia')}</a>"
+        )
+    return html.escape(label) if label else '<span class="vr-muted">—</span>'
+
+
+def timings_html(timings_ms: Mapping[str, float]) -> str:
+    """Per-stage latency line, e.g. ``bm25 3.1 ms · dense 12 ms · total 15 ms``."""
+    if not timings_ms:
+        return ""
+    parts = [
+        f"<span class='vr-stage'>{html.escape(str(k))}</span> {float(v):,.1f} ms"
+        for k, v in timings_ms.items()
+        if v is not None
+    ]
+    return "<div class='vr-timings'>⏱ " + " · ".join(parts) + "</div>"
+
+
+def notice_html(message: str, kind: str = "info") -> str:
+    """A friendly boxed message (``kind``: ``info`` | ``warn`` | ``error``), text escaped."""
+    kind = kind if kind in {"info", "warn", "error"} else "info"
+    return f"<div class='vr-notice vr-{kind}'>{html.escape(message)}</div>"
+
+
+def restored_notice_html(query: str, searched_query: str) -> str:
+    """"Đang tìm: <restored>" line shown when diacritic restoration changed the query ("" otherwise)."""
+    if not searched_query or searched_query.strip() == (query or "").strip():
+        return ""
+    return (
+        "<div class='vr-restored'>Đang tìm: <b>"
+        + html.escape(searched_query)
+        + "</b> <span class='vr-muted'>(thêm dấu tự động cho “"
+        + html.escape(query)
+        + "”)</span></div>"
+    )
+
+
+_FIRST_STAGE_KEYS = ("fusion", "hybrid", "dense", "bm25")
+
+
+def pre_rerank_rank(hit: Any) -> int | None:
+    """Rank a hit had in the first stage (before reranking), or ``None`` when there was no rerank stage."""
+    ranks: Mapping[str, int] = getattr(hit, "stage_ranks", None) or {}
+    if "rerank" not in ranks:
+        return None
+    for key in _FIRST_STAGE_KEYS:
+        if key in ranks:
+            return int(ranks[key])
+    others = [v for k, v in ranks.items() if k != "rerank"]
+    return int(others[-1]) if others else None
+
+
+def _cell(value: str, cls: str = "") -> str:
+    return f"<td class='{cls}'>{value}</td>" if cls else f"<td>{value}</td>"
+
+
+def results_html(
+    hits: Sequence[Any],
+    terms: QueryTerms | None,
+    scores: Sequence[float] | None = None,
+    meta: Mapping[str, Mapping[str, str]] | None = None,
+    relevant: Iterable[str] = (),
+    snippet_chars: int = 320,
+) -> str:
+    """Hits → a results table (rank, title + snippet, score, rank before reranking, source).
+
+    ``scores`` (same order as ``hits``) replaces ``hit.score`` for display (e.g. normalized scores);
+    ``meta`` maps a ``doc_id`` to ``{"source", "url"}`` from the corpus; ``relevant`` ids (passage or
+    doc ids) get a ✓ marker.
+    """
+    if not hits:
+        return notice_html("Không tìm thấy kết quả nào. Hãy thử từ khoá khác hoặc bỏ bớt từ.", "info")
+    relevant = set(relevant)
+    show_pre = any(pre_rerank_rank(h) is not None for h in hits)
+    head = ["#", "Kết quả", "Điểm"] + (["Trước rerank"] if show_pre else []) + ["Nguồn"]
+    rows = ["<table class='vr-results'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    for i, hit in enumerate(hits):
+        score = float(scores[i]) if scores is not None else float(hit.score)
+        info = (meta or {}).get(hit.doc_id, {})
+        is_rel = hit.id in relevant or hit.doc_id in relevant
+        title = highlight(hit.title or hit.doc_id, terms)
+        body = (
+            f"<div class='vr-title'>{'<span class=vr-rel title=relevant>✓</span> ' if is_rel else ''}{title}</div>"
+            f"<div class='vr-snippet'>{snippet(hit.text, terms, snippet_chars)}</div>"
+            f"<div class='vr-id'>{html.escape(hit.id)}</div>"
+        )
+        cells = [_cell(str(hit.rank), "vr-rank"), _cell(body), _cell(f"{score:.3f}", "vr-score")]
+        if show_pre:
+            pre = pre_rerank_rank(hit)
+            marker = movement_marker(pre - hit.rank) if pre is not None else ""
+            cells.append(_cell(f"{pre if pre is not None else '—'} <span class='vr-move'>{marker}</span>", "vr-pre"))
+        cells.append(_cell(source_html(info.get("source") or getattr(hit, "source", ""), info.get("url")), "vr-src"))
+        rows.append(f"<tr class='{'vr-relrow' if is_rel else ''}'>" + "".join(cells) + "</tr>")
+    rows.append("</tbody></table>")
+    return "".join(rows)

@@ -1,0 +1,252 @@
+"""Admin back end: throttled auth, safe uploads (size, types, zip-slip), validation, background jobs."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from indexing.admin import (
+    AdminAuth,
+    BuildJob,
+    UploadError,
+    extract_zip_safely,
+    load_uploaded_corpus,
+    read_doc_meta,
+    safe_filename,
+    save_uploads,
+)
+
+
+class Clock:
+    """Manual clock for throttling tests."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# ------------------------------------------------------------------------------------------------- auth
+def test_auth_disabled_without_password():
+    auth = AdminAuth(None)
+    assert not auth.enabled
+    res = auth.check("1.2.3.4", "anything")
+    assert not res.ok and "VIRANKER_ADMIN_PASSWORD" in res.message
+    assert not AdminAuth("   ").enabled
+
+
+def test_auth_ok_issues_token_and_resets():
+    clock = Clock()
+    auth = AdminAuth("s3cret", clock=clock)
+    assert not auth.check("c", "wrong").ok
+    clock.t += 1.0
+    res = auth.check("c", "s3cret")
+    assert res.ok and res.token and auth.valid_token(res.token)
+    assert not auth.valid_token("forged") and not auth.valid_token(None)
+    auth.revoke(res.token)
+    assert not auth.valid_token(res.token)
+
+
+def test_auth_exponential_backoff_then_lockout():
+    clock = Clock()
+    auth = AdminAuth("pw", max_failures=4, base_delay=1.0, max_delay=30.0, lockout_s=300.0, clock=clock)
+    delays = []
+    for _ in range(3):
+        res = auth.check("ip1", "bad")
+        assert not res.ok
+        delays.append(res.retry_after)
+        # during the wait even the right password is refused without being checked
+        blocked = auth.check("ip1", "pw")
+        assert not blocked.ok and blocked.retry_after > 0
+        clock.t += res.retry_after
+    assert delays == [1.0, 2.0, 4.0]
+    locked = auth.check("ip1", "bad")
+    assert locked.retry_after == 300.0 and "locked" in locked.message.lower()
+    clock.t += 299.0
+    assert not auth.check("ip1", "pw").ok
+    # another client is unaffected
+    assert auth.check("ip2", "pw").ok
+    clock.t += 1.0
+    assert auth.check("ip1", "pw").ok
+
+
+def test_token_expires():
+    clock = Clock()
+    auth = AdminAuth("pw", token_ttl_s=10, clock=clock)
+    tok = auth.check("c", "pw").token
+    clock.t += 11
+    assert not auth.valid_token(tok)
+
+
+def test_authorize_prefers_token():
+    auth = AdminAuth("pw")
+    tok = auth.check("c", "pw").token
+    assert auth.authorize("c", token=tok).ok
+    assert not auth.authorize("c", token="nope", password="bad").ok
+
+
+# ---------------------------------------------------------------------------------------------- uploads
+def _zip(path: Path, members: dict[str, bytes], symlink: str | None = None) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, "/etc/passwd")
+    return path
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/abs/evil.txt", "C:/evil.txt", "..\\evil.txt"])
+def test_zip_slip_refused_and_nothing_written(tmp_path, name):
+    z = _zip(tmp_path / "x.zip", {"ok.txt": b"hello world", name: b"pwned"})
+    uploads = tmp_path / "uploads"
+    with pytest.raises(UploadError, match="zip-slip"):
+        save_uploads([z], uploads)
+    assert not (tmp_path / "evil.txt").exists()
+    assert list(uploads.iterdir()) == []  # the batch directory was removed
+
+
+def test_zip_symlink_refused(tmp_path):
+    z = _zip(tmp_path / "x.zip", {"ok.txt": b"hi"}, symlink="link.txt")
+    with pytest.raises(UploadError, match="symbolic link"):
+        save_uploads([z], tmp_path / "up")
+
+
+def test_zip_bomb_limit_counts_uncompressed(tmp_path):
+    z = _zip(tmp_path / "bomb.zip", {"big.txt": b"a" * 200_000})
+    assert z.stat().st_size < 5_000
+    with pytest.raises(UploadError, match="limit"):
+        save_uploads([z], tmp_path / "up", max_bytes=100_000)
+
+
+def test_extract_over_limit_leaves_nothing(tmp_path):
+    z = _zip(tmp_path / "x.zip", {"a.txt": b"b" * 5_000, "b.txt": b"c" * 50_000})
+    with pytest.raises(UploadError, match="limit"):
+        extract_zip_safely(z, tmp_path / "out", max_bytes=10_000)
+    assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
+
+
+def test_zip_extracts_supported_files(tmp_path):
+    corpus = json.dumps({"_id": "d1", "title": "T", "text": "Hà Nội là thủ đô"}, ensure_ascii=False).encode()
+    z = _zip(
+        tmp_path / "c.zip",
+        {"data/c.jsonl": corpus, "notes/a.md": b"# Tieu de\nnoi dung", "img.png": b"\x89PNG", "__MACOSX/x.txt": b"x"},
+    )
+    batch = save_uploads([z], tmp_path / "up")
+    assert [p.name for p in batch.structured] == ["c.jsonl"]
+    assert [p.relative_to(batch.docs_dir).as_posix() for p in batch.texts] == ["notes/a.md"]
+    assert batch.skipped == ["c.zip:img.png"]
+    for p in batch.structured + batch.texts:
+        assert p.resolve().is_relative_to(batch.dir.resolve())
+
+
+def test_upload_size_and_type_limits(tmp_path):
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b"x" * 2000)
+    with pytest.raises(UploadError, match="limit"):
+        save_uploads([big], tmp_path / "up", max_bytes=1000)
+    exe = tmp_path / "run.exe"
+    exe.write_bytes(b"MZ")
+    with pytest.raises(UploadError, match="unsupported"):
+        save_uploads([exe], tmp_path / "up")
+    with pytest.raises(UploadError, match="no file"):
+        save_uploads([], tmp_path / "up")
+
+
+def test_upload_names_are_sanitised(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("xin chào Việt Nam", encoding="utf-8")
+    batch = save_uploads([src], tmp_path / "up", names=["../../etc/passwd.txt"])
+    assert batch.texts[0].parent == batch.docs_dir and batch.texts[0].name == "passwd.txt"
+    assert safe_filename("a b/c d.md") == "c_d.md"
+    assert safe_filename("..") == "upload"
+
+
+def test_load_uploaded_corpus_reports_problems(tmp_path):
+    good = tmp_path / "corpus.jsonl"
+    lines = [
+        {"_id": "n1", "title": "Mới", "text": "Tài liệu mới về sông Hồng"},
+        {"_id": "old", "title": "Cũ", "text": "đã có trong chỉ mục"},
+        {"_id": "n2", "title": "Rỗng", "text": ""},
+    ]
+    good.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n{bad json\n", encoding="utf-8")
+    note = tmp_path / "ghi-chu.md"
+    note.write_text("# Ghi chú\nNội dung ghi chú.", encoding="utf-8")
+    batch = save_uploads([good, note], tmp_path / "up")
+    passages, report = load_uploaded_corpus(batch, existing_ids={"old"})
+    ids = sorted(p.doc_id for p in passages)
+    assert ids == ["ghi-chu.md", "n1"]
+    reasons = " ".join(p.reason for p in report.problems)
+    assert "duplicate" in reasons and "empty" in reasons and "malformed" in reasons
+
+
+def test_read_doc_meta(tmp_path):
+    f = tmp_path / "c.jsonl"
+    f.write_text(
+        '{"_id": "a", "text": "x", "source": "Wikipedia", "url": "https://vi.wikipedia.org/wiki/A"}\n'
+        '{"_id": "b", "text": "y"}\nnot json\n',
+        encoding="utf-8",
+    )
+    assert read_doc_meta([f, tmp_path / "missing.jsonl"]) == {
+        "a": {"source": "Wikipedia", "url": "https://vi.wikipedia.org/wiki/A"}
+    }
+
+
+# ------------------------------------------------------------------------------------------- build jobs
+def test_build_job_progress_result_and_single_flight():
+    job = BuildJob()
+    gate = threading.Event()
+
+    def work(progress):
+        progress("embed", 1, 2)
+        gate.wait(5)
+        progress("embed", 2, 2)
+        return {"generation": "g1"}
+
+    job.start("build", work)
+    with pytest.raises(RuntimeError, match="already running"):
+        job.start("second", lambda p: None)
+    assert job.running
+    gate.set()
+    assert job.wait(5)
+    snap = job.snapshot()
+    assert not snap["running"] and snap["result"] == {"generation": "g1"} and snap["error"] is None
+    assert any("embed 1/2" in line for line in snap["log"])
+
+
+def test_build_job_failure_is_reported():
+    job = BuildJob()
+
+    def boom(progress):
+        raise ValueError("bad corpus")
+
+    job.start("x", boom)
+    job.wait(5)
+    snap = job.snapshot()
+    assert snap["stage"] == "failed" and "bad corpus" in snap["error"]
+    job.start("again", lambda p: 1)  # a failed job does not block the next one
+    job.wait(5)
+    assert job.snapshot()["result"] == 1
+
+
+def test_build_job_echo(capsys):
+    lines: list[str] = []
+    job = BuildJob(echo=lines.append)
+    job.start("e", lambda p: p("bm25", message="indexing"))
+    job.wait(5)
+    assert any("bm25: indexing" in line for line in lines)
+
+
+def test_zip_in_memory_bad_file(tmp_path):
+    bad = tmp_path / "x.zip"
+    bad.write_bytes(io.BytesIO(b"not a zip").getvalue())
+    with pytest.raises(UploadError, match="not a readable ZIP"):
+        save_uploads([bad], tmp_path / "up")
