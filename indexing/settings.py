@@ -1,0 +1,77 @@
+"""Where ViRanker keeps its data, read from the environment at call time.
+
+- ``VIRANKER_HOME`` — data root (default ``<repo>/var``). Holds ``indexes/<name>/`` and
+  ``cache/embeddings.sqlite``.
+- ``QDRANT_URL`` / ``QDRANT_API_KEY`` — when ``QDRANT_URL`` is set, vectors go to that Qdrant server
+  (collection ``<index>__<generation>``) instead of a local-mode path inside the generation.
+
+Every function reads the environment when called (not at import), so tests and the CLI can change it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+__all__ = [
+    "REPO_ROOT",
+    "home",
+    "indexes_dir",
+    "index_dir",
+    "cache_path",
+    "qdrant_url",
+    "qdrant_api_key",
+    "validate_index_name",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_INDEX_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def home(root: str | os.PathLike[str] | None = None) -> Path:
+    """``root`` if given, else ``$VIRANKER_HOME``, else ``<repo>/var`` (not created here)."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("VIRANKER_HOME", "").strip()
+    return Path(env).expanduser() if env else REPO_ROOT / "var"
+
+
+def validate_index_name(name: str) -> str:
+    """Return ``name`` if it is a safe index name (letters, digits, ``._-``; max 64), else raise ValueError.
+
+    Index names become directory names and Qdrant collection prefixes, so no path separators.
+    """
+    if not isinstance(name, str) or not _INDEX_NAME_RE.match(name) or "__" in name:
+        raise ValueError(
+            f"invalid index name {name!r}: use 1-64 letters, digits, '.', '_' or '-' "
+            "(starting with a letter or digit, no '__')"
+        )
+    return name
+
+
+def indexes_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """``<home>/indexes``."""
+    return home(root) / "indexes"
+
+
+def index_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """``<home>/indexes/<name>`` after validating ``name``."""
+    return indexes_dir(root) / validate_index_name(name)
+
+
+def cache_path(root: str | os.PathLike[str] | None = None) -> Path:
+    """``<home>/cache/embeddings.sqlite`` (the embedding cache shared by all indexes)."""
+    return home(root) / "cache" / "embeddings.sqlite"
+
+
+def qdrant_url() -> str | None:
+    """``$QDRANT_URL`` stripped, or None when unset/empty (local mode)."""
+    url = os.environ.get("QDRANT_URL", "").strip()
+    return url or None
+
+
+def qdrant_api_key() -> str | None:
+    """``$QDRANT_API_KEY`` or None."""
+    key = os.environ.get("QDRANT_API_KEY", "").strip()
+    return key or None
