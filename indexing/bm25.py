@@ -1,0 +1,376 @@
+"""Lexical index: Whoosh on disk, BM25 over Vietnamese syllables with and without diacritics.
+
+Schema (one Whoosh document per :class:`~indexing.corpus.Passage`):
+
+=========  =====================================================================================
+``id``     passage id (unique, stored, sortable column for fast docnum → id)
+``doc_id`` document id (stored, searchable as an exact term)
+``title``, ``text``, ``source``  stored only (raw normalized text; escaping is the UI's job)
+``exact``  ``normalize.syllables(title + text)`` — diacritics kept
+``folded`` ``normalize.folded_syllables(title + text)`` — diacritics removed
+``words``  optional: ``normalize.words(title + text)`` (underthesea word segmentation; benchmark variant)
+=========  =====================================================================================
+
+The analyzers are Whoosh :class:`~whoosh.analysis.Tokenizer` subclasses that call the normalize module,
+and queries are tokenized by the very same analyzer objects, so documents and queries cannot drift apart.
+
+A query is an OR of its syllables on ``exact`` (boost ``exact_boost``, default 2.0) plus an OR of its
+folded syllables on ``folded``. A passage that matches with the right diacritics scores on both fields and
+so outranks one that matches only without them, while a query typed without diacritics still finds its
+passage through ``folded``. Scoring is Whoosh's per-field BM25 (``BM25F`` model) with Lucene's
+non-negative IDF ``log(1 + (N - df + 0.5) / (df + 0.5))`` instead of Whoosh's ``log(N / (df + 1)) + 1``,
+which over-weights very frequent syllables such as ``của``/``và``/``là``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from math import log
+from pathlib import Path
+from typing import Any
+
+from whoosh import index as whoosh_index
+from whoosh import query as wq
+from whoosh.analysis import Token, Tokenizer
+from whoosh.fields import ID, STORED, TEXT, Schema
+from whoosh.scoring import BM25F
+
+from indexing import normalize as _normalize
+from indexing.corpus import Passage
+
+__all__ = [
+    "NormalizeTokenizer",
+    "LuceneBM25F",
+    "BM25Config",
+    "BM25Index",
+    "make_schema",
+    "FIELDS",
+    "DEFAULT_EXACT_BOOST",
+]
+
+DEFAULT_EXACT_BOOST = 2.0
+FIELDS = ("exact", "folded", "both", "words")
+CONFIG_FILE = "viranker_bm25.json"
+INDEX_NAME = "MAIN"
+_TOKEN_FUNCTIONS = {"exact": "syllables", "folded": "folded_syllables", "words": "words"}
+
+
+# --------------------------------------------------------------------------------------------- analysis
+class NormalizeTokenizer(Tokenizer):
+    """Whoosh tokenizer whose tokens are ``indexing.normalize.<function>(text)``.
+
+    ``kind`` is ``"exact"`` (:func:`~indexing.normalize.syllables`), ``"folded"``
+    (:func:`~indexing.normalize.folded_syllables`) or ``"words"`` (:func:`~indexing.normalize.words`). Only
+    ``kind`` is pickled into the index schema; the function is looked up at call time, so the index always
+    uses the code's current normalizer (the manifest records which one built it).
+    """
+
+    def __init__(self, kind: str) -> None:
+        if kind not in _TOKEN_FUNCTIONS:
+            raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {sorted(_TOKEN_FUNCTIONS)}")
+        self.kind = kind
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NormalizeTokenizer) and other.kind == self.kind
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.kind))
+
+    def tokens(self, value: str) -> list[str]:
+        """Plain token strings for ``value`` (what the index stores for this field)."""
+        return getattr(_normalize, _TOKEN_FUNCTIONS[self.kind])(value)
+
+    def __call__(
+        self,
+        value: str,
+        positions: bool = False,
+        chars: bool = False,
+        keeporiginal: bool = False,
+        removestops: bool = True,
+        start_pos: int = 0,
+        start_char: int = 0,
+        tokenize: bool = True,
+        mode: str = "",
+        **kwargs: Any,
+    ):
+        """Yield one reused :class:`whoosh.analysis.Token` per token (Whoosh's tokenizer protocol).
+
+        Character offsets are not tracked (``chars`` is ignored): the fields store frequencies only.
+        """
+        t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+        items = self.tokens(value) if tokenize else [value]
+        for pos, text in enumerate(items):
+            t.text = text
+            t.boost = 1.0
+            t.stopped = False
+            if keeporiginal:
+                t.original = text
+            if positions:
+                t.pos = start_pos + pos
+            yield t
+
+
+def make_schema(words: bool = False) -> Schema:
+    """The Whoosh schema described in the module docstring (``words=True`` adds the ``words`` field)."""
+    fields: dict[str, Any] = {
+        "id": ID(unique=True, stored=True, sortable=True),
+        "doc_id": ID(stored=True),
+        "title": STORED(),
+        "text": STORED(),
+        "source": STORED(),
+        "exact": TEXT(analyzer=NormalizeTokenizer("exact"), phrase=False),
+        "folded": TEXT(analyzer=NormalizeTokenizer("folded"), phrase=False),
+    }
+    if words:
+        fields["words"] = TEXT(analyzer=NormalizeTokenizer("words"), phrase=False)
+    return Schema(**fields)
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+class LuceneBM25F(BM25F):
+    """Whoosh BM25F with Lucene/bm25s' IDF ``log(1 + (N - df + 0.5) / (df + 0.5))``."""
+
+    def idf(self, searcher: Any, fieldname: str, text: str) -> float:
+        parent = searcher.get_parent()
+        df = parent.doc_frequency(fieldname, text)
+        n = parent.doc_count_all()
+        return log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+
+class BM25Config(dict):
+    """Search settings stored next to the index (``viranker_bm25.json``): K1, B, exact_boost, fields."""
+
+    DEFAULTS: dict[str, Any] = {"version": 1, "K1": 1.2, "B": 0.75, "exact_boost": DEFAULT_EXACT_BOOST}
+
+    @classmethod
+    def load(cls, path: Path) -> BM25Config:
+        cfg = cls(cls.DEFAULTS)
+        f = path / CONFIG_FILE
+        if f.is_file():
+            cfg.update(json.loads(f.read_text(encoding="utf-8")))
+        return cfg
+
+    def save(self, path: Path) -> None:
+        (path / CONFIG_FILE).write_text(json.dumps(dict(self), indent=2) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------ index
+def _combined(p: Passage) -> str:
+    return f"{p.title}\n{p.text}" if p.title else p.text
+
+
+class BM25Index:
+    """A Whoosh BM25 index in one directory. Build with :meth:`build`, open with :meth:`open`.
+
+    One searcher is kept per instance and reused; it is refreshed after this instance writes, and
+    re-checked against the directory at most every ``refresh_interval`` seconds. Thread-safe.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, refresh_interval: float = 2.0) -> None:
+        self.path = Path(path)
+        if not whoosh_index.exists_in(self.path, indexname=INDEX_NAME):
+            raise FileNotFoundError(f"no BM25 index in {self.path}")
+        self._ix = whoosh_index.open_dir(self.path, indexname=INDEX_NAME)
+        self.config = BM25Config.load(self.path)
+        self.has_words = "words" in self._ix.schema.names()
+        self._weighting = LuceneBM25F(B=float(self.config["B"]), K1=float(self.config["K1"]))
+        self._lock = threading.RLock()
+        self._searcher = self._ix.searcher(weighting=self._weighting)
+        self._refresh_interval = refresh_interval
+        self._checked = time.monotonic()
+
+    # ---- construction
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> BM25Index:
+        """Open an existing index directory."""
+        return cls(path)
+
+    @classmethod
+    def build(
+        cls,
+        path: str | os.PathLike[str],
+        passages: Iterable[Passage],
+        *,
+        words: bool = False,
+        k1: float = 1.2,
+        b: float = 0.75,
+        exact_boost: float = DEFAULT_EXACT_BOOST,
+        limitmb: int = 256,
+        total: int | None = None,
+        progress: bool = False,
+        progress_callback: Callable[[str, int, int], None] | None = None,
+        overwrite: bool = True,
+    ) -> BM25Index:
+        """Create an index at ``path`` from ``passages`` (bulk: one writer, procs=1, large ``limitmb``).
+
+        ``overwrite`` removes an existing directory first. ``progress`` shows a tqdm bar;
+        ``progress_callback("bm25", done, total)`` is called every 1,000 passages and at the end.
+        """
+        path = Path(path)
+        if path.exists():
+            if not overwrite:
+                raise FileExistsError(f"{path} exists")
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        BM25Config({**BM25Config.DEFAULTS, "K1": k1, "B": b, "exact_boost": exact_boost, "words": words}).save(path)
+        ix = whoosh_index.create_in(path, make_schema(words), indexname=INDEX_NAME)
+        if total is None and isinstance(passages, Sequence):
+            total = len(passages)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="bm25", unit="passage", mininterval=1.0)
+        writer = ix.writer(procs=1, limitmb=limitmb)
+        n = 0
+        try:
+            for p in passages:
+                combined = _combined(p)
+                doc = {
+                    "id": p.id,
+                    "doc_id": p.doc_id,
+                    "title": p.title,
+                    "text": p.text,
+                    "source": p.source,
+                    "exact": combined,
+                    "folded": combined,
+                }
+                if words:
+                    doc["words"] = combined
+                writer.add_document(**doc)
+                n += 1
+                if n % 1000 == 0:
+                    if bar is not None:
+                        bar.update(1000)
+                    if progress_callback is not None:
+                        progress_callback("bm25", n, total or n)
+            writer.commit()
+        except BaseException:
+            writer.cancel()
+            raise
+        finally:
+            if bar is not None:
+                bar.update(n % 1000)
+                bar.close()
+        if progress_callback is not None:
+            progress_callback("bm25", n, total or n)
+        ix.close()
+        return cls(path)
+
+    def add(self, passages: Iterable[Passage]) -> int:
+        """Add or replace (by id) passages in place → number written. Generations use :meth:`build`."""
+        n = 0
+        with self._lock:
+            writer = self._ix.writer()
+            try:
+                for p in passages:
+                    combined = _combined(p)
+                    doc = dict(id=p.id, doc_id=p.doc_id, title=p.title, text=p.text, source=p.source,
+                               exact=combined, folded=combined)
+                    if self.has_words:
+                        doc["words"] = combined
+                    writer.update_document(**doc)
+                    n += 1
+                writer.commit()
+            except BaseException:
+                writer.cancel()
+                raise
+            self.refresh(force=True)
+        return n
+
+    # ---- reading
+    def refresh(self, force: bool = False) -> bool:
+        """Reload the searcher if the on-disk index changed → True when reloaded."""
+        with self._lock:
+            self._checked = time.monotonic()
+            if force or not self._searcher.up_to_date():
+                self._searcher = self._searcher.refresh()
+                return True
+            return False
+
+    def _current_searcher(self):
+        if time.monotonic() - self._checked > self._refresh_interval:
+            self.refresh()
+        return self._searcher
+
+    def analyze(self, text: str, field: str) -> list[str]:
+        """Tokens of ``text`` for index field ``field`` (``exact``/``folded``/``words``), via the index analyzer."""
+        return [t.text for t in self._ix.schema[field].analyzer(text, mode="query")]
+
+    def build_query(self, query: str, field: str = "both", exact_boost: float | None = None) -> wq.Query | None:
+        """The Whoosh query for ``query`` (None when it has no tokens). See :meth:`search` for ``field``."""
+        if field not in FIELDS:
+            raise ValueError(f"field must be one of {FIELDS}, got {field!r}")
+        if field == "words" and not self.has_words:
+            raise ValueError("this index was built without the 'words' field (BM25Index.build(words=True))")
+        boost = float(self.config["exact_boost"] if exact_boost is None else exact_boost)
+        parts: list[wq.Query] = []
+        if field in ("exact", "both"):
+            parts += [wq.Term("exact", t, boost=boost) for t in dict.fromkeys(self.analyze(query, "exact"))]
+        if field in ("folded", "both"):
+            parts += [wq.Term("folded", t) for t in dict.fromkeys(self.analyze(query, "folded"))]
+        if field == "words":
+            parts += [wq.Term("words", t) for t in dict.fromkeys(self.analyze(query, "words"))]
+        return wq.Or(parts) if parts else None
+
+    def search(
+        self, query: str, k: int = 10, field: str = "both", exact_boost: float | None = None
+    ) -> list[tuple[str, float]]:
+        """Top ``k`` passages for ``query`` → ``[(passage_id, bm25_score)]``, best first.
+
+        ``field``: ``"both"`` (default; exact boosted + folded), ``"exact"`` (diacritics must match),
+        ``"folded"`` (diacritics ignored; the diacritics router uses it for queries typed without marks),
+        ``"words"`` (word-segmented variant, only if built with ``words=True``).
+        """
+        q = self.build_query(query, field, exact_boost)
+        if q is None or k <= 0:
+            return []
+        with self._lock:
+            s = self._current_searcher()
+            results = s.search(q, limit=k)
+            ids = s.reader().column_reader("id")
+            return [(ids[docnum], float(score)) for score, docnum in results.top_n]
+
+    def get(self, ids: Sequence[str], missing: str = "error") -> list[Passage]:
+        """Stored passages for ``ids`` in the given order.
+
+        ``missing="error"`` raises KeyError naming unknown ids; ``"skip"`` leaves them out.
+        """
+        out: list[Passage] = []
+        unknown: list[str] = []
+        with self._lock:
+            s = self._current_searcher()
+            for pid in ids:
+                d = s.document(id=pid)
+                if d is None:
+                    unknown.append(pid)
+                    continue
+                out.append(Passage(d["id"], d["doc_id"], d.get("title", ""), d.get("text", ""), d.get("source", "")))
+        if unknown and missing == "error":
+            raise KeyError(f"unknown passage id(s): {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+        return out
+
+    def doc_count(self) -> int:
+        """Number of (undeleted) passages."""
+        with self._lock:
+            return self._current_searcher().doc_count()
+
+    def __len__(self) -> int:
+        return self.doc_count()
+
+    def close(self) -> None:
+        """Close the searcher and index (the object is unusable afterwards)."""
+        with self._lock:
+            self._searcher.close()
+            self._ix.close()
+
+    def __enter__(self) -> BM25Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

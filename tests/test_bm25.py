@@ -1,0 +1,109 @@
+"""Whoosh BM25: build/open round trip, diacritic-free queries, exact-over-folded ranking, get, refresh."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from indexing import normalize
+from indexing.bm25 import BM25Index, NormalizeTokenizer
+from indexing.corpus import Passage
+
+PASSAGES = [
+    Passage("hn", "hn", "Hà Nội", "Hà Nội là thủ đô của nước Cộng hòa xã hội chủ nghĩa Việt Nam.", "a"),
+    Passage("hcm", "hcm", "Thành phố Hồ Chí Minh", "Thành phố Hồ Chí Minh là thành phố đông dân nhất Việt Nam.", "a"),
+    Passage("pho", "pho", "Phở", "Phở là món ăn truyền thống, gồm bánh phở và nước dùng.", "a"),
+    Passage("ma1", "ma1", "", "Con ma xuất hiện trong truyện cổ tích.", "b"),
+    Passage("ma2", "ma2", "", "Con má xuất hiện trong truyện cổ tích.", "b"),
+    Passage("hoa", "hoa", "", "Hoà bình và thuỷ chung.", "b"),  # old-style tone marks
+]
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> BM25Index:
+    ix = BM25Index.build(tmp_path_factory.mktemp("bm25") / "bm25", PASSAGES)
+    yield ix
+    ix.close()
+
+
+def test_round_trip_and_reopen(index: BM25Index) -> None:
+    assert index.doc_count() == len(PASSAGES) == len(index)
+    hits = index.search("thủ đô Việt Nam", k=3)
+    assert hits[0][0] == "hn" and hits[0][1] > hits[1][1] > 0
+    with BM25Index.open(index.path) as again:
+        assert again.search("thủ đô Việt Nam", k=3) == hits
+
+
+def test_query_without_diacritics_finds_its_passage(index: BM25Index) -> None:
+    assert index.search("thu do viet nam", k=1)[0][0] == "hn"
+    assert index.search("mon an truyen thong pho", k=1)[0][0] == "pho"
+    assert index.search("thu do", k=5, field="exact") == []  # exact field needs the marks
+
+
+def test_exact_match_outranks_folded_only_match(index: BM25Index) -> None:
+    hits = dict(index.search("con má", k=5))
+    assert hits["ma2"] > hits["ma1"] > 0  # both match folded "ma"; only ma2 matches exact "má"
+    hits = dict(index.search("con ma", k=5))
+    assert hits["ma1"] > hits["ma2"] > 0
+    folded = dict(index.search("con má", k=5, field="folded"))
+    assert folded["ma1"] == pytest.approx(folded["ma2"])  # folded alone cannot tell them apart
+    exact = dict(index.search("con má", k=5, field="exact"))
+    assert "ma2" in exact and exact.get("ma1", 0) < exact["ma2"]
+
+
+def test_tone_mark_placement_is_unified(index: BM25Index) -> None:
+    # The document says "Hoà ... thuỷ" (old placement); a query in the new placement matches exactly.
+    assert index.search("hòa bình thủy chung", k=1, field="exact")[0][0] == "hoa"
+
+
+def test_analyzers_are_the_normalize_functions(index: BM25Index) -> None:
+    text = "Thuý Kiều ĐÃ đến Hà Nội!"
+    assert index.analyze(text, "exact") == normalize.syllables(text)
+    assert index.analyze(text, "folded") == normalize.folded_syllables(text)
+    tok = pickle.loads(pickle.dumps(NormalizeTokenizer("folded")))  # stored in the Whoosh schema
+    assert [t.text for t in tok(text)] == normalize.folded_syllables(text)
+    with pytest.raises(ValueError):
+        NormalizeTokenizer("stemmed")
+
+
+def test_get_returns_passages_in_order(index: BM25Index) -> None:
+    got = index.get(["pho", "hn"])
+    assert got == [PASSAGES[2], PASSAGES[0]]
+    with pytest.raises(KeyError, match="nope"):
+        index.get(["hn", "nope"])
+    assert index.get(["nope", "hn"], missing="skip") == [PASSAGES[0]]
+
+
+def test_empty_and_punctuation_queries(index: BM25Index) -> None:
+    assert index.search("", k=5) == []
+    assert index.search("?!...", k=5) == []
+    assert index.search("Hà Nội", k=0) == []
+    with pytest.raises(ValueError):
+        index.search("x", field="bogus")
+    with pytest.raises(ValueError, match="words"):
+        index.search("x", field="words")
+
+
+def test_add_refreshes_the_searcher(tmp_path: Path) -> None:
+    ix = BM25Index.build(tmp_path / "b", PASSAGES[:2])
+    assert ix.search("phở", k=5, field="exact") == []
+    ix.add([PASSAGES[2]])
+    assert ix.search("phở", k=5)[0][0] == "pho" and ix.doc_count() == 3
+    # A second handle sees the change after refresh().
+    other = BM25Index.open(tmp_path / "b")
+    ix.add([Passage("new", "new", "", "bún chả Hà Nội", "x")])
+    other.refresh()
+    assert other.search("bún chả", k=1)[0][0] == "new"
+    other.close()
+    ix.close()
+
+
+@pytest.mark.slow
+def test_words_variant(tmp_path: Path) -> None:
+    ix = BM25Index.build(tmp_path / "w", PASSAGES, words=True)
+    assert ix.has_words
+    assert ix.search("thủ đô", k=1, field="words")[0][0] == "hn"
+    assert "thủ_đô" in ix.analyze("thủ đô của Việt Nam", "words")
+    ix.close()
