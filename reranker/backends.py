@@ -1,0 +1,241 @@
+"""Rerankers by name: (query, passages) -> :class:`RerankScores` (raw logits + sigmoid).
+
+Names and where their weights come from (never downloaded; ``HF_HUB_OFFLINE`` semantics):
+
+==================== ===================================== ===================== ===========================
+name                 model                                 env var               loader
+==================== ===================================== ===================== ===========================
+``viranker``         ours (a ``ViRanker.save_pretrained``   ``VIRANKER_MODEL``    :class:`ViRankerScorer`
+                     dir; default assets/models/viranker-small)
+``phoranker``        itdainb/PhoRanker (PhoBERT)           ``PHORANKER_PATH``    sentence-transformers
+                                                                                 ``CrossEncoder``
+``bge-reranker-v2-m3`` BAAI/bge-reranker-v2-m3 (XLM-R)     ``BGE_RERANKER_PATH`` FlagEmbedding ``FlagReranker``
+``viranker-hf``      namdp-ptit/ViRanker (stock XLM-R      ``VIRANKER_HF_PATH``  FlagEmbedding ``FlagReranker``
+                     classifier)
+==================== ===================================== ===================== ===========================
+
+Resolution order: explicit ``path`` > env var > default dir (viranker) > the local Hugging Face cache
+(``local_files_only``). Nothing found -> :class:`ModelUnavailable` with the fix, immediately.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_VIRANKER_DIR = REPO_ROOT / "assets" / "models" / "viranker-small"
+
+
+class ModelUnavailable(RuntimeError):
+    """A reranker's weights are not on this machine (or cannot be loaded)."""
+
+    def __init__(self, name: str, reason: str, how_to_fix: str) -> None:
+        self.name, self.reason, self.how_to_fix = name, reason, how_to_fix
+        super().__init__(f"reranker {name!r} unavailable: {reason}. {how_to_fix}")
+
+
+@dataclass
+class RerankScores:
+    """raw: (n,) logits; normalized: (n,) sigmoid(raw) in [0, 1], comparable across backends."""
+
+    raw: np.ndarray
+    normalized: np.ndarray
+
+    @classmethod
+    def from_raw(cls, raw: Sequence[float] | np.ndarray) -> RerankScores:
+        r = np.asarray(raw, dtype=np.float32).reshape(-1)
+        return cls(raw=r, normalized=sigmoid(r))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function (float32)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out.astype(np.float32)
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    name: str
+
+    def rerank(self, query: str, passages: Sequence[str]) -> RerankScores: ...
+
+
+@dataclass(frozen=True)
+class _Spec:
+    env: str
+    hub_id: str | None
+    kind: str  # "viranker" | "hf"
+    description: str
+
+
+SPECS: dict[str, _Spec] = {
+    "viranker": _Spec("VIRANKER_MODEL", None, "viranker", "our ViRanker model dir (config.json + model.safetensors)"),
+    "phoranker": _Spec("PHORANKER_PATH", "itdainb/PhoRanker", "hf", "itdainb/PhoRanker (PhoBERT cross-encoder)"),
+    "bge-reranker-v2-m3": _Spec("BGE_RERANKER_PATH", "BAAI/bge-reranker-v2-m3", "hf", "BAAI/bge-reranker-v2-m3"),
+    "viranker-hf": _Spec("VIRANKER_HF_PATH", "namdp-ptit/ViRanker", "hf", "namdp-ptit/ViRanker (XLM-R classifier)"),
+}
+
+
+def _check_dir(name: str, path: Path, kind: str, source: str) -> Path:
+    spec = SPECS[name]
+    fix = f"point {spec.env} (or path=...) at a local copy of {spec.description}"
+    if not path.is_dir():
+        raise ModelUnavailable(name, f"{source} {path} is not a directory", fix)
+    if not (path / "config.json").is_file():
+        raise ModelUnavailable(name, f"{source} {path} has no config.json", fix)
+    weights = ("model.safetensors",) if kind == "viranker" else ("model.safetensors", "pytorch_model.bin")
+    if not any((path / w).is_file() for w in weights):
+        raise ModelUnavailable(name, f"{source} {path} has no weights ({' or '.join(weights)})", fix)
+    return path
+
+
+def _hf_cache_snapshot(repo_id: str) -> Path | None:
+    """The locally cached snapshot of ``repo_id`` or None (never touches the network)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached / hub library missing: simply not available
+        return None
+
+
+def resolve_model_path(name: str, path: str | os.PathLike | None = None) -> Path:
+    """Where ``name``'s weights are, or :class:`ModelUnavailable` (see the module docstring for the order)."""
+    if name not in SPECS:
+        raise ValueError(f"unknown reranker {name!r}; known: {sorted(SPECS)}")
+    spec = SPECS[name]
+    if path is not None:
+        return _check_dir(name, Path(path).expanduser(), spec.kind, "path")
+    env = os.environ.get(spec.env)
+    if env:
+        return _check_dir(name, Path(env).expanduser(), spec.kind, f"${spec.env} =")
+    if spec.kind == "viranker":
+        if DEFAULT_VIRANKER_DIR.is_dir():
+            return _check_dir(name, DEFAULT_VIRANKER_DIR, spec.kind, "default dir")
+        raise ModelUnavailable(
+            name, f"no model at {DEFAULT_VIRANKER_DIR} and ${spec.env} is not set",
+            f"train/export one (trainer) into {DEFAULT_VIRANKER_DIR} or set {spec.env}=<model dir>",
+        )
+    snap = _hf_cache_snapshot(spec.hub_id) if spec.hub_id else None
+    if snap is not None:
+        return _check_dir(name, snap, spec.kind, "HF cache snapshot")
+    raise ModelUnavailable(
+        name, f"${spec.env} is not set and {spec.hub_id} is not in the local Hugging Face cache",
+        f"download {spec.hub_id} on a connected machine (huggingface-cli download {spec.hub_id} "
+        f"--local-dir <dir>) and set {spec.env}=<dir>",
+    )
+
+
+class ViRankerReranker:
+    """Our model through :class:`reranker.inference.ViRankerScorer` (kw: batch_size, exit_layer, quantize,
+    num_threads, long_passages, max_length, ...)."""
+
+    def __init__(self, path: Path, name: str = "viranker", **kw: Any) -> None:
+        from reranker.inference import ViRankerScorer
+
+        self.name = name
+        self.path = path
+        self.scorer = ViRankerScorer.from_pretrained(path, **kw)
+
+    def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:
+        return RerankScores.from_raw(self.scorer.score(query, list(passages)))
+
+
+def _default_segmenter() -> Callable[[str], str]:
+    from indexing.normalize import words
+
+    return lambda text: " ".join(words(text))
+
+
+class PhoRankerReranker:
+    """itdainb/PhoRanker through sentence-transformers ``CrossEncoder`` (max_length 256, raw logits).
+
+    PhoBERT works on word-segmented text (syllables of a word joined by ``_``). PhoBERT and PhoRanker were
+    trained on VnCoreNLP's segmentation (case kept, punctuation kept as tokens); we segment with
+    underthesea via ``indexing.normalize.words`` (lower-cased, punctuation dropped), so some inputs are
+    segmented differently from training: a known mismatch that can cost a little accuracy. ``segmenter``
+    overrides it (str -> segmented str).
+    """
+
+    def __init__(self, path: Path, name: str = "phoranker", max_length: int = 256, batch_size: int = 32,
+                 segmenter: Callable[[str], str] | None = None, **_: Any) -> None:
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        self.name = name
+        self.path = path
+        self.batch_size = batch_size
+        self.segment = segmenter or _default_segmenter()
+        self.model = CrossEncoder(str(path), max_length=max_length, device="cpu", local_files_only=True,
+                                  activation_fn=torch.nn.Identity())
+
+    def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:
+        if len(passages) == 0:
+            return RerankScores.from_raw([])
+        q = self.segment(query)
+        pairs = [(q, self.segment(p)) for p in passages]
+        raw = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
+                                 convert_to_numpy=True)
+        return RerankScores.from_raw(raw)
+
+
+class FlagRerankerBackend:
+    """A stock XLM-R sequence classifier (bge-reranker-v2-m3, namdp-ptit/ViRanker) through FlagEmbedding's
+    ``FlagReranker`` with normalize=False; we apply the sigmoid ourselves."""
+
+    def __init__(self, path: Path, name: str, max_length: int = 512, batch_size: int = 32, **_: Any) -> None:
+        from FlagEmbedding import FlagReranker
+
+        self.name = name
+        self.path = path
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.model = FlagReranker(str(path), use_fp16=False, normalize=False, devices="cpu",
+                                  batch_size=batch_size, max_length=max_length)
+
+    def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:
+        if len(passages) == 0:
+            return RerankScores.from_raw([])
+        pairs = [(query, p) for p in passages]
+        raw = self.model.compute_score(pairs, batch_size=self.batch_size, max_length=self.max_length,
+                                       normalize=False)
+        return RerankScores.from_raw(np.atleast_1d(np.asarray(raw, dtype=np.float32)))
+
+
+def load_reranker(name: str, path: str | os.PathLike | None = None, **kw: Any) -> Reranker:
+    """Build the reranker called ``name`` (see :data:`SPECS`). Raises ModelUnavailable (missing or broken
+    weights) or ValueError (unknown name). ``kw`` goes to the backend (batch_size, max_length, ...)."""
+    model_dir = resolve_model_path(name, path)
+    try:
+        if name == "viranker":
+            return ViRankerReranker(model_dir, name=name, **kw)
+        if name == "phoranker":
+            return PhoRankerReranker(model_dir, name=name, **kw)
+        return FlagRerankerBackend(model_dir, name=name, **kw)
+    except ModelUnavailable:
+        raise
+    except Exception as e:  # corrupt / incompatible files: report, never crash the caller
+        raise ModelUnavailable(name, f"loading {model_dir} failed: {type(e).__name__}: {e}",
+                               f"check that {model_dir} holds a complete {SPECS[name].description}") from e
+
+
+def available_rerankers() -> dict[str, str]:
+    """{name: "available: <dir>" | "unavailable: <reason>. <how to fix>"} without loading any weights."""
+    status = {}
+    for name in SPECS:
+        try:
+            status[name] = f"available: {resolve_model_path(name)}"
+        except ModelUnavailable as e:
+            status[name] = f"unavailable: {e.reason}. {e.how_to_fix}"
+    return status
