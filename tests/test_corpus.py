@@ -108,7 +108,7 @@ def test_csv_missing_columns_is_fatal_and_names_present_columns(tmp_path: Path) 
 
 def test_csv_bad_row_is_reported_with_record_line(tmp_path: Path) -> None:
     f = tmp_path / "rows.csv"
-    f.write_bytes("id,text\n1,một\n2,caf\xe9 latin\n3,ba\n".encode("utf-8").replace(b"\xc3\xa9", b"\xe9"))
+    f.write_bytes("id,text\n1,một\n2,caf\xe9 latin\n3,ba\n".encode().replace(b"\xc3\xa9", b"\xe9"))
     passages, report = load_corpus(f)
     assert [p.id for p in passages] == ["1", "3"]
     assert report.problems[0].line == 3 and "not valid UTF-8" in report.problems[0].reason

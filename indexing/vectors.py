@@ -1,0 +1,256 @@
+"""Dense vectors in Qdrant: one collection per index generation, cosine distance.
+
+``VectorStore.open(location, collection)`` takes
+
+- a local directory → Qdrant *local mode* (embedded, no server; one process per path — each generation has
+  its own ``qdrant/`` path, so builders and readers never share one),
+- ``":memory:"`` → in-process, nothing on disk (tests),
+- an ``http(s)://`` URL → a Qdrant server (``QDRANT_URL``; ``QDRANT_API_KEY`` is used when set). The server is
+  probed once with a short timeout, so a dead URL fails fast with :class:`VectorStoreUnavailable`.
+
+All three go through the same ``qdrant_client.QdrantClient`` calls. Point ids are ``uuid5`` of the passage
+id (Qdrant ids must be ints or UUIDs); the payload keeps ``{"pid", "doc_id", "title"}`` and searches return
+``pid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing import settings
+
+__all__ = ["VectorStore", "VectorStoreUnavailable", "point_id", "POINT_NAMESPACE", "is_url"]
+
+# Fixed namespace: the same passage id always maps to the same point id.
+POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://viranker.local/passage")
+
+
+class VectorStoreUnavailable(RuntimeError):
+    """Qdrant cannot be used (server not answering, path locked by another process, bad location)."""
+
+
+def point_id(pid: str) -> str:
+    """Passage id → Qdrant point id (UUID5 string)."""
+    return str(uuid.uuid5(POINT_NAMESPACE, pid))
+
+
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """True for ``http://`` / ``https://`` locations (server mode)."""
+    return isinstance(location, str) and location.lower().startswith(("http://", "https://"))
+
+
+def _describe(location: str | os.PathLike[str]) -> str:
+    return str(location) if not is_url(location) else str(location).split("@")[-1]
+
+
+class VectorStore:
+    """One Qdrant collection. Create with :meth:`open`; call :meth:`close` (or use ``with``) when done."""
+
+    def __init__(self, client: Any, collection: str, location: str, mode: str) -> None:
+        self.client = client
+        self.collection = collection
+        self.location = location
+        self.mode = mode  # "memory" | "local" | "server"
+
+    # ---- opening
+    @classmethod
+    def open(
+        cls,
+        location: str | os.PathLike[str] | None = None,
+        collection: str = "passages",
+        *,
+        api_key: str | None = None,
+        timeout: float = 5.0,
+    ) -> VectorStore:
+        """Open Qdrant at ``location`` (path, ``":memory:"`` or URL; None → ``$QDRANT_URL``).
+
+        Server mode is probed with ``timeout`` seconds; failures raise :class:`VectorStoreUnavailable`
+        with the URL and the cause. A local path already opened by another process also raises it.
+        """
+        from qdrant_client import QdrantClient
+
+        if location is None:
+            location = settings.qdrant_url()
+            if location is None:
+                raise VectorStoreUnavailable("no vector location given and QDRANT_URL is not set")
+        if is_url(location):
+            url = str(location)
+            key = api_key if api_key is not None else settings.qdrant_api_key()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "api key over insecure connection" etc.
+                    client = QdrantClient(
+                        url=url, api_key=key, timeout=max(1, int(round(timeout))), check_compatibility=False
+                    )
+                client.get_collections()
+            except Exception as err:  # noqa: BLE001 - any transport error means "not reachable"
+                raise VectorStoreUnavailable(
+                    f"Qdrant server at {_describe(url)} is not reachable or not a Qdrant server "
+                    f"(timeout {timeout:g}s; {type(err).__name__}: {str(err).strip()[:300]}). "
+                    "Start the server, fix QDRANT_URL/QDRANT_API_KEY, "
+                    "or unset QDRANT_URL to use local mode."
+                ) from err
+            return cls(client, collection, url, "server")
+        if str(location) == ":memory:":
+            return cls(QdrantClient(location=":memory:"), collection, ":memory:", "memory")
+        path = Path(location)
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            client = QdrantClient(path=str(path))
+        except RuntimeError as err:
+            raise VectorStoreUnavailable(
+                f"Qdrant local storage {path} is in use by another process ({err}). Local mode allows one "
+                "process per path; use a Qdrant server (QDRANT_URL) to share vectors between processes."
+            ) from err
+        return cls(client, collection, str(path), "local")
+
+    # ---- collection
+    def exists(self) -> bool:
+        """True when the collection exists."""
+        return bool(self.client.collection_exists(self.collection))
+
+    def create(self, dim: int, *, recreate: bool = False) -> None:
+        """Create the collection (cosine, ``dim``); ``recreate`` drops an existing one first.
+
+        An existing collection of another size raises ValueError unless ``recreate``.
+        """
+        from qdrant_client import models
+
+        if self.exists():
+            if not recreate:
+                have = self.dim
+                if have != dim:
+                    raise ValueError(f"collection {self.collection!r} has dim {have}, not {dim}")
+                return
+            self.client.delete_collection(self.collection)
+        self.client.create_collection(
+            self.collection, vectors_config=models.VectorParams(size=int(dim), distance=models.Distance.COSINE)
+        )
+
+    @property
+    def dim(self) -> int:
+        """Vector size of the collection."""
+        info = self.client.get_collection(self.collection)
+        return int(info.config.params.vectors.size)
+
+    def delete_collection(self) -> None:
+        """Drop the collection (no error when absent)."""
+        if self.exists():
+            self.client.delete_collection(self.collection)
+
+    # ---- writing
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]] | None = None,
+        *,
+        batch_size: int = 256,
+        progress: bool = False,
+        progress_callback: Callable[[str, int, int], None] | None = None,
+    ) -> int:
+        """Insert or replace points for passage ``ids`` → number written.
+
+        ``payloads[i]`` is merged into ``{"pid": ids[i]}`` (build passes ``doc_id`` and ``title``).
+        """
+        from qdrant_client import models
+
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(ids):
+            raise ValueError(f"expected {len(ids)} vectors as a 2-d array, got shape {vectors.shape}")
+        if payloads is not None and len(payloads) != len(ids):
+            raise ValueError("payloads must have one entry per id")
+        n = len(ids)
+        bar = None
+        if progress and n:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="qdrant", unit="vector", mininterval=1.0)
+        try:
+            for start in range(0, n, batch_size):
+                stop = min(n, start + batch_size)
+                batch_ids = list(ids[start:stop])
+                pls = [
+                    {**(payloads[i] if payloads is not None else {}), "pid": ids[i]} for i in range(start, stop)
+                ]
+                self.client.upsert(
+                    self.collection,
+                    points=models.Batch(
+                        ids=[point_id(p) for p in batch_ids], vectors=vectors[start:stop].tolist(), payloads=pls
+                    ),
+                    wait=True,
+                )
+                if bar is not None:
+                    bar.update(stop - start)
+                if progress_callback is not None:
+                    progress_callback("vectors", stop, n)
+        finally:
+            if bar is not None:
+                bar.close()
+        return n
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove points for passage ``ids`` (unknown ids are ignored)."""
+        from qdrant_client import models
+
+        if ids:
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=[point_id(p) for p in ids]))
+
+    # ---- reading
+    def search(self, vector: np.ndarray | Sequence[float], k: int = 10) -> list[tuple[str, float]]:
+        """Nearest ``k`` passages by cosine similarity → ``[(pid, score)]``, best first."""
+        if k <= 0:
+            return []
+        res = self.client.query_points(
+            self.collection, query=np.asarray(vector, dtype=np.float32).tolist(), limit=k, with_payload=["pid"]
+        )
+        return [(p.payload["pid"], float(p.score)) for p in res.points]
+
+    def search_many(self, vectors: np.ndarray, k: int = 10) -> list[list[tuple[str, float]]]:
+        """:meth:`search` for each row of ``vectors`` in one request."""
+        from qdrant_client import models
+
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(vectors) == 0 or k <= 0:
+            return [[] for _ in range(len(vectors))]
+        reqs = [models.QueryRequest(query=v.tolist(), limit=k, with_payload=["pid"]) for v in vectors]
+        res = self.client.query_batch_points(self.collection, requests=reqs)
+        return [[(p.payload["pid"], float(p.score)) for p in r.points] for r in res]
+
+    def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors for passage ``ids`` → ``{pid: vector}`` (missing ids absent)."""
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), 256):
+            pts = self.client.retrieve(
+                self.collection, ids=[point_id(p) for p in ids[start : start + 256]], with_payload=["pid"],
+                with_vectors=True,
+            )
+            for p in pts:
+                out[p.payload["pid"]] = np.asarray(p.vector, dtype=np.float32)
+        return out
+
+    def count(self) -> int:
+        """Exact number of points in the collection."""
+        return int(self.client.count(self.collection, exact=True).count)
+
+    def close(self) -> None:
+        """Release the client (and the local-mode path lock)."""
+        with contextlib.suppress(Exception):  # closing twice / at interpreter exit is harmless
+            self.client.close()
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"VectorStore(mode={self.mode!r}, location={_describe(self.location)!r}, collection={self.collection!r})"
