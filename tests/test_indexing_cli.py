@@ -1,0 +1,82 @@
+"""``python -m indexing``: smoke test through subprocesses (build, search, add, delete, list, switch, cleanup)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VIRANKER_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    env.pop("QDRANT_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "indexing", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> Path:
+    f = tmp_path / "corpus.jsonl"
+    rows = [
+        {"_id": "hn", "title": "Hà Nội", "text": "Hà Nội là thủ đô của Việt Nam."},
+        {"_id": "hue", "title": "Huế", "text": "Huế là cố đô của triều Nguyễn."},
+        {"_id": "long", "title": "Dài", "text": " ".join(f"Câu số {i} nói về sông Hồng." for i in range(80))},
+    ]
+    f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "{broken\n", encoding="utf-8")
+    return f
+
+
+@pytest.mark.slow
+def test_cli_lifecycle(tmp_path: Path, corpus: Path) -> None:
+    home = tmp_path / "home"
+    out = _run(home, "build", "--index", "kb", str(corpus), "--max-words", "120", "-q").stdout
+    assert "3 documents" in out and f"{corpus}:4: malformed JSON" in out and "Skipped 1 record" in out
+    assert "passages" in out and "embedder none" in out
+
+    out = _run(home, "search", "--index", "kb", "thu do viet nam", "-k", "1").stdout
+    assert "hn" in out and "Hà Nội" in out
+
+    extra = tmp_path / "more.csv"
+    extra.write_text("id,title,text\ndn,Đà Nẵng,Đà Nẵng có cầu Rồng.\nhn,Trùng,trùng id\n", encoding="utf-8")
+    out = _run(home, "add", "--index", "kb", str(extra), "-q").stdout
+    assert "duplicate id" in out and '"added": 1' in out
+
+    out = _run(home, "delete", "--index", "kb", "hue", "-q").stdout
+    assert '"deleted": 1' in out
+    bad = _run(home, "delete", "--index", "kb", "no-such-id", "-q", ok=False)
+    assert bad.returncode == 1 and "no-such-id" in bad.stderr and "--missing-ok" in bad.stderr
+
+    listing = json.loads(_run(home, "list", "--index", "kb", "--json").stdout)
+    assert [g["status"] for g in listing] == ["complete"] * 3 and listing[-1]["current"]
+    stats = json.loads(_run(home, "stats", "--index", "kb", "--json").stdout)
+    assert stats["generation"] == listing[-1]["name"] and stats["operation"] == "delete"
+
+    out = _run(home, "switch", "--index", "kb", "--rollback").stdout
+    assert listing[1]["name"] in out
+    assert json.loads(_run(home, "stats", "--index", "kb", "--json").stdout)["generation"] == listing[1]["name"]
+    out = _run(home, "cleanup", "--index", "kb", "--keep", "1").stdout  # newest one + the current one stay
+    assert f"deleted 1 generation(s): {listing[0]['name']}" in out
+
+
+def test_cli_fatal_errors_are_clear(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    csv = tmp_path / "bad.csv"
+    csv.write_text("doc,body\n1,x\n", encoding="utf-8")
+    proc = _run(home, "build", "--index", "kb", str(csv), "-q", ok=False)
+    assert proc.returncode == 1
+    assert "error:" in proc.stderr and "['doc', 'body']" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _run(home, "stats", "--index", "../etc", ok=False)
+    assert proc.returncode == 1 and "invalid index name" in proc.stderr
+    proc = _run(home, "stats", "--index", "empty", ok=False)
+    assert proc.returncode == 1 and "no current generation" in proc.stderr
+    proc = _run(home, "build", "--index", "kb", ok=False)
+    assert proc.returncode == 2  # argparse usage error
