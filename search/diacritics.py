@@ -23,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -231,7 +233,7 @@ class DiacriticRestorer:
         bi_vals = np.fromiter(self.bigram.values(), dtype=np.int64, count=len(self.bigram))
         tri_keys = np.fromiter(self.trigram.keys(), dtype=np.int64, count=len(self.trigram))
         tri_vals = np.fromiter(self.trigram.values(), dtype=np.int64, count=len(self.trigram))
-        tmp = path.with_name(path.name + ".tmp.npz")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp.npz")  # unique per writer
         np.savez_compressed(
             tmp,
             version=np.array([_FORMAT_VERSION, self.max_candidates]),

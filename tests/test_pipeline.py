@@ -1,0 +1,266 @@
+"""Pipeline: real Whoosh BM25 + in-memory Qdrant, a small deterministic embedder and fake rerankers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pytest
+
+from indexing.bm25 import BM25Index
+from indexing.corpus import Passage
+from indexing.normalize import syllables
+from indexing.vectors import VectorStore
+from reranker.backends import ModelUnavailable, RerankScores
+from search.diacritics import RESTORER_FILE, DiacriticRestorer
+from search.fusion import RRF_K
+from search.pipeline import Pipeline, QueryError, SearchResult, parse_pipeline
+
+TEXTS = {
+    "passport": ("Hộ chiếu", "Công dân làm thủ tục cấp lại hộ chiếu tại cơ quan quản lý xuất nhập cảnh."),
+    "hanoi": ("Hà Nội", "Hà Nội là thủ đô của Việt Nam, có nhiều hồ như hồ Gươm và hồ Tây."),
+    "tuition": ("Học phí", "Sinh viên phải đóng học phí trước khi đăng ký học phần của học kỳ mới."),
+    "market": ("Chợ", "Người dân đi chợ mua cá, mua thịt và rau xanh mỗi buổi sáng."),
+    "hue": ("Huế", "Huế là cố đô của Việt Nam với kinh thành và các lăng tẩm."),
+    "rice": ("Lúa gạo", "Đồng bằng sông Cửu Long là vựa lúa lớn nhất của Việt Nam."),
+    "id-card": ("Căn cước", "Công dân đủ mười bốn tuổi được cấp thẻ căn cước công dân."),
+    "exam": ("Thi cử", "Sinh viên vắng thi không có lý do bị điểm không của học phần."),
+}
+
+
+class HashEmbedder:
+    """Bag of *marked* syllables hashed into 64 dims: sensitive to diacritics like a real model is."""
+
+    name = "hash-64"
+    model_id = "test/hash-64"
+    dim = 64
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for s in syllables(t):
+                out[i, int(hashlib.md5(s.encode()).hexdigest(), 16) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+
+class LengthReranker:
+    """Prefers shorter passages; records what it was asked."""
+
+    name = "shortest"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def rerank(self, query: str, passages: list[str]) -> RerankScores:
+        self.calls.append((query, list(passages)))
+        return RerankScores.from_raw([-len(p) / 10 for p in passages])
+
+
+@pytest.fixture(scope="module")
+def passages() -> list[Passage]:
+    return [Passage(pid, pid, title, text, "test") for pid, (title, text) in TEXTS.items()]
+
+
+@pytest.fixture(scope="module")
+def bm25(tmp_path_factory: pytest.TempPathFactory, passages: list[Passage]) -> BM25Index:
+    index = BM25Index.build(tmp_path_factory.mktemp("bm25") / "bm25", passages)
+    yield index
+    index.close()
+
+
+@pytest.fixture(scope="module")
+def vectors(passages: list[Passage]) -> VectorStore:
+    store = VectorStore.open(":memory:", "passages")
+    emb = HashEmbedder()
+    store.create(emb.dim)
+    store.upsert([p.id for p in passages], emb.encode_passages([f"{p.title} {p.text}" for p in passages]))
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def restorer() -> DiacriticRestorer:
+    return DiacriticRestorer.from_texts([f"{t}. {x}" for t, x in TEXTS.values()] * 2)
+
+
+@pytest.fixture()
+def pipe(bm25, vectors, restorer) -> Pipeline:
+    return Pipeline(bm25, vectors, HashEmbedder(), {"shortest": LengthReranker()}, restorer, depth=8, rerank_top=3)
+
+
+def test_parse_pipeline():
+    assert parse_pipeline("hybrid+viranker") == ("hybrid", "viranker")
+    assert parse_pipeline("BM25") == ("bm25", None)
+    assert parse_pipeline("bm25+phoranker") == ("bm25", "phoranker")
+    for bad in ["sparse", "hybrid+", "hybrid+Vi Ranker", "", "+viranker"]:
+        with pytest.raises(ValueError):
+            parse_pipeline(bad)
+
+
+def test_bm25_pipeline(pipe: Pipeline):
+    res = pipe.search("cấp lại hộ chiếu", "bm25", top_k=3)
+    assert isinstance(res, SearchResult)
+    assert res.pipeline == "bm25" and res.diacritics == "full" and res.searched_query == "cấp lại hộ chiếu"
+    top = res.hits[0]
+    assert top.id == "passport" and top.rank == 1 and top.title == "Hộ chiếu" and "hộ chiếu" in top.text
+    assert top.stage_ranks == {"bm25": 1} and top.score == top.stage_scores["bm25"] > 0
+    assert [h.rank for h in res.hits] == list(range(1, len(res.hits) + 1))
+    assert all(a.score >= b.score for a, b in zip(res.hits, res.hits[1:], strict=False))
+    assert {"validate", "diacritics", "bm25", "total"} <= set(res.timings_ms)
+    assert "dense" not in res.timings_ms
+
+
+def test_dense_and_hybrid_rrf_scores(pipe: Pipeline):
+    dense = pipe.search("thủ đô Việt Nam", "dense", top_k=5)
+    assert dense.hits[0].stage_ranks["dense"] == 1 and "embed" in dense.timings_ms
+    res = pipe.search("thủ đô Việt Nam", "hybrid", top_k=8)
+    assert res.hits[0].id == "hanoi"
+    for hit in res.hits:
+        ranks = hit.stage_ranks
+        expected = sum(1 / (RRF_K + ranks[s]) for s in ("bm25", "dense") if s in ranks)
+        assert hit.score == pytest.approx(expected)
+        assert ranks["fusion"] == hit.rank
+    assert {"bm25", "embed", "dense", "fusion"} <= set(res.timings_ms)
+
+
+def test_weighted_minmax_fusion(bm25, vectors, restorer):
+    pipe = Pipeline(bm25, vectors, HashEmbedder(), restorer=restorer, fusion="minmax",
+                    fusion_kwargs={"weights": [1.0, 0.0]})
+    hybrid = [h.id for h in pipe.search("đi chợ mua cá", "hybrid", top_k=3).hits]
+    bm = [h.id for h in pipe.search("đi chợ mua cá", "bm25", top_k=3).hits]
+    assert hybrid[0] == bm[0] == "market"
+
+
+def test_reranker_reorders_the_top_window(pipe: Pipeline):
+    first = pipe.search("Việt Nam", "hybrid", top_k=6)
+    res = pipe.search("Việt Nam", "hybrid+shortest", top_k=6)
+    window = [h.id for h in first.hits[:3]]
+    reranked = sorted(window, key=lambda pid: len(TEXTS[pid][1]))
+    assert [h.id for h in res.hits[:3]] == reranked
+    assert [h.id for h in res.hits[3:]] == [h.id for h in first.hits[3:]]  # the rest keeps first-stage order
+    for h in res.hits[:3]:
+        assert h.stage_ranks["rerank"] == h.rank and "fusion" in h.stage_ranks
+        assert h.score == pytest.approx(1 / (1 + np.exp(len(TEXTS[h.id][1]) / 10)))
+        assert h.stage_scores["rerank_raw"] == pytest.approx(-len(TEXTS[h.id][1]) / 10)
+    assert "rerank" in res.timings_ms and res.pipeline == "hybrid+shortest"
+    assert any("not reranked" in n for n in res.notes)
+
+
+def test_routing_restores_query_for_dense_and_reranker(bm25, vectors, restorer):
+    emb, rr = HashEmbedder(), LengthReranker()
+    pipe = Pipeline(bm25, vectors, emb, {"shortest": rr}, restorer, depth=8, rerank_top=3)
+    res = pipe.search("cap lai ho chieu", "hybrid+shortest", top_k=3)
+    assert res.diacritics == "none" and res.query == "cap lai ho chieu"
+    assert res.searched_query == "cấp lại hộ chiếu"
+    assert emb.seen == ["cấp lại hộ chiếu"] and rr.calls[0][0] == "cấp lại hộ chiếu"
+    assert "passport" in [h.id for h in res.hits]
+    assert any("restored" in n for n in res.notes)
+    # BM25 searched the folded field with the typed query: same scores as a direct folded search
+    direct = dict(bm25.search("cap lai ho chieu", 8, field="folded"))
+    for h in res.hits:
+        if "bm25" in h.stage_scores:
+            assert h.stage_scores["bm25"] == pytest.approx(direct[h.id])
+
+
+def test_as_typed_switches_routing_off(bm25, vectors, restorer):
+    emb = HashEmbedder()
+    pipe = Pipeline(bm25, vectors, emb, restorer=restorer)
+    res = pipe.search("cap lai ho chieu", "dense", top_k=3, as_typed=True)
+    assert res.searched_query == "cap lai ho chieu" and res.diacritics == "none"
+    assert emb.seen == ["cap lai ho chieu"]
+
+
+def test_routing_without_restorer_still_uses_folded_bm25(bm25):
+    pipe = Pipeline(bm25)
+    res = pipe.search("hoc phi hoc ky", "bm25", top_k=2)
+    assert res.hits[0].id == "tuition" and res.searched_query == "hoc phi hoc ky"
+
+
+def test_routed_bm25_restored_variant(bm25, restorer):
+    pipe = Pipeline(bm25, restorer=restorer, routed_bm25="restored")
+    res = pipe.search("cap lai ho chieu", "bm25", top_k=2)
+    assert res.hits[0].id == "passport"
+    assert res.hits[0].stage_scores["bm25"] == pytest.approx(dict(bm25.search("cấp lại hộ chiếu", 2))["passport"])
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\x00\x01 \u200b", "?!...", None])
+def test_bad_queries_raise_query_error(pipe: Pipeline, query):
+    with pytest.raises(QueryError):
+        pipe.search(query, "bm25")
+
+
+def test_control_characters_stripped_and_long_queries_truncated(pipe: Pipeline):
+    res = pipe.search("hộ\x00 chiếu\x07", "bm25", top_k=1)
+    assert res.searched_query == "hộ chiếu" and res.hits[0].id == "passport"
+    long = " ".join(["hộ chiếu"] * 50)  # 100 syllables
+    res = pipe.search(long, "bm25", top_k=1)
+    assert len(re.findall(r"\w+", res.searched_query)) == 64
+    assert any("64 syllables" in n for n in res.notes)
+    res = pipe.search("hộchiếu" * 100, "bm25", top_k=1)  # 700 characters, one token
+    assert len(res.searched_query) == 512 and any("512 characters" in n for n in res.notes)
+
+
+def test_errors_for_unknown_or_unavailable_parts(bm25, vectors):
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        Pipeline(bm25).search("hộ chiếu", "sparse")
+    with pytest.raises(ValueError, match="needs vectors"):
+        Pipeline(bm25).search("hộ chiếu", "hybrid")
+    with pytest.raises(KeyError, match="not configured"):
+        Pipeline(bm25, rerankers={}).search("hộ chiếu", "bm25+viranker")
+
+    def loader(name: str):
+        raise ModelUnavailable(name, "no weights", "set VIRANKER_MODEL")
+
+    with pytest.raises(ModelUnavailable, match="VIRANKER_MODEL"):
+        Pipeline(bm25, rerankers=loader).search("hộ chiếu", "bm25+viranker")
+    with pytest.raises(ValueError):
+        Pipeline(bm25).search("hộ chiếu", "bm25", top_k=0)
+
+
+def test_search_many_matches_search(pipe: Pipeline):
+    queries = ["thủ đô Việt Nam", "cap lai ho chieu", "học phí"]
+    many = pipe.search_many(queries, "hybrid", top_k=4)
+    for q, r in zip(queries, many, strict=True):
+        single = pipe.search(q, "hybrid", top_k=4)
+        assert [h.id for h in r.hits] == [h.id for h in single.hits]
+        assert r.searched_query == single.searched_query
+    assert pipe.pipelines() == ["bm25", "dense", "hybrid"]
+    assert Pipeline(pipe.bm25).pipelines() == ["bm25"]
+
+
+def test_result_to_dict_is_json_able(pipe: Pipeline):
+    import json
+
+    d = pipe.search("hộ chiếu", "hybrid+shortest", top_k=2).to_dict()
+    json.dumps(d)
+    assert d["hits"][0]["stage_ranks"]["rerank"] == 1
+
+
+def test_from_snapshot_builds_restorer_into_generation(tmp_path, passages):
+    from indexing.build import build_generation, open_generation
+
+    emb = HashEmbedder()
+    build_generation("t", passages, emb, root=tmp_path, progress=False)
+    with open_generation("t", root=tmp_path) as snap:
+        pipe = Pipeline.from_snapshot(snap, embedder=emb)
+        assert (snap.path / RESTORER_FILE).exists()
+        res = pipe.search("ha noi thu do", "hybrid", top_k=2)
+        assert res.searched_query == "hà nội thủ đô" and res.hits[0].id == "hanoi"
+
+        class Other(HashEmbedder):
+            model_id = "test/other"
+
+        with pytest.raises(ValueError, match="same model"):
+            Pipeline.from_snapshot(snap, embedder=Other())
