@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 DEFAULT_EXACT_BOOST = 2.0
-FIELDS = ("exact", "folded", "both", "words")
+FIELDS = ("exact", "folded", "both", "auto", "words")
 CONFIG_FILE = "viranker_bm25.json"
 INDEX_NAME = "MAIN"
 _TOKEN_FUNCTIONS = {"exact": "syllables", "folded": "folded_syllables", "words": "words"}
@@ -302,10 +302,18 @@ class BM25Index:
         """Tokens of ``text`` for index field ``field`` (``exact``/``folded``/``words``), via the index analyzer."""
         return [t.text for t in self._ix.schema[field].analyzer(text, mode="query")]
 
-    def build_query(self, query: str, field: str = "both", exact_boost: float | None = None) -> wq.Query | None:
-        """The Whoosh query for ``query`` (None when it has no tokens). See :meth:`search` for ``field``."""
+    def resolve_field(self, query: str, field: str) -> str:
+        """``"auto"`` → ``"both"`` when the query carries any diacritic, else ``"folded"``; others unchanged."""
         if field not in FIELDS:
             raise ValueError(f"field must be one of {FIELDS}, got {field!r}")
+        if field != "auto":
+            return field
+        exact = self.analyze(query, "exact")
+        return "both" if any(_normalize.has_diacritics(t) for t in exact) else "folded"
+
+    def build_query(self, query: str, field: str = "both", exact_boost: float | None = None) -> wq.Query | None:
+        """The Whoosh query for ``query`` (None when it has no tokens). See :meth:`search` for ``field``."""
+        field = self.resolve_field(query, field)
         if field == "words" and not self.has_words:
             raise ValueError("this index was built without the 'words' field (BM25Index.build(words=True))")
         boost = float(self.config["exact_boost"] if exact_boost is None else exact_boost)
@@ -325,6 +333,8 @@ class BM25Index:
 
         ``field``: ``"both"`` (default; exact boosted + folded), ``"exact"`` (diacritics must match),
         ``"folded"`` (diacritics ignored; the diacritics router uses it for queries typed without marks),
+        ``"auto"`` (``"folded"`` when the query has no diacritic at all, else ``"both"``: in a query typed
+        without marks, exact matches on plain syllables such as ``do``/``ban`` are noise, not evidence),
         ``"words"`` (word-segmented variant, only if built with ``words=True``).
         """
         q = self.build_query(query, field, exact_boost)

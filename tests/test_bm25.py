@@ -53,6 +53,13 @@ def test_exact_match_outranks_folded_only_match(index: BM25Index) -> None:
     assert "ma2" in exact and exact.get("ma1", 0) < exact["ma2"]
 
 
+def test_auto_field_uses_folded_for_queries_without_diacritics(index: BM25Index) -> None:
+    assert index.resolve_field("con ma", "auto") == "folded"
+    assert index.resolve_field("con má", "auto") == "both"
+    assert index.search("con ma", k=5, field="auto") == index.search("con ma", k=5, field="folded")
+    assert index.search("con má", k=5, field="auto") == index.search("con má", k=5, field="both")
+
+
 def test_tone_mark_placement_is_unified(index: BM25Index) -> None:
     # The document says "Hoà ... thuỷ" (old placement); a query in the new placement matches exactly.
     assert index.search("hòa bình thủy chung", k=1, field="exact")[0][0] == "hoa"
