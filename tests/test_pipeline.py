@@ -264,3 +264,86 @@ def test_from_snapshot_builds_restorer_into_generation(tmp_path, passages):
 
         with pytest.raises(ValueError, match="same model"):
             Pipeline.from_snapshot(snap, embedder=Other())
+
+
+# ------------------------------------------------------------------------------------------ SearchService
+def _service(root, **kw):
+    from search.service import SearchService
+
+    return SearchService("svc", root=root, check_interval=0.0, embedder_loader=lambda name: HashEmbedder(), **kw)
+
+
+def test_service_searches_current_generation_and_reopens(tmp_path, passages):
+    from indexing.build import build_generation
+    from search.service import ServiceError
+
+    svc = _service(tmp_path, reranker_loader=lambda name: LengthReranker())
+    with pytest.raises(ServiceError, match="build it first"):
+        svc.search("hộ chiếu", "bm25")
+    build_generation("svc", passages[:4], HashEmbedder(), root=tmp_path, progress=False)
+    res = svc.search("cap lai ho chieu", "hybrid", top_k=3)
+    assert res.hits[0].id == "passport" and res.searched_query == "cấp lại hộ chiếu"
+    first_gen = svc.generation
+    old_state = svc._state
+    assert svc.search("Huế cố đô", "bm25", top_k=8).hits[0].id != "hue"  # not indexed yet
+
+    build_generation("svc", passages, HashEmbedder(), root=tmp_path, progress=False)  # CURRENT moves
+    res = svc.search("Huế cố đô", "bm25", top_k=3)
+    assert res.hits[0].id == "hue" and svc.generation != first_gen
+    assert old_state.closed  # the old generation's BM25 searcher and Qdrant client were released
+    assert svc.default_pipeline == "hybrid"  # no "viranker" from this loader's status listing
+    status = svc.status()
+    assert status["generation"] == svc.generation and status["counts"]["passages"] == len(passages)
+    assert "hybrid" in status["pipelines"]
+    svc.close()
+
+
+def test_service_compare_and_unavailable_reranker(tmp_path, passages):
+    from indexing.build import build_generation
+
+    def loader(name: str):
+        if name == "shortest":
+            return LengthReranker()
+        raise ModelUnavailable(name, "no weights here", "set VIRANKER_MODEL=<dir>")
+
+    build_generation("svc", passages, HashEmbedder(), root=tmp_path, progress=False)
+    with _service(tmp_path, reranker_loader=loader) as svc:
+        out = svc.compare("thủ đô Việt Nam", ["bm25", "hybrid", "hybrid+shortest", "hybrid+viranker"], top_k=3)
+        assert [h.id for h in out["hybrid+shortest"].hits] and out["bm25"].hits[0].id == "hanoi"
+        assert isinstance(out["hybrid+viranker"], ModelUnavailable)
+        with pytest.raises(ModelUnavailable, match="VIRANKER_MODEL"):
+            svc.search("thủ đô", "bm25+viranker")
+        status = svc.reranker_status()
+        assert status["shortest"] == "loaded" and status["viranker"].startswith("unavailable: ")
+        with pytest.raises(QueryError):
+            svc.compare("   ", ["bm25", "hybrid"])
+
+
+def test_service_is_thread_safe_across_generation_swaps(tmp_path, passages):
+    import threading
+
+    from indexing.build import build_generation
+
+    build_generation("svc", passages, HashEmbedder(), root=tmp_path, progress=False)
+    errors: list[BaseException] = []
+    with _service(tmp_path) as svc:
+        svc.search("hộ chiếu", "hybrid")
+
+        def worker(i: int) -> None:
+            try:
+                for j in range(12):
+                    q = ["thủ đô Việt Nam", "cap lai ho chieu", "học phí"][(i + j) % 3]
+                    res = svc.search(q, ["bm25", "dense", "hybrid"][j % 3], top_k=3)
+                    assert res.hits
+            except BaseException as err:  # noqa: BLE001
+                errors.append(err)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        build_generation("svc", passages[::-1], HashEmbedder(), root=tmp_path, progress=False)
+        for t in threads:
+            t.join()
+        svc.search("hộ chiếu", "bm25")
+        assert not errors, errors[:3]
+        assert svc._state.users == 0

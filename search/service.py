@@ -1,0 +1,346 @@
+"""A long-lived search service for the app: one index, always its ``CURRENT`` generation.
+
+:class:`SearchService` opens the generation named by ``CURRENT`` (BM25 + Qdrant + diacritic restorer), loads
+the query embedder and the rerankers lazily on first use, and re-opens when ``CURRENT`` changes (checked at
+most every ``check_interval`` seconds). Searches that are running on the old generation finish on it; its
+Qdrant local client and BM25 searcher are closed when the last of them is done. All methods are thread-safe
+(Gradio serves requests from a thread pool).
+
+Unavailable models never break the service: :meth:`SearchService.status` lists each reranker as available or
+with its ``ModelUnavailable`` message, and searching with one raises that error for the caller to show.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from search.pipeline import Pipeline, SearchResult, parse_pipeline, same_model
+
+__all__ = ["SearchService", "ServiceError"]
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(RuntimeError):
+    """The service cannot search (no index built yet, missing vectors for a dense pipeline, ...)."""
+
+
+class _LazyEmbedder:
+    """Stands in for the index's query embedder; loads the real one on the first query (thread-safe)."""
+
+    def __init__(self, name: str, model_id: str, dim: int, loader: Any = None) -> None:
+        self.name, self.model_id, self.dim = name, model_id, dim
+        self._loader = loader
+        self._real: Any = None
+        self._error: Exception | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._real is None:
+                loader = self._loader
+                if loader is None:
+                    from search.embedders import load_embedder as loader
+                try:
+                    real = loader(self.name)
+                except Exception as err:
+                    self._error = err
+                    raise
+                if int(real.dim) != self.dim or not same_model(str(real.model_id), self.model_id):
+                    raise ServiceError(f"embedder {self.name!r} is {real.model_id!r} (dim {real.dim}) but the index "
+                                       f"vectors come from {self.model_id!r} (dim {self.dim}); rebuild the index")
+                self._real, self._error = real, None
+            return self._real
+
+    @property
+    def loaded(self) -> bool:
+        return self._real is not None
+
+    def encode_queries(self, texts: list[str]) -> Any:
+        return self.get().encode_queries(texts)
+
+    def encode_passages(self, texts: list[str]) -> Any:
+        return self.get().encode_passages(texts)
+
+
+class _LockedReranker:
+    """Serializes calls to one reranker model (torch modules and tokenizers are not re-entrant)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.name = getattr(model, "name", "?")
+        self._lock = threading.Lock()
+
+    def rerank(self, query: str, passages: Sequence[str]) -> Any:
+        with self._lock:
+            return self.model.rerank(query, passages)
+
+
+class _State:
+    """One opened generation and its pipeline, with a count of searches using it."""
+
+    def __init__(self, snapshot: Any, pipeline: Pipeline) -> None:
+        self.snapshot = snapshot
+        self.pipeline = pipeline
+        self.generation: str = snapshot.generation
+        self.users = 0
+        self.retired = False
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.snapshot.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                log.exception("closing generation %s failed", self.generation)
+
+
+class SearchService:
+    """Search one index for the app.
+
+    Args:
+        index_name: the index under ``<root>/indexes/``.
+        root: ViRanker home (default ``$VIRANKER_HOME`` or ``./var``).
+        embedder: query embedder name when the manifest does not record one (default ``"e5-small"``).
+        default_reranker: reranker used by :attr:`default_pipeline` when available (``hybrid+viranker``).
+        check_interval: seconds between checks of ``CURRENT``.
+        pipeline_kwargs: passed to :class:`~search.pipeline.Pipeline` (``depth``, ``rerank_top``, ``fusion``...).
+        reranker_loader: ``name -> Reranker`` (default ``reranker.backends.load_reranker``); tests inject fakes.
+        embedder_loader: ``name -> Embedder`` (default ``search.embedders.load_embedder``).
+    """
+
+    def __init__(
+        self,
+        index_name: str,
+        root: str | os.PathLike[str] | None = None,
+        embedder: str = "e5-small",
+        default_reranker: str | None = "viranker",
+        *,
+        check_interval: float = 1.0,
+        pipeline_kwargs: dict[str, Any] | None = None,
+        reranker_loader: Any = None,
+        embedder_loader: Any = None,
+    ) -> None:
+        from indexing import settings
+
+        self.index_name = settings.validate_index_name(index_name)
+        self.root = root
+        self.index_dir = settings.index_dir(index_name, root)
+        self.embedder_name = embedder
+        self.default_reranker = default_reranker
+        self.check_interval = check_interval
+        self.pipeline_kwargs = dict(pipeline_kwargs or {})
+        self._reranker_loader = reranker_loader
+        self._embedder_loader = embedder_loader
+        self._lock = threading.RLock()
+        self._state: _State | None = None
+        self._checked = 0.0
+        self._embedders: dict[tuple[str, str], _LazyEmbedder] = {}
+        self._rerankers: dict[str, _LockedReranker] = {}
+        self._reranker_errors: dict[str, str] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------------------------------ state
+    def _embedder_for(self, manifest: dict[str, Any]) -> _LazyEmbedder | None:
+        info = manifest.get("embedder") or {}
+        if not info or not manifest.get("vectors"):
+            return None
+        name = info.get("name") or self.embedder_name
+        key = (name, info["model_id"])
+        if key not in self._embedders:
+            self._embedders[key] = _LazyEmbedder(name, info["model_id"], int(info["dim"]), self._embedder_loader)
+        return self._embedders[key]
+
+    def _open(self) -> _State:
+        from indexing.build import open_generation
+
+        snapshot = open_generation(self.index_name, root=self.root)
+        try:
+            pipeline = Pipeline.from_snapshot(snapshot, self._embedder_for(snapshot.manifest),
+                                              rerankers=self._get_reranker, **self.pipeline_kwargs)
+        except BaseException:
+            snapshot.close()
+            raise
+        log.info("opened %s generation %s", self.index_name, snapshot.generation)
+        return _State(snapshot, pipeline)
+
+    def _current_state(self) -> _State:
+        """The state for the generation in CURRENT (re-opened when it changed). Caller holds ``_lock``."""
+        from indexing import generations as gens
+
+        if self._closed:
+            raise ServiceError("the search service is closed")
+        now = time.monotonic()
+        if self._state is not None and now - self._checked < self.check_interval:
+            return self._state
+        self._checked = now
+        current = gens.current(self.index_dir)
+        if current is None:
+            if self._state is not None:
+                return self._state  # CURRENT vanished (manual edit): keep serving what is open
+            raise ServiceError(f"index {self.index_name!r} has no built generation yet in {self.index_dir}; "
+                               "build it first (python -m indexing build ...)")
+        if self._state is None or self._state.generation != current:
+            new = self._open()
+            old, self._state = self._state, new
+            if old is not None:
+                old.retired = True
+                if old.users == 0:
+                    old.close()
+        return self._state
+
+    @contextmanager
+    def _lease(self):
+        with self._lock:
+            state = self._current_state()
+            state.users += 1
+        try:
+            yield state
+        finally:
+            with self._lock:
+                state.users -= 1
+                if state.retired and state.users == 0:
+                    state.close()
+
+    def refresh(self) -> str:
+        """Check ``CURRENT`` now (re-opening if it changed) → the serving generation's name."""
+        with self._lock:
+            self._checked = 0.0
+            return self._current_state().generation
+
+    # -------------------------------------------------------------------------------------- models
+    def _get_reranker(self, name: str) -> _LockedReranker:
+        with self._lock:
+            if name in self._rerankers:
+                return self._rerankers[name]
+        loader = self._reranker_loader
+        if loader is None:
+            from reranker.backends import load_reranker as loader
+        try:
+            model = loader(name)
+        except Exception as err:
+            with self._lock:
+                self._reranker_errors[name] = str(err)
+            raise
+        with self._lock:
+            self._reranker_errors.pop(name, None)
+            return self._rerankers.setdefault(name, _LockedReranker(model))
+
+    def reranker_status(self) -> dict[str, str]:
+        """``{name: "loaded" | "available: <dir>" | "unavailable: <reason>. <fix>"}`` (loads nothing)."""
+        try:
+            from reranker.backends import available_rerankers
+
+            status = available_rerankers() if self._reranker_loader is None else {}
+        except ImportError as err:  # pragma: no cover - reranker package missing
+            status = {"viranker": f"unavailable: reranker package not importable ({err})"}
+        with self._lock:
+            for name in self._rerankers:
+                status[name] = "loaded"
+            for name, msg in self._reranker_errors.items():
+                status[name] = f"unavailable: {msg}"
+        return status
+
+    # ------------------------------------------------------------------------------------------- API
+    @property
+    def default_pipeline(self) -> str:
+        """``hybrid+<default_reranker>`` when that reranker is available and the index has vectors; else the
+        best first stage the index supports."""
+        names = self.pipelines()
+        if self.default_reranker and f"hybrid+{self.default_reranker}" in names:
+            return f"hybrid+{self.default_reranker}"
+        return "hybrid" if "hybrid" in names else "bm25"
+
+    def pipelines(self) -> list[str]:
+        """Pipeline names usable now: first stages the index supports, and ``+<reranker>`` for rerankers that
+        are loaded or whose weights are present."""
+        with self._lease() as state:
+            first = state.pipeline.pipelines()
+        rerankers = [n for n, s in self.reranker_status().items() if s.startswith(("loaded", "available"))]
+        return first + [f"{f}+{r}" for f in first for r in rerankers]
+
+    def search(
+        self, query: str, pipeline: str | None = None, top_k: int = 10, *, as_typed: bool = False
+    ) -> SearchResult:
+        """Search the current generation. Raises ``QueryError`` (bad query), ValueError (unknown pipeline),
+        :class:`ServiceError` (no index / no vectors), ``ModelUnavailable`` / ``EmbedderUnavailable``."""
+        pipeline = pipeline or self.default_pipeline
+        parse_pipeline(pipeline)
+        with self._lease() as state:
+            try:
+                return state.pipeline.search(query, pipeline, top_k, as_typed=as_typed)
+            except ValueError as err:
+                if "needs vectors" in str(err):
+                    raise ServiceError(str(err)) from err
+                raise
+
+    def compare(
+        self, query: str, pipelines: Sequence[str], top_k: int = 10, *, as_typed: bool = False
+    ) -> dict[str, SearchResult | Exception]:
+        """Run ``query`` through each pipeline on the same generation → ``{pipeline: result or the error}``
+        (a bad query raises ``QueryError`` once instead)."""
+        from search.pipeline import QueryError
+
+        out: dict[str, SearchResult | Exception] = {}
+        with self._lease() as state:
+            state.pipeline.prepare(query, as_typed)  # QueryError for everyone at once
+            for name in pipelines:
+                try:
+                    out[name] = state.pipeline.search(query, name, top_k, as_typed=as_typed)
+                except QueryError:
+                    raise
+                except Exception as err:  # noqa: BLE001 - one failing pipeline must not hide the others
+                    out[name] = err
+        return out
+
+    def status(self) -> dict[str, Any]:
+        """Index, generation, counts, embedder and reranker availability (for the Admin tab)."""
+        info: dict[str, Any] = {"index": self.index_name, "index_dir": str(self.index_dir)}
+        try:
+            with self._lease() as state:
+                manifest = state.snapshot.manifest
+                info.update({
+                    "generation": state.generation,
+                    "counts": manifest.get("counts"),
+                    "created": manifest.get("created"),
+                    "embedder": manifest.get("embedder"),
+                    "embedder_loaded": bool(state.pipeline.embedder is not None and state.pipeline.embedder.loaded),
+                    "pipelines": state.pipeline.pipelines(),
+                    "restorer": repr(state.pipeline.restorer),
+                })
+        except ServiceError as err:
+            info["error"] = str(err)
+        info["rerankers"] = self.reranker_status()
+        return info
+
+    @property
+    def generation(self) -> str | None:
+        """The generation being served (None before the first search / when no index exists)."""
+        with self._lock:
+            return self._state.generation if self._state is not None else None
+
+    def close(self) -> None:
+        """Close the open generation (its Qdrant client); the service cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            if self._state is not None:
+                self._state.retired = True
+                if self._state.users == 0:
+                    self._state.close()
+                self._state = None
+
+    def __enter__(self) -> SearchService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SearchService(index={self.index_name!r}, generation={self.generation!r}, root={str(self.root)!r})"
