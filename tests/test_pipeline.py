@@ -347,3 +347,23 @@ def test_service_is_thread_safe_across_generation_swaps(tmp_path, passages):
         svc.search("hộ chiếu", "bm25")
         assert not errors, errors[:3]
         assert svc._state.users == 0
+
+
+def test_cli_query(tmp_path, passages, capsys: pytest.CaptureFixture[str]):
+    import json
+
+    from indexing.build import build_generation
+    from search.__main__ import main
+
+    build_generation("cli", passages, None, root=tmp_path, progress=False)  # BM25 only
+    assert main(["query", "--index", "cli", "--root", str(tmp_path), "-k", "2", "cap lai ho chieu"]) == 0
+    out = capsys.readouterr().out
+    assert "searched: cấp lại hộ chiếu" in out and "  1. " in out and "passport — Hộ chiếu" in out
+    assert "[bm25] 2 hits" in out
+    assert main(["query", "--index", "cli", "--root", str(tmp_path), "--json", "thủ", "đô"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["id"] == "hanoi"
+    assert main(["query", "--index", "cli", "--root", str(tmp_path), "--pipeline", "hybrid", "Huế"]) == 2
+    assert "needs vectors" in capsys.readouterr().err
+    assert main(["query", "--index", "missing", "--root", str(tmp_path), "Huế"]) == 2
+    assert "build it first" in capsys.readouterr().err
+    assert main(["query", "--index", "cli", "--root", str(tmp_path), "  "]) == 2
