@@ -59,6 +59,7 @@ __all__ = [
     "safe_filename",
     "save_uploads",
     "extract_zip_safely",
+    "extract_beir_zip",
     "load_uploaded_corpus",
     "read_doc_meta",
     "BuildJob",
@@ -142,8 +143,9 @@ class AdminAuth:
             if now < st.next_allowed:
                 wait = st.next_allowed - now
                 locked = st.failures >= self.max_failures
-                what = "Too many failed attempts; locked" if locked else "Too many attempts; wait"
-                return AuthResult(False, f"{what}: try again in {wait:.0f} s.", retry_after=wait)
+                msg = (f"Too many failed attempts: locked, try again in {wait:.0f} s." if locked
+                       else f"Please wait {wait:.0f} s before the next attempt.")
+                return AuthResult(False, msg, retry_after=wait)
             given = (password or "").encode("utf-8")
             if hmac.compare_digest(given, self._password.encode("utf-8")):
                 self._clients.pop(client or "?", None)
@@ -326,6 +328,71 @@ def extract_zip_safely(
                         out.write(chunk)
                 bucket.append(target)
             return structured, texts, skipped, total
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+
+
+def extract_beir_zip(
+    zip_path: str | os.PathLike[str], dest: str | os.PathLike[str], *, max_bytes: int = MAX_UPLOAD_BYTES
+) -> Path:
+    """Extract a BEIR dataset ZIP (``corpus.jsonl``, ``queries.jsonl``, ``qrels/*.tsv``, optionally inside one
+    top folder) into ``dest`` → ``dest`` (the dataset folder).
+
+    Only those files are written, each to a fixed path under ``dest``; member names are checked as in
+    :func:`extract_zip_safely` and uncompressed bytes are capped. Raises :class:`UploadError` when the ZIP is
+    unsafe, too large, or not a BEIR dataset.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise UploadError(f"{Path(zip_path).name}: not a readable ZIP file ({err})") from None
+    written: list[Path] = []
+    try:
+        with zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_ZIP_MEMBERS:
+                raise UploadError(f"ZIP has {len(infos):,} members; the limit is {MAX_ZIP_MEMBERS:,}")
+            for info in infos:
+                reason = _unsafe_member(info.filename)
+                if reason:
+                    raise UploadError(f"unsafe ZIP member {info.filename!r}: {reason} (zip-slip); upload refused")
+                if stat.S_ISLNK(info.external_attr >> 16) or info.flag_bits & 0x1:
+                    raise UploadError(f"ZIP member {info.filename!r} is a symbolic link or encrypted; refused")
+            if sum(i.file_size for i in infos) > max_bytes:
+                raise UploadError(f"ZIP expands to more than {max_bytes:,} bytes (limit)")
+            wanted: dict[str, zipfile.ZipInfo] = {}
+            for info in infos:
+                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+                if info.is_dir() or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+                    continue
+                if len(parts) >= 1 and parts[-1] in ("corpus.jsonl", "queries.jsonl"):
+                    wanted.setdefault(parts[-1], info)
+                elif len(parts) >= 2 and parts[-2] == "qrels" and parts[-1].endswith(".tsv"):
+                    wanted.setdefault("qrels/" + safe_filename(parts[-1]), info)
+            missing = [n for n in ("corpus.jsonl", "queries.jsonl") if n not in wanted]
+            if missing or not any(k.startswith("qrels/") for k in wanted):
+                raise UploadError(
+                    "not a BEIR dataset: the ZIP needs corpus.jsonl, queries.jsonl and qrels/<split>.tsv "
+                    f"(missing: {', '.join(missing) or 'qrels/*.tsv'})"
+                )
+            total = 0
+            for rel, info in wanted.items():
+                target = dest / rel
+                if not _inside(dest, target):
+                    raise UploadError(f"unsafe ZIP member {info.filename!r}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    written.append(target)
+                    while chunk := src.read(1 << 16):
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise UploadError(f"ZIP expands to more than {max_bytes:,} bytes (limit)")
+                        out.write(chunk)
+        return dest
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)

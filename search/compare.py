@@ -11,6 +11,7 @@ pipeline code and easy to test. The Compare tab of the app and the API use it.
 - :func:`sigmoid` / :func:`minmax` — map reranker logits (sigmoid) or retrieval scores (min-max) to
   ``[0, 1]`` so that systems can be shown on one scale.
 - :func:`pairwise_stats` — overlap@k and tau for every pair of systems.
+- :func:`display_scores` — the hits of one result on that ``[0, 1]`` scale.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 from scipy.stats import kendalltau
@@ -32,6 +34,7 @@ __all__ = [
     "minmax",
     "PairStats",
     "pairwise_stats",
+    "display_scores",
 ]
 
 
@@ -145,4 +148,26 @@ def pairwise_stats(lists: Mapping[str, Sequence[str]], k: int) -> list[PairStats
                 k=k,
             )
         )
+    return out
+
+
+def display_scores(hits: Sequence[Any]) -> list[float]:
+    """Scores of a result's hits on one ``[0, 1]`` scale, in hit order.
+
+    Hits scored by a reranker (``stage_scores["rerank_raw"]``, the logit) get ``sigmoid(logit)``, which is
+    comparable across rerankers and queries. The others (retrieval-only pipelines, or ranks below the
+    reranked window) get their retrieval score min-max scaled within this list.
+    """
+    out: list[float] = [0.0] * len(hits)
+    plain: list[int] = []
+    for i, hit in enumerate(hits):
+        raw = (getattr(hit, "stage_scores", None) or {}).get("rerank_raw")
+        if raw is not None:
+            out[i] = float(sigmoid([raw])[0])
+        else:
+            plain.append(i)
+    if plain:
+        scaled = minmax([float(hits[i].score) for i in plain])
+        for i, v in zip(plain, scaled, strict=True):
+            out[i] = float(v)
     return out

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from indexing.normalize import fold, has_diacritics, syllables
-from search.compare import movement_marker
+from search.compare import display_scores, movement_marker
 
 __all__ = [
     "QueryTerms",
@@ -42,6 +42,9 @@ __all__ = [
     "notice_html",
     "restored_notice_html",
     "results_html",
+    "compare_html",
+    "stats_html",
+    "progress_html",
     "pre_rerank_rank",
     "STOPWORDS",
     "STOPWORDS_FOLDED",
@@ -274,3 +277,112 @@ def results_html(
         rows.append(f"<tr class='{'vr-relrow' if is_rel else ''}'>" + "".join(cells) + "</tr>")
     rows.append("</tbody></table>")
     return "".join(rows)
+
+
+# --------------------------------------------------------------------------------------- compare / build
+_PALETTE = ["#4a7bd0", "#d0674a", "#3c9d5d", "#9b59b6", "#c9a227", "#2a9fa8", "#c2477e", "#6d6d6d",
+            "#8a6d3b", "#5b8c2a", "#b05c1e", "#3f51b5"]
+
+
+def progress_html(snap: dict[str, Any]) -> str:
+    """A build snapshot → a status line with a progress bar."""
+    stage, done, total = snap.get("stage") or "", snap.get("done"), snap.get("total")
+    frac = (float(done) / float(total)) if done is not None and total else None
+    bar = f"<div class='vr-progress'><div style='width:{100 * frac:.0f}%'></div></div>" if frac is not None else ""
+    count = f" {done:,}/{total:,} ({100 * frac:.0f}%)" if frac is not None else ""
+    label = html.escape(str(snap.get("label") or "build"))
+    return f"<b>{label}</b> — {html.escape(str(stage))}{count}{bar}"
+
+
+def _doc_badge(label: str, idx: int) -> str:
+    return f"<span class='vr-doc' style='background:{_PALETTE[idx % len(_PALETTE)]}'>{html.escape(label)}</span>"
+
+
+def compare_html(
+    query: str,
+    results: Mapping[str, Any],
+    top_k: int,
+    relevant: set[str] | None = None,
+    metrics: Mapping[str, Mapping[str, float]] | None = None,
+    meta: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
+    """Side-by-side table: one column per system (``results``: name → ``SearchResult``), one row per rank.
+
+    The same passage gets the same badge (D1, D2, … in order of first appearance) in every column, so the
+    eye can follow it; ▲/▼ give the move against the rank before reranking; ✓ marks ``relevant`` ids
+    (benchmark qrels); each header shows the system's total latency and, when given, its NDCG@10 / MRR@10.
+    Scores are on one 0–1 scale (:func:`search.compare.display_scores`).
+    """
+    metrics = metrics or {}
+    meta = meta or {}
+    if not results:
+        return notice_html("Không hệ thống nào chạy được (xem danh sách không khả dụng bên dưới).", "warn")
+    doc_ids: dict[str, int] = {}
+    for res in results.values():
+        for h in res.hits:
+            doc_ids.setdefault(h.id, len(doc_ids))
+    terms = {n: query_terms(query, r.searched_query) for n, r in results.items()}
+    head = ["<th style='width:2.2em'>#</th>"]
+    for name, res in results.items():
+        m = metrics.get(name)
+        mtxt = f" · NDCG@10 {m['ndcg@10']:.3f} · MRR@10 {m['mrr@10']:.3f}" if m else ""
+        total = res.timings_ms.get("total", sum(res.timings_ms.values()))
+        head.append(f"<th>{html.escape(name)}<div class='vr-sysmeta'>{total:,.0f} ms{mtxt}</div></th>")
+    rows = ["<table class='vr-cmp'><thead><tr>" + "".join(head) + "</tr></thead><tbody>"]
+    scores = {n: display_scores(r.hits) for n, r in results.items()}
+    depth = max((len(r.hits) for r in results.values()), default=0)
+    for i in range(min(depth, top_k)):
+        cells = [f"<td class='vr-rank'><b>{i + 1}</b></td>"]
+        for name, res in results.items():
+            if i >= len(res.hits):
+                cells.append("<td></td>")
+                continue
+            h = res.hits[i]
+            pre = pre_rerank_rank(h)
+            mv = ""
+            if pre is not None:
+                marker = movement_marker(pre - h.rank)
+                cls = "vr-up" if marker.startswith("▲") else "vr-down" if marker.startswith("▼") else "vr-muted"
+                mv = f" <span class='{cls}' title='rank before reranking: {pre}'>{marker}</span>"
+            rel = relevant is not None and (h.doc_id in relevant or h.id in relevant)
+            score = scores[name][i]
+            info = meta.get(h.doc_id, {})
+            cells.append(
+                "<td" + (" class='vr-relrow'" if rel else "") + ">"
+                + _doc_badge(f"D{doc_ids[h.id] + 1}", doc_ids[h.id])
+                + ("<span class='vr-rel' title='relevant (benchmark qrels)'>✓ </span>" if rel else "")
+                + f"<b>{html.escape(h.title or h.doc_id)}</b>{mv}"
+                + f"<div class='vr-snippet'>{snippet(h.text, terms[name], 180)}</div>"
+                + f"<div class='vr-muted'>{score:.3f} · {source_html(info.get('source') or '', info.get('url'))}</div>"
+                + f"<div class='vr-bar'><div style='width:{100 * score:.0f}%'></div></div>"
+                + "</td>"
+            )
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    rows.append("</tbody></table>")
+    legend = ("<div class='vr-muted'>Điểm trên một thang 0–1: sigmoid(logit) của reranker; điểm truy hồi "
+              "min-max trong danh sách. ▲/▼: thay đổi hạng so với trước rerank. Cùng nhãn Dn = cùng đoạn văn."
+              + (" ✓ = đoạn văn liên quan theo benchmark." if relevant is not None else "") + "</div>")
+    return legend + "".join(rows)
+
+
+def stats_html(stats: Sequence[Any], errors: Mapping[str, str], bench_note: str = "") -> str:
+    """Agreement table (overlap@k, Kendall's tau per pair of systems), unavailable systems and a benchmark
+    note (already HTML)."""
+    out = {"stats": list(stats), "errors": dict(errors)}
+    parts = []
+    if bench_note:
+        parts.append(f"<div class='vr-notice vr-info'>{bench_note}</div>")
+    if out["stats"]:
+        rows = "".join(
+            f"<tr><td>{html.escape(s.a)}</td><td>{html.escape(s.b)}</td><td>{s.overlap:.2f}</td>"
+            f"<td>{'—' if s.tau is None else f'{s.tau:+.2f}'}</td><td>{s.shared}</td></tr>"
+            for s in out["stats"]
+        )
+        k = out["stats"][0].k
+        parts.append(
+            f"<table class='vr-results'><thead><tr><th>Hệ thống A</th><th>Hệ thống B</th><th>overlap@{k}</th>"
+            f"<th>Kendall τ (trên đoạn chung)</th><th>số đoạn chung</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    for name, msg in out["errors"].items():
+        parts.append(notice_html(f"{name}: không khả dụng — {msg}", "warn"))
+    return "".join(parts)

@@ -1,0 +1,212 @@
+"""Test kit for the app tests: a tiny corpus (with an XSS document), a fast hashing embedder, a word-overlap
+reranker, and an in-process app server on a free 127.0.0.1 port over a temporary ``VIRANKER_HOME``.
+
+Used by ``tests/test_app_api.py`` and ``tests/test_app_browser.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing.normalize import folded_syllables
+
+ADMIN_PASSWORD = "test-admin-pw"
+XSS_TITLE = "<img src=x onerror=\"window.__xss=1;alert('xss')\">Tiêu đề độc"
+XSS_TEXT = "Đoạn văn độc hại <script>window.__xss=2;alert('xss')</script> về pháo hoa Hà Nội."
+
+CORPUS = [
+    {"_id": "hn", "title": "Hà Nội", "text": "Hà Nội là thủ đô của nước Cộng hòa xã hội chủ nghĩa Việt Nam, "
+     "nằm bên bờ sông Hồng.", "source": "Wikipedia tiếng Việt", "url": "https://vi.wikipedia.org/wiki/H%C3%A0_N%E1%BB%99i"},
+    {"_id": "hcm", "title": "Thành phố Hồ Chí Minh", "text": "Thành phố Hồ Chí Minh là thành phố lớn nhất Việt Nam "
+     "về dân số, trước đây gọi là Sài Gòn.", "source": "Wikipedia tiếng Việt", "url": "https://vi.wikipedia.org/wiki/TPHCM"},
+    {"_id": "dl", "title": "Đà Lạt", "text": "Đà Lạt là thành phố tỉnh lỵ của tỉnh Lâm Đồng, nằm trên cao nguyên "
+     "Lâm Viên.", "source": "Wikipedia tiếng Việt", "url": "https://vi.wikipedia.org/wiki/%C4%90%C3%A0_L%E1%BA%A1t"},
+    {"_id": "song-hong", "title": "Sông Hồng", "text": "Sông Hồng bắt nguồn từ Vân Nam, Trung Quốc, chảy qua Hà Nội "
+     "rồi đổ ra vịnh Bắc Bộ.", "source": "", "url": ""},
+    {"_id": "pho", "title": "Phở", "text": "Phở là món ăn truyền thống của Việt Nam, gồm bánh phở, nước dùng và thịt bò "
+     "hoặc gà.", "source": "", "url": ""},
+    {"_id": "xss", "title": XSS_TITLE, "text": XSS_TEXT, "source": "<b>bad</b>", "url": "javascript:alert(1)"},
+    {"_id": "xq-1", "title": "Super Bowl 50", "text": "Đội Denver Broncos đã đánh bại Carolina Panthers để giành "
+     "chức vô địch Super Bowl 50.", "source": "XQuAD-vi", "url": ""},
+]
+BENCH_QUERY = "Đội nào giành chức vô địch Super Bowl 50?"
+
+
+class HashEmbedder:
+    """Deterministic bag-of-folded-syllables embedder (64 dims, L2-normalized) — fast, no model files."""
+
+    model_id = "test/hash-embedder-64"
+    dim = 64
+    name = "test-hash"
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for syl in folded_syllables(t):
+                h = int(hashlib.md5(syl.encode()).hexdigest(), 16)
+                out[i, h % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return out / norms
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts)
+
+
+@dataclass
+class _Scores:
+    raw: np.ndarray
+    normalized: np.ndarray
+
+
+class OverlapReranker:
+    """Scores a passage by the number of query syllables it contains (a stand-in cross-encoder)."""
+
+    name = "overlap"
+
+    def rerank(self, query: str, passages: Sequence[str]) -> _Scores:
+        q = set(folded_syllables(query))
+        raw = np.array([float(len(q & set(folded_syllables(p)))) - 2.0 for p in passages], dtype=np.float64)
+        return _Scores(raw, 1.0 / (1.0 + np.exp(-raw)))
+
+
+RERANKER_STATUS = {
+    "overlap": "available: built into the test kit",
+    "viranker": "unavailable: no model at assets/models/viranker-small. set VIRANKER_MODEL=<model dir>",
+}
+
+
+def write_corpus(path: Path, docs: Sequence[dict[str, Any]] = CORPUS) -> Path:
+    """Write ``docs`` as BEIR-style JSONL."""
+    path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    return path
+
+
+def write_benchmark(folder: Path) -> Path:
+    """A one-query BEIR set whose query is :data:`BENCH_QUERY` (relevant: ``xq-1``)."""
+    ds = folder / "tiny-bench"
+    (ds / "qrels").mkdir(parents=True)
+    write_corpus(ds / "corpus.jsonl", [d for d in CORPUS if d["_id"] != "xss"])
+    (ds / "queries.jsonl").write_text(
+        json.dumps({"_id": "q1", "text": BENCH_QUERY}, ensure_ascii=False) + "\n"
+        + json.dumps({"_id": "q2", "text": "Đà Lạt nằm trên cao nguyên nào?"}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    (ds / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\txq-1\t1\nq2\tdl\t1\n", encoding="utf-8")
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_service_factory(embedder: Any, rerankers: dict[str, Any]):
+    """A ``service_factory`` for :class:`app.Backend`: the real SearchService with test models when it
+    accepts them, else a minimal re-opening wrapper over :class:`search.pipeline.Pipeline`."""
+
+    def factory(index: str) -> Any:
+        return _ReopeningService(index, embedder, rerankers)
+
+    return factory
+
+
+class _ReopeningService:
+    """Opens the current generation and re-opens it when ``CURRENT`` changes (what SearchService does)."""
+
+    def __init__(self, index: str, embedder: Any, rerankers: dict[str, Any]) -> None:
+        import threading
+
+        self.index, self.embedder, self.rerankers = index, embedder, rerankers
+        self._snap = None
+        self._pipe = None
+        self._lock = threading.Lock()
+
+    def _pipeline(self) -> Any:
+        from indexing.build import open_generation
+        from search.pipeline import Pipeline
+
+        with self._lock:
+            if self._snap is None or self._snap.is_stale():
+                snap = open_generation(self.index)
+                old = self._snap
+                self._snap = snap
+                self._pipe = Pipeline.from_snapshot(snap, self.embedder, rerankers=self.rerankers)
+                if old is not None:
+                    old.close()
+            return self._pipe
+
+    def search(self, query: str, pipeline: str = "hybrid", top_k: int = 10, *, as_typed: bool = False) -> Any:
+        return self._pipeline().search(query, pipeline, top_k, as_typed=as_typed)
+
+
+@dataclass
+class RunningApp:
+    url: str
+    backend: Any
+    home: Path
+    demo: Any
+
+
+@contextmanager
+def running_app(home: Path, *, password: str | None = ADMIN_PASSWORD) -> Iterator[RunningApp]:
+    """Build the tiny index in ``home`` (BM25 + hash vectors), start the app in-process, yield, stop."""
+    import app as app_module
+    from indexing.admin import AdminAuth
+    from indexing.build import build_generation
+    from indexing.corpus import load_corpus
+
+    old_home = os.environ.get("VIRANKER_HOME")
+    os.environ["VIRANKER_HOME"] = str(home)
+    embedder = HashEmbedder()
+    rerankers = {"overlap": OverlapReranker()}
+    corpus = write_corpus(home / "corpus.jsonl")
+    bench_dir = write_benchmark(home / "benchmarks")
+    passages, _ = load_corpus(corpus)
+    build_generation("test", passages, embedder, progress=False)
+    backend = app_module.Backend(
+        "test",
+        service_factory=make_service_factory(embedder, rerankers),
+        embedder=embedder,
+        demo_corpus=corpus,
+        precomputed=None,
+        benchmarks_dir=bench_dir,
+        auth=AdminAuth(password, base_delay=1.0, max_failures=3, lockout_s=60),
+        reranker_status=lambda: dict(RERANKER_STATUS),
+        rerankers=rerankers,
+    )
+    port = free_port()
+    demo = app_module.launch(backend, "127.0.0.1", port, concurrency=4, block=False, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read(100)
+            break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield RunningApp(url, backend, home, demo)
+    finally:
+        demo.close()
+        backend.job.wait(30)
+        if old_home is None:
+            os.environ.pop("VIRANKER_HOME", None)
+        else:
+            os.environ["VIRANKER_HOME"] = old_home
