@@ -266,7 +266,8 @@ class Backend:
                 if factory is None:
                     from search.service import SearchService
 
-                    factory = SearchService
+                    def factory(index: str) -> Any:
+                        return SearchService(index, embedder=self.embedder_name or DEFAULT_EMBEDDER)
                 try:
                     self._service = factory(self.index)
                     self._service_error = None
@@ -325,6 +326,9 @@ class Backend:
         """``{name: "available: …" | "unavailable: <reason>. <how to fix>"}`` (no weights loaded)."""
         if self._reranker_status is not None:
             return self._reranker_status()
+        svc = self._service
+        if svc is not None and hasattr(svc, "reranker_status"):
+            return svc.reranker_status()
         from reranker.backends import available_rerankers
 
         return available_rerankers()
@@ -467,6 +471,10 @@ def friendly_error(err: BaseException) -> str:
         return f"Câu hỏi không hợp lệ: {msg}"
     if isinstance(err, IndexNotReady):
         return str(err)
+    if name == "ServiceError":
+        return f"Không thể tìm: {err}"
+    if name == "EmbedderUnavailable":
+        return f"Mô hình embedding chưa có: {err}. Hãy dùng pipeline BM25."
     if isinstance(err, ValueError):
         return f"Không thể tìm: {err}"
     return f"Đã xảy ra lỗi khi tìm kiếm ({name}: {err}). Hãy thử lại."
@@ -483,18 +491,14 @@ def hits_json(result: Any) -> list[dict[str, Any]]:
 
 
 def compare_systems(backend: Backend, query: str, systems: Sequence[str], top_k: int) -> dict[str, Any]:
-    """Run each system → ``{"results": {name: SearchResult}, "errors": {name: message}, "stats": [...]}``."""
-    results: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for name in systems:
-        try:
-            results[name] = backend.search(query, name, top_k)
-        except IndexNotReady:
-            raise
-        except Exception as err:  # noqa: BLE001 - one broken system must not hide the others
-            if type(err).__name__ == "QueryError":
-                raise
-            errors[name] = friendly_error(err)
+    """Run each system on the same generation → ``{"results": {name: SearchResult}, "errors": {name:
+    message}, "stats": [PairStats]}``. A bad query raises ``QueryError``; no index raises IndexNotReady."""
+    svc = backend.service()
+    if svc is None:
+        raise IndexNotReady(backend.not_ready_message())
+    out = svc.compare(query, list(systems), top_k)
+    results = {n: r for n, r in out.items() if not isinstance(r, BaseException)}
+    errors = {n: friendly_error(r) for n, r in out.items() if isinstance(r, BaseException)}
     stats = pairwise_stats({n: [h.id for h in r.hits] for n, r in results.items()}, top_k)
     return {"results": results, "errors": errors, "stats": stats}
 

@@ -118,42 +118,21 @@ def free_port() -> int:
 
 
 def make_service_factory(embedder: Any, rerankers: dict[str, Any]):
-    """A ``service_factory`` for :class:`app.Backend`: the real SearchService with test models when it
-    accepts them, else a minimal re-opening wrapper over :class:`search.pipeline.Pipeline`."""
+    """A ``service_factory`` for :class:`app.Backend`: the real :class:`search.service.SearchService` with
+    the test embedder and rerankers injected (unknown rerankers raise ``ModelUnavailable``)."""
+    from reranker.backends import ModelUnavailable
+    from search.service import SearchService
+
+    def load_reranker(name: str) -> Any:
+        if name not in rerankers:
+            raise ModelUnavailable(name, "no model in the test kit", "set VIRANKER_MODEL=<model dir>")
+        return rerankers[name]
 
     def factory(index: str) -> Any:
-        return _ReopeningService(index, embedder, rerankers)
+        return SearchService(index, embedder=embedder.name, reranker_loader=load_reranker,
+                             embedder_loader=lambda name: embedder, check_interval=0.2)
 
     return factory
-
-
-class _ReopeningService:
-    """Opens the current generation and re-opens it when ``CURRENT`` changes (what SearchService does)."""
-
-    def __init__(self, index: str, embedder: Any, rerankers: dict[str, Any]) -> None:
-        import threading
-
-        self.index, self.embedder, self.rerankers = index, embedder, rerankers
-        self._snap = None
-        self._pipe = None
-        self._lock = threading.Lock()
-
-    def _pipeline(self) -> Any:
-        from indexing.build import open_generation
-        from search.pipeline import Pipeline
-
-        with self._lock:
-            if self._snap is None or self._snap.is_stale():
-                snap = open_generation(self.index)
-                old = self._snap
-                self._snap = snap
-                self._pipe = Pipeline.from_snapshot(snap, self.embedder, rerankers=self.rerankers)
-                if old is not None:
-                    old.close()
-            return self._pipe
-
-    def search(self, query: str, pipeline: str = "hybrid", top_k: int = 10, *, as_typed: bool = False) -> Any:
-        return self._pipeline().search(query, pipeline, top_k, as_typed=as_typed)
 
 
 @dataclass
