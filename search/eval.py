@@ -178,14 +178,15 @@ def open_eval_index(dataset: BeirDataset, embedder: Any | None, cache_dir: str |
         from search.embedders import e5_small_model_id
 
         names.insert(0, _index_name(dataset, e5_small_model_id()))
+    with_vectors = embedder is not None  # BM25-only runs leave Qdrant closed (local mode: one process per path)
     for name in names:
         if gens.current(settings.index_dir(name, root)) is not None:
-            return open_generation(name, root=root)
+            return open_generation(name, root=root, vectors=with_vectors)
     name = names[-1]
     print(f"indexing {len(dataset.passages):,} passages into {root / 'indexes' / name}", file=sys.stderr)
     build_generation(name, dataset.passages, embedder, root=root, progress=progress,
                      cache=EmbeddingCache(settings.cache_path()), keep=1)
-    return open_generation(name, root=root)
+    return open_generation(name, root=root, vectors=with_vectors)
 
 
 # ---------------------------------------------------------------------------------------------- runs
