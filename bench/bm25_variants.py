@@ -96,7 +96,11 @@ def load_dataset(name: str, data: Path, n_distractors: int, tmp: Path) -> tuple[
     elif name == "nanibot-qa-test":
         corpus = _read_jsonl(data / "nanibot-qa" / "corpus.jsonl")
         qrels = _read_qrels(data / "nanibot-qa" / "qrels" / "test.tsv")
-        queries = {q["_id"]: q["text"] for q in _read_jsonl(data / "nanibot-qa" / "queries.jsonl") if q["_id"] in qrels}
+        queries = {
+            q["_id"]: q["text"]
+            for q in _read_jsonl(data / "nanibot-qa" / "queries.jsonl")
+            if q["_id"] in qrels
+        }
     else:
         raise ValueError(name)
     return corpus, queries, qrels
@@ -122,7 +126,9 @@ class Bm25sBaseline:
         return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
 
-def run_queries(search: SearchFn, queries: dict[str, str], doc_of: dict[str, str]) -> tuple[dict, list[float]]:
+def run_queries(
+    search: SearchFn, queries: dict[str, str], doc_of: dict[str, str]
+) -> tuple[dict, list[float]]:
     """→ (run {qid: {doc_id: rank-based score}} at depth DOC_DEPTH, per-query latencies in ms)."""
     run: dict[str, dict[str, float]] = {}
     lat: list[float] = []
@@ -173,8 +179,10 @@ def bench_dataset(name: str, args: argparse.Namespace, tmp: Path) -> dict:
     if not report.ok:
         print(report.summary(), file=sys.stderr)
     doc_of = {p.id: p.doc_id for p in passages}
-    print(f"\n## {name}: {report.documents:,} documents -> {len(passages):,} passages, {len(queries):,} queries",
-          file=sys.stderr)
+    print(
+        f"\n## {name}: {report.documents:,} documents -> {len(passages):,} passages, {len(queries):,} queries",
+        file=sys.stderr,
+    )
 
     t = time.perf_counter()
     default_ix = BM25Index.build(tmp / f"{name}-bm25", passages)
@@ -203,14 +211,30 @@ def bench_dataset(name: str, args: argparse.Namespace, tmp: Path) -> dict:
         for sys_name, (fn, rate) in systems.items():
             run, lat = run_queries(fn, qs, doc_of)
             m = evaluate(run, qrels)
-            rows.append({"dataset": name, "queries": qmode, "system": sys_name, **{k: round(v, 4) for k, v in m.items()},
-                         "index_passages_per_s": round(rate, 1), "p50_ms": round(_pct(lat, 50), 2),
-                         "p95_ms": round(_pct(lat, 95), 2)})
-            print(f"  {qmode:14} {sys_name:32} NDCG@10 {m['NDCG@10']:.4f}  MRR@10 {m['MRR@10']:.4f}  "
-                  f"R@100 {m['Recall@100']:.4f}  p50 {_pct(lat, 50):.1f} ms", file=sys.stderr)
+            rows.append(
+                {
+                    "dataset": name,
+                    "queries": qmode,
+                    "system": sys_name,
+                    **{k: round(v, 4) for k, v in m.items()},
+                    "index_passages_per_s": round(rate, 1),
+                    "p50_ms": round(_pct(lat, 50), 2),
+                    "p95_ms": round(_pct(lat, 95), 2),
+                }
+            )
+            print(
+                f"  {qmode:14} {sys_name:32} NDCG@10 {m['NDCG@10']:.4f}  MRR@10 {m['MRR@10']:.4f}  "
+                f"R@100 {m['Recall@100']:.4f}  p50 {_pct(lat, 50):.1f} ms",
+                file=sys.stderr,
+            )
     ix.close()
-    return {"dataset": name, "documents": report.documents, "passages": len(passages), "queries": len(queries),
-            "rows": rows}
+    return {
+        "dataset": name,
+        "documents": report.documents,
+        "passages": len(passages),
+        "queries": len(queries),
+        "rows": rows,
+    }
 
 
 def markdown(results: list[dict]) -> str:
@@ -218,13 +242,21 @@ def markdown(results: list[dict]) -> str:
     heads = ["NDCG@3", "MRR@3", "NDCG@10", "MRR@10", "R@100", "index p/s", "p50 ms", "p95 ms"]
     out = []
     for res in results:
-        out.append(f"\n### {res['dataset']} ({res['documents']:,} docs, {res['passages']:,} passages, "
-                   f"{res['queries']:,} queries)\n")
+        out.append(
+            f"\n### {res['dataset']} ({res['documents']:,} docs, {res['passages']:,} passages, "
+            f"{res['queries']:,} queries)\n"
+        )
         out.append("| queries | system | " + " | ".join(heads) + " |")
         out.append("|---|---|" + "---:|" * len(heads))
         for r in res["rows"]:
-            out.append(f"| {r['queries']} | {r['system']} | " + " | ".join(
-                f"{r[c]:.4f}" if c in heads or c.startswith(("NDCG", "MRR", "Recall")) else f"{r[c]:,}" for c in cols) + " |")
+            out.append(
+                f"| {r['queries']} | {r['system']} | "
+                + " | ".join(
+                    f"{r[c]:.4f}" if c in heads or c.startswith(("NDCG", "MRR", "Recall")) else f"{r[c]:,}"
+                    for c in cols
+                )
+                + " |"
+            )
     return "\n".join(out)
 
 
@@ -240,9 +272,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bm25-bench-") as tmp:
         results = [bench_dataset(name, args, Path(tmp)) for name in args.datasets]
     print(markdown(results))
-    summary = {"bench": "bm25_variants", "seconds": round(time.time() - started, 1),
-               "omp_threads": os.environ.get("OMP_NUM_THREADS"), "distractors": args.distractors,
-               "max_words": args.max_words, "results": results}
+    summary = {
+        "bench": "bm25_variants",
+        "seconds": round(time.time() - started, 1),
+        "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+        "distractors": args.distractors,
+        "max_words": args.max_words,
+        "results": results,
+    }
     if args.out:
         args.out.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(summary, ensure_ascii=False))

@@ -121,15 +121,23 @@ def _print_manifest(m: dict[str, Any]) -> None:
     c = m.get("counts", {})
     emb = m.get("embedder") or {}
     vec = m.get("vectors") or {}
-    print(f"index {m.get('index')} generation {m.get('generation')} ({m.get('operation', 'build')}, {m.get('created')})")
-    print(f"  passages {c.get('passages', 0):,}  documents {c.get('documents', 0):,}  vectors {c.get('vectors', 0):,}")
+    print(
+        f"index {m.get('index')} generation {m.get('generation')} ({m.get('operation', 'build')}, {m.get('created')})"
+    )
+    print(
+        f"  passages {c.get('passages', 0):,}  documents {c.get('documents', 0):,}  vectors {c.get('vectors', 0):,}"
+    )
     if emb:
         where = vec.get("url", "local") + " / " + vec.get("collection", "")
-        print(f"  embedder {emb.get('name') or '-'} = {emb.get('model_id')} (dim {emb.get('dim')}), qdrant {where}")
+        print(
+            f"  embedder {emb.get('name') or '-'} = {emb.get('model_id')} (dim {emb.get('dim')}), qdrant {where}"
+        )
     else:
         print("  embedder none (BM25 only)")
     rate = m.get("bm25_passages_per_s")
-    print(f"  built in {m.get('build_seconds', 0):.1f}s" + (f" (BM25 {rate:,.0f} passages/s)" if rate else ""))
+    print(
+        f"  built in {m.get('build_seconds', 0):.1f}s" + (f" (BM25 {rate:,.0f} passages/s)" if rate else "")
+    )
     if m.get("change"):
         print(f"  change {json.dumps(m['change'], ensure_ascii=False)}")
 
@@ -146,9 +154,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     embedder = None if args.embedder in ("none", "auto") else load_embedder(args.embedder)
     pre = PrecomputedVectors.load(args.precomputed) if args.precomputed else None
     manifest = build_generation(
-        args.index, passages, embedder, args.home, progress=_progress_enabled(args), resume=not args.no_resume,
-        precomputed=pre, batch_size=args.batch_size, words=args.words, keep=args.keep,
-        lock_timeout=args.wait, extra=_ingest_extra(report),
+        args.index,
+        passages,
+        embedder,
+        args.home,
+        progress=_progress_enabled(args),
+        resume=not args.no_resume,
+        precomputed=pre,
+        batch_size=args.batch_size,
+        words=args.words,
+        keep=args.keep,
+        lock_timeout=args.wait,
+        extra=_ingest_extra(report),
         embedder_name=None if embedder is None else args.embedder,
     )
     _print_manifest(manifest)
@@ -166,8 +183,14 @@ def cmd_add(args: argparse.Namespace) -> int:
     passages, report = _ingest(args, existing_ids=existing)
     embedder = _embedder_for_change(args, manifest)
     out = add_passages(
-        args.index, passages, embedder, args.home, replace=args.replace, progress=_progress_enabled(args),
-        lock_timeout=args.wait, extra=_ingest_extra(report),
+        args.index,
+        passages,
+        embedder,
+        args.home,
+        replace=args.replace,
+        progress=_progress_enabled(args),
+        lock_timeout=args.wait,
+        extra=_ingest_extra(report),
     )
     _print_manifest(out)
     return 0
@@ -178,14 +201,21 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     ids = list(args.ids)
     if args.ids_file:
-        ids += [ln.strip() for ln in Path(args.ids_file).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        ids += [
+            ln.strip() for ln in Path(args.ids_file).read_text(encoding="utf-8").splitlines() if ln.strip()
+        ]
     if not ids:
         raise CliError("give ids to delete (arguments or --ids-file)")
     manifest = current_manifest(args.index, args.home)
     embedder = _embedder_for_change(args, manifest)
     try:
         out = delete_passages(
-            args.index, ids, embedder, args.home, missing_ok=args.missing_ok, progress=_progress_enabled(args),
+            args.index,
+            ids,
+            embedder,
+            args.home,
+            missing_ok=args.missing_ok,
+            progress=_progress_enabled(args),
             lock_timeout=args.wait,
         )
     except KeyError as err:
@@ -205,7 +235,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     else:
         _print_manifest(manifest)
         infos = gens.list_generations(index_dir)
-        print(f"  {len(infos)} generation(s) on disk, {sum(i.status == 'incomplete' for i in infos)} incomplete")
+        print(
+            f"  {len(infos)} generation(s) on disk, {sum(i.status == 'incomplete' for i in infos)} incomplete"
+        )
     return 0
 
 
@@ -220,8 +252,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"{'':2}{'generation':28}{'status':12}{'created':22}{'passages':>10}{'vectors':>10}")
     for i in infos:
         d = i.to_dict()
-        print(f"{'*' if i.is_current else '':2}{i.name:28}{i.status:12}{d['created']:22}"
-              f"{i.counts.get('passages', 0):>10,}{i.counts.get('vectors', 0):>10,}")
+        print(
+            f"{'*' if i.is_current else '':2}{i.name:28}{i.status:12}{d['created']:22}"
+            f"{i.counts.get('passages', 0):>10,}{i.counts.get('vectors', 0):>10,}"
+        )
     return 0
 
 
@@ -262,21 +296,33 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- parser
 def _add_ingest_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", help="files or folders: .jsonl/.json/.ndjson, .csv/.tsv (.gz ok), .zip, folder")
-    p.add_argument("--format", choices=FORMATS, default=None, help="force the input format (default: by extension)")
-    p.add_argument("--id-field", default=None, help="id field/column (default: first of _id, id, doc_id, docid)")
+    p.add_argument(
+        "inputs", nargs="+", help="files or folders: .jsonl/.json/.ndjson, .csv/.tsv (.gz ok), .zip, folder"
+    )
+    p.add_argument(
+        "--format", choices=FORMATS, default=None, help="force the input format (default: by extension)"
+    )
+    p.add_argument(
+        "--id-field", default=None, help="id field/column (default: first of _id, id, doc_id, docid)"
+    )
     p.add_argument("--title-field", default=None, help="title field/column (default: title, optional)")
     p.add_argument("--text-field", default=None, help="text field/column (default: text)")
     p.add_argument("--auto-id", action="store_true", help="records without an id get <file-stem>:<line>")
-    p.add_argument("--max-words", type=int, default=DEFAULT_MAX_WORDS, help="passage size in words (0 = no split)")
+    p.add_argument(
+        "--max-words", type=int, default=DEFAULT_MAX_WORDS, help="passage size in words (0 = no split)"
+    )
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="words repeated between passages")
-    p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first bad record instead of skipping it"
+    )
     p.add_argument("--show-problems", type=int, default=20, help="problems listed in the summary")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for ``python -m indexing``."""
-    parser = argparse.ArgumentParser(prog="python -m indexing", description="Build and manage ViRanker indexes.")
+    parser = argparse.ArgumentParser(
+        prog="python -m indexing", description="Build and manage ViRanker indexes."
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", required=True, help="index name (letters, digits, . _ -)")
     common.add_argument("--home", default=None, help="ViRanker home (default: $VIRANKER_HOME or ./var)")
@@ -341,7 +387,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings.validate_index_name(args.index)
         return int(args.func(args))
-    except (CliError, IngestError, BuildError, gens.GenerationError, VectorStoreUnavailable, ValueError) as err:
+    except (
+        CliError,
+        IngestError,
+        BuildError,
+        gens.GenerationError,
+        VectorStoreUnavailable,
+        ValueError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -279,7 +279,9 @@ def drop_generation(index_name: str, gen: str, root: str | os.PathLike[str] | No
         gens.delete_generation(index_dir, gen)
 
 
-def cleanup(index_name: str, root: str | os.PathLike[str] | None = None, keep: int | None = None) -> list[str]:
+def cleanup(
+    index_name: str, root: str | os.PathLike[str] | None = None, keep: int | None = None
+) -> list[str]:
     """Remove incomplete generations, and complete ones beyond the newest ``keep`` → deleted names."""
     index_dir = _index_dir(index_name, root)
     deleted: list[str] = []
@@ -356,10 +358,15 @@ def build_generation(
     index_dir.mkdir(parents=True, exist_ok=True)
     embed_info = None
     if embedder is not None:
-        embed_info = {"model_id": str(embedder.model_id), "dim": int(embedder.dim),
-                      "name": embedder_name or getattr(embedder, "name", None)}
+        embed_info = {
+            "model_id": str(embedder.model_id),
+            "dim": int(embedder.dim),
+            "name": embedder_name or getattr(embedder, "name", None),
+        }
     build_settings = {
-        "embedder": None if embed_info is None else {"model_id": embed_info["model_id"], "dim": embed_info["dim"]},
+        "embedder": None
+        if embed_info is None
+        else {"model_id": embed_info["model_id"], "dim": embed_info["dim"]},
         "words": words,
         "bm25": {"K1": bm25_k1, "B": bm25_b, "exact_boost": exact_boost},
         "normalizer": normalizer_info()["source_sha1"],
@@ -394,8 +401,14 @@ def build_generation(
         if not stages.get("bm25"):
             t = time.perf_counter()
             bm = BM25Index.build(
-                gen_dir / BM25_DIR, passages, words=words, k1=bm25_k1, b=bm25_b, exact_boost=exact_boost,
-                progress=progress, progress_callback=report,
+                gen_dir / BM25_DIR,
+                passages,
+                words=words,
+                k1=bm25_k1,
+                b=bm25_b,
+                exact_boost=exact_boost,
+                progress=progress,
+                progress_callback=report,
             )
             try:
                 got = bm.doc_count()
@@ -415,7 +428,13 @@ def build_generation(
                 log.info("seeded %d vectors from %s", seeded, precomputed.vectors_path)
             texts = [embedding_text(p) for p in passages]
             vecs = embed_with_cache(
-                embedder, texts, embed_info["model_id"], batch_size, progress, cache=cache, progress_callback=report
+                embedder,
+                texts,
+                embed_info["model_id"],
+                batch_size,
+                progress,
+                cache=cache,
+                progress_callback=report,
             )
             target = state["vectors"]
             if target["mode"] == "local":
@@ -423,8 +442,11 @@ def build_generation(
             with _open_vectors(target, gen_dir) as vs:
                 vs.create(embed_info["dim"], recreate=True)
                 vs.upsert(
-                    [p.id for p in passages], vecs, [{"doc_id": p.doc_id, "title": p.title} for p in passages],
-                    progress=progress, progress_callback=report,
+                    [p.id for p in passages],
+                    vecs,
+                    [{"doc_id": p.doc_id, "title": p.title} for p in passages],
+                    progress=progress,
+                    progress_callback=report,
                 )
                 n_vectors = vs.count()
             if n_vectors != len(passages):
@@ -458,8 +480,13 @@ def build_generation(
             "embedder": embed_info,
             "embedding_text": EMBEDDING_TEXT_RULE if embed_info else None,
             "vectors": state.get("vectors") if embed_info else None,
-            "bm25": {"path": BM25_DIR, "K1": bm25_k1, "B": bm25_b, "exact_boost": exact_boost,
-                     "fields": ["exact", "folded"] + (["words"] if words else [])},
+            "bm25": {
+                "path": BM25_DIR,
+                "K1": bm25_k1,
+                "B": bm25_b,
+                "exact_boost": exact_boost,
+                "fields": ["exact", "folded"] + (["words"] if words else []),
+            },
             "normalizer": normalizer_info(),
         }
         if extra:
@@ -573,11 +600,22 @@ def add_passages(
                 "use replace=True (--replace) to overwrite them"
             )
         merged = [p for p in old if p.id not in new_ids and p.doc_id not in new_docs] + new
-        change = {"added": len(new), "removed_old_versions": len(clash),
-                  "replaced_documents": len({p.doc_id for p in old if p.doc_id in new_docs})}
+        change = {
+            "added": len(new),
+            "removed_old_versions": len(clash),
+            "replaced_documents": len({p.doc_id for p in old if p.doc_id in new_docs}),
+        }
         return build_generation(
-            index_name, merged, embedder, root, progress, True, progress_callback=progress_callback,
-            operation="add", extra={"change": change, **(extra or {})}, **_cow_kwargs(manifest),
+            index_name,
+            merged,
+            embedder,
+            root,
+            progress,
+            True,
+            progress_callback=progress_callback,
+            operation="add",
+            extra={"change": change, **(extra or {})},
+            **_cow_kwargs(manifest),
             embedder_name=((manifest or {}).get("embedder") or {}).get("name"),
         )
 
@@ -613,12 +651,22 @@ def delete_passages(
         matched = {i for p in old for i in (p.id, p.doc_id) if i in wanted_set}
         unknown = [i for i in wanted if i not in matched]
         if unknown and not missing_ok:
-            raise KeyError(f"not in index {index_name!r}: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+            raise KeyError(
+                f"not in index {index_name!r}: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
+            )
         kept = [p for p in old if p.id not in wanted_set and p.doc_id not in wanted_set]
         change = {"deleted": len(old) - len(kept), "unknown_ids": unknown[:100]}
         return build_generation(
-            index_name, kept, embedder, root, progress, True, progress_callback=progress_callback,
-            operation="delete", extra={"change": change}, **_cow_kwargs(manifest),
+            index_name,
+            kept,
+            embedder,
+            root,
+            progress,
+            True,
+            progress_callback=progress_callback,
+            operation="delete",
+            extra={"change": change},
+            **_cow_kwargs(manifest),
             embedder_name=((manifest or {}).get("embedder") or {}).get("name"),
         )
 
@@ -668,7 +716,9 @@ def open_generation(
     watcher = gens.CurrentWatcher(index_dir)
     gen = generation or watcher.current
     if gen is None:
-        raise gens.GenerationError(f"index {index_name!r} has no current generation in {index_dir}; build it first")
+        raise gens.GenerationError(
+            f"index {index_name!r} has no current generation in {index_dir}; build it first"
+        )
     manifest = gens.read_manifest(index_dir, gen)
     if manifest is None:
         raise gens.GenerationError(f"generation {gen!r} of {index_name!r} is incomplete")

@@ -227,8 +227,7 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
 def _decode_error_reason(raw: bytes, err: UnicodeDecodeError) -> str:
     bad = raw[err.start : err.start + 1].hex()
     return (
-        f"bad encoding: byte 0x{bad} at column {err.start + 1} is not valid UTF-8 "
-        "(re-save the file as UTF-8)"
+        f"bad encoding: byte 0x{bad} at column {err.start + 1} is not valid UTF-8 (re-save the file as UTF-8)"
     )
 
 
@@ -270,7 +269,9 @@ def _iter_jsonl(path: Path, fields: _Fields, report: IngestReport, strict: bool)
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                report.add_problem(str(path), lineno, f"malformed JSON: {err.msg} at column {err.colno}", strict)
+                report.add_problem(
+                    str(path), lineno, f"malformed JSON: {err.msg} at column {err.colno}", strict
+                )
                 continue
             if not isinstance(obj, dict):
                 report.add_problem(
@@ -287,23 +288,34 @@ def _iter_jsonl(path: Path, fields: _Fields, report: IngestReport, strict: bool)
                 if doc_id is None or not doc_id.strip():
                     what = "missing" if id_field not in obj else "empty or not a string/number"
                     report.add_problem(
-                        str(path), lineno, f"missing id: field {id_field!r} is {what} (keys: {sorted(obj)})", strict
+                        str(path),
+                        lineno,
+                        f"missing id: field {id_field!r} is {what} (keys: {sorted(obj)})",
+                        strict,
                     )
                     continue
             if fields.text_field not in obj:
                 report.add_problem(
-                    str(path), lineno, f"missing text: no field {fields.text_field!r} (keys: {sorted(obj)})", strict
+                    str(path),
+                    lineno,
+                    f"missing text: no field {fields.text_field!r} (keys: {sorted(obj)})",
+                    strict,
                 )
                 continue
             text = _as_str(obj.get(fields.text_field))
             if text is None:
-                report.add_problem(str(path), lineno, f"missing text: field {fields.text_field!r} is not a string", strict)
+                report.add_problem(
+                    str(path), lineno, f"missing text: field {fields.text_field!r} is not a string", strict
+                )
                 continue
             title = ""
             if fields.title_field:
                 if fields.title_explicit and fields.title_field not in obj:
                     report.add_problem(
-                        str(path), lineno, f"missing title: no field {fields.title_field!r} (keys: {sorted(obj)})", strict
+                        str(path),
+                        lineno,
+                        f"missing title: no field {fields.title_field!r} (keys: {sorted(obj)})",
+                        strict,
                     )
                     continue
                 title = _as_str(obj.get(fields.title_field)) or ""
@@ -331,7 +343,9 @@ def _iter_csv(path: Path, fields: _Fields, report: IngestReport, strict: bool) -
         raise IngestError(str(path), 1, f"malformed CSV header: {err}") from None
     header = [h.strip() for h in header]
     if any(_has_surrogates(h) for h in header):
-        raise IngestError(str(path), 1, "bad encoding: header row is not valid UTF-8 (re-save the file as UTF-8)")
+        raise IngestError(
+            str(path), 1, "bad encoding: header row is not valid UTF-8 (re-save the file as UTF-8)"
+        )
     id_field = fields.id_field
     if id_field is None and not fields.auto_id:
         id_field = next((f for f in _ID_FIELD_CANDIDATES if f in header), None)
@@ -381,14 +395,18 @@ def _iter_csv(path: Path, fields: _Fields, report: IngestReport, strict: bool) -
                 report.add_problem(str(path), start_line, f"missing id: column {id_field!r} is empty", strict)
                 continue
         title = row[col[fields.title_field]] if fields.title_field and fields.title_field in col else ""
-        yield Document(doc_id, title, row[col[fields.text_field]], source=source, line=start_line, origin=str(path))
+        yield Document(
+            doc_id, title, row[col[fields.text_field]], source=source, line=start_line, origin=str(path)
+        )
 
 
 def _has_surrogates(s: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in s)
 
 
-def _text_file_document(rel: str, data: bytes, source_label: str, report: IngestReport, strict: bool) -> Document | None:
+def _text_file_document(
+    rel: str, data: bytes, source_label: str, report: IngestReport, strict: bool
+) -> Document | None:
     """Bytes of one .txt/.md file → Document (id = ``rel``), or None after recording a problem."""
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
@@ -399,7 +417,10 @@ def _text_file_document(rel: str, data: bytes, source_label: str, report: Ingest
         col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
         bad = data[err.start : err.start + 1].hex()
         report.add_problem(
-            source_label, line, f"bad encoding: byte 0x{bad} at column {col} is not valid UTF-8 (re-save as UTF-8)", strict
+            source_label,
+            line,
+            f"bad encoding: byte 0x{bad} at column {col} is not valid UTF-8 (re-save as UTF-8)",
+            strict,
         )
         return None
     title = PurePosixPath(rel).stem
@@ -450,14 +471,20 @@ def _iter_zip(path: Path, report: IngestReport, strict: bool, max_bytes: int) ->
         for info in infos:
             if not _safe_member_name(info.filename):
                 raise IngestError(
-                    str(path), 0, f"unsafe member {info.filename!r}: absolute paths and '..' are not allowed (zip-slip)"
+                    str(path),
+                    0,
+                    f"unsafe member {info.filename!r}: absolute paths and '..' are not allowed (zip-slip)",
                 )
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise IngestError(str(path), 0, f"unsafe member {info.filename!r}: symbolic links are not allowed")
+                raise IngestError(
+                    str(path), 0, f"unsafe member {info.filename!r}: symbolic links are not allowed"
+                )
         declared = sum(i.file_size for i in infos if not i.is_dir())
         if declared > max_bytes:
             raise IngestError(
-                str(path), 0, f"ZIP too large: {declared:,} uncompressed bytes exceed the limit of {max_bytes:,}"
+                str(path),
+                0,
+                f"ZIP too large: {declared:,} uncompressed bytes exceed the limit of {max_bytes:,}",
             )
         total = 0
         for info in sorted(infos, key=lambda i: i.filename):
@@ -648,13 +675,18 @@ def load_corpus(
             where = f"{problem_file}:{doc.line}" if doc.line else problem_file
             if doc.id in seen_docs:
                 report.add_problem(
-                    problem_file, doc.line, f"duplicate id: {doc.id!r} (first seen at {seen_docs[doc.id]})", strict
+                    problem_file,
+                    doc.line,
+                    f"duplicate id: {doc.id!r} (first seen at {seen_docs[doc.id]})",
+                    strict,
                 )
                 continue
             seen_docs[doc.id] = where
             parts = split_document(doc, max_words, overlap)
             if not parts[0].text:
-                report.add_problem(problem_file, doc.line, f"empty text: document {doc.id!r} has no text", strict)
+                report.add_problem(
+                    problem_file, doc.line, f"empty text: document {doc.id!r} has no text", strict
+                )
                 continue
             clash = [p.id for p in parts if p.id in seen_pids]
             if clash:
@@ -696,9 +728,13 @@ def iter_passages(path: str | os.PathLike[str]) -> Iterator[Passage]:
             except UnicodeDecodeError as err:
                 raise IngestError(str(path), lineno, _decode_error_reason(raw, err)) from None
             except json.JSONDecodeError as err:
-                raise IngestError(str(path), lineno, f"malformed JSON: {err.msg} at column {err.colno}") from None
+                raise IngestError(
+                    str(path), lineno, f"malformed JSON: {err.msg} at column {err.colno}"
+                ) from None
             if not isinstance(obj, dict) or any(not isinstance(obj.get(k), str) for k in keys):
-                raise IngestError(str(path), lineno, f"not a passage record: needs string fields {list(keys)}")
+                raise IngestError(
+                    str(path), lineno, f"not a passage record: needs string fields {list(keys)}"
+                )
             yield Passage(**{k: obj[k] for k in keys})
 
 

@@ -111,7 +111,9 @@ class EmbeddingCache:
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
-            con.executemany("INSERT OR REPLACE INTO embeddings (model_id, key, dim, vec) VALUES (?, ?, ?, ?)", rows)
+            con.executemany(
+                "INSERT OR REPLACE INTO embeddings (model_id, key, dim, vec) VALUES (?, ?, ?, ?)", rows
+            )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -123,7 +125,9 @@ class EmbeddingCache:
         con = self._con()
         if model_id is None:
             return int(con.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
-        return int(con.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = ?", (model_id,)).fetchone()[0])
+        return int(
+            con.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = ?", (model_id,)).fetchone()[0]
+        )
 
     def close(self) -> None:
         """Close this thread's connection."""

@@ -324,18 +324,24 @@ def rollback(index_dir: str | os.PathLike[str], *, lock_timeout: float | None = 
     """Switch to the newest complete generation older than the current one → its name."""
     with IndexLock(index_dir, timeout=lock_timeout):
         cur = current(index_dir)
-        older = [g for g in list_generations(index_dir) if g.status == "complete" and (cur is None or g.name < cur)]
+        older = [
+            g for g in list_generations(index_dir) if g.status == "complete" and (cur is None or g.name < cur)
+        ]
         if not older:
             raise GenerationError(f"no complete generation older than {cur!r} to roll back to")
         switch(index_dir, older[-1].name)
         return older[-1].name
 
 
-def delete_generation(index_dir: str | os.PathLike[str], gen: str, *, lock_timeout: float | None = 30.0) -> None:
+def delete_generation(
+    index_dir: str | os.PathLike[str], gen: str, *, lock_timeout: float | None = 30.0
+) -> None:
     """Remove a generation's directory. Refuses the current generation."""
     with IndexLock(index_dir, timeout=lock_timeout):
         if gen == current(index_dir):
-            raise GenerationError(f"generation {gen!r} is the current one; switch to another before deleting it")
+            raise GenerationError(
+                f"generation {gen!r} is the current one; switch to another before deleting it"
+            )
         path = generation_path(index_dir, gen)
         if not path.is_dir():
             raise GenerationError(f"no generation {gen!r} in {index_dir}")
@@ -346,7 +352,10 @@ def delete_generation(index_dir: str | os.PathLike[str], gen: str, *, lock_timeo
 
 
 def cleanup_incomplete(
-    index_dir: str | os.PathLike[str], *, keep: set[str] | frozenset[str] = frozenset(), lock_timeout: float | None = 30.0
+    index_dir: str | os.PathLike[str],
+    *,
+    keep: set[str] | frozenset[str] = frozenset(),
+    lock_timeout: float | None = 30.0,
 ) -> list[str]:
     """Delete incomplete generations (except those in ``keep``) and leftover temp dirs → deleted names."""
     deleted: list[str] = []
@@ -409,4 +418,3 @@ class CurrentWatcher:
             return False
         self.current = name
         return True
-

@@ -132,7 +132,8 @@ class VectorStore:
                 return
             self.client.delete_collection(self.collection)
         self.client.create_collection(
-            self.collection, vectors_config=models.VectorParams(size=int(dim), distance=models.Distance.COSINE)
+            self.collection,
+            vectors_config=models.VectorParams(size=int(dim), distance=models.Distance.COSINE),
         )
 
     @property
@@ -179,12 +180,15 @@ class VectorStore:
                 stop = min(n, start + batch_size)
                 batch_ids = list(ids[start:stop])
                 pls = [
-                    {**(payloads[i] if payloads is not None else {}), "pid": ids[i]} for i in range(start, stop)
+                    {**(payloads[i] if payloads is not None else {}), "pid": ids[i]}
+                    for i in range(start, stop)
                 ]
                 self.client.upsert(
                     self.collection,
                     points=models.Batch(
-                        ids=[point_id(p) for p in batch_ids], vectors=vectors[start:stop].tolist(), payloads=pls
+                        ids=[point_id(p) for p in batch_ids],
+                        vectors=vectors[start:stop].tolist(),
+                        payloads=pls,
                     ),
                     wait=True,
                 )
@@ -202,7 +206,9 @@ class VectorStore:
         from qdrant_client import models
 
         if ids:
-            self.client.delete(self.collection, points_selector=models.PointIdsList(points=[point_id(p) for p in ids]))
+            self.client.delete(
+                self.collection, points_selector=models.PointIdsList(points=[point_id(p) for p in ids])
+            )
 
     # ---- reading
     def search(self, vector: np.ndarray | Sequence[float], k: int = 10) -> list[tuple[str, float]]:
@@ -210,7 +216,10 @@ class VectorStore:
         if k <= 0:
             return []
         res = self.client.query_points(
-            self.collection, query=np.asarray(vector, dtype=np.float32).tolist(), limit=k, with_payload=["pid"]
+            self.collection,
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            limit=k,
+            with_payload=["pid"],
         )
         return [(p.payload["pid"], float(p.score)) for p in res.points]
 
@@ -230,7 +239,9 @@ class VectorStore:
         out: dict[str, np.ndarray] = {}
         for start in range(0, len(ids), 256):
             pts = self.client.retrieve(
-                self.collection, ids=[point_id(p) for p in ids[start : start + 256]], with_payload=["pid"],
+                self.collection,
+                ids=[point_id(p) for p in ids[start : start + 256]],
+                with_payload=["pid"],
                 with_vectors=True,
             )
             for p in pts:

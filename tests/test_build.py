@@ -81,8 +81,14 @@ def _answers(name: str, home: Path) -> tuple[list, list]:
 
 def test_build_writes_a_complete_generation(home: Path) -> None:
     stages: list[str] = []
-    m = build_generation("demo", PASSAGES, FakeEmbedder(), home, progress=False,
-                         progress_callback=lambda s, d, t: stages.append(s))
+    m = build_generation(
+        "demo",
+        PASSAGES,
+        FakeEmbedder(),
+        home,
+        progress=False,
+        progress_callback=lambda s, d, t: stages.append(s),
+    )
     idx = settings.index_dir("demo", home)
     gen = m["generation"]
     assert gens.current(idx) == gen and gens.is_complete(idx, gen)
@@ -165,11 +171,16 @@ def test_add_and_delete_are_copy_on_write(home: Path) -> None:
         assert snap.bm25.search("cầu Rồng", k=1)[0][0] == "dn" and snap.vectors.count() == 6
     with pytest.raises(BuildError, match="already in index"):
         add_passages("demo", new, emb, home, progress=False)
-    m = add_passages("demo", [Passage("pho", "pho", "Phở", "Phở bò tái.", "d")], emb, home, replace=True,
-                     progress=False)
-    assert {p.id for p in current_passages("demo", home) if p.doc_id == "pho"} == {"pho"}  # both old parts gone
+    m = add_passages(
+        "demo", [Passage("pho", "pho", "Phở", "Phở bò tái.", "d")], emb, home, replace=True, progress=False
+    )
+    assert {p.id for p in current_passages("demo", home) if p.doc_id == "pho"} == {
+        "pho"
+    }  # both old parts gone
+    calls = emb.calls
     m = delete_passages("demo", ["hue", "dn"], emb, home, progress=False)
     assert m["change"]["deleted"] == 2 and m["counts"]["passages"] == 3
+    assert emb.calls == calls  # every remaining vector came from the cache
     with open_generation("demo", home) as snap:
         assert "hue" not in dict(snap.bm25.search("cố đô triều Nguyễn", k=5))
         assert snap.vectors.count() == 3
@@ -230,23 +241,36 @@ def test_server_mode_with_dead_url_fails_fast(home: Path, monkeypatch: pytest.Mo
     assert gens.current(idx) == cur
     [inc] = [g for g in gens.list_generations(idx) if g.status == "incomplete"]
     state = json.loads((inc.path / "build_state.json").read_text())
-    assert state["vectors"] == {"mode": "server", "url": "http://127.0.0.1:9", "collection": f"demo__{inc.name}"}
+    assert state["vectors"] == {
+        "mode": "server",
+        "url": "http://127.0.0.1:9",
+        "collection": f"demo__{inc.name}",
+    }
     monkeypatch.delenv("QDRANT_URL")
-    assert cleanup("demo", home) == [inc.name]  # unreachable server: the collection drop is skipped, dir removed
+    assert cleanup("demo", home) == [
+        inc.name
+    ]  # unreachable server: the collection drop is skipped, dir removed
 
 
 def test_concurrent_builder_gets_index_busy(home: Path) -> None:
     idx = settings.index_dir("demo", home)
     idx.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys
             from indexing.generations import IndexLock
             with IndexLock({str(idx)!r}):
                 print("locked", flush=True)
                 sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
     )
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -24,17 +24,22 @@ from indexing.corpus import (
 
 
 def _jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
-                    encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
+        encoding="utf-8",
+    )
     return path
 
 
 # ------------------------------------------------------------------------------------------------ formats
 def test_beir_jsonl_is_read_and_normalized(tmp_path: Path) -> None:
-    f = _jsonl(tmp_path / "corpus.jsonl", [
-        {"_id": "d1", "title": "Hoà  bình", "text": "Thuý   Kiều\u200b ở Hà Nội."},
-        {"_id": "d2", "title": None, "text": "Văn bản thứ hai"},
-    ])
+    f = _jsonl(
+        tmp_path / "corpus.jsonl",
+        [
+            {"_id": "d1", "title": "Hoà  bình", "text": "Thuý   Kiều\u200b ở Hà Nội."},
+            {"_id": "d2", "title": None, "text": "Văn bản thứ hai"},
+        ],
+    )
     passages, report = load_corpus(f)
     assert report.ok and report.documents == 2 and report.passages == 2
     assert passages[0] == Passage("d1", "d1", "Hòa bình", "Thúy Kiều ở Hà Nội.", "corpus.jsonl")
@@ -66,8 +71,10 @@ def test_gzipped_jsonl(tmp_path: Path) -> None:
 
 
 def test_malformed_json_line_is_reported_with_its_number(tmp_path: Path) -> None:
-    f = _jsonl(tmp_path / "bad.jsonl", [{"_id": "a", "text": "một"}, '{"_id": "b", "text": ', "[1, 2]",
-                                        {"_id": "c", "text": "ba"}])
+    f = _jsonl(
+        tmp_path / "bad.jsonl",
+        [{"_id": "a", "text": "một"}, '{"_id": "b", "text": ', "[1, 2]", {"_id": "c", "text": "ba"}],
+    )
     passages, report = load_corpus(f)
     assert [p.id for p in passages] == ["a", "c"]
     assert [(p.file, p.line) for p in report.problems] == [(str(f), 2), (str(f), 3)]
@@ -79,7 +86,10 @@ def test_malformed_json_line_is_reported_with_its_number(tmp_path: Path) -> None
 
 
 def test_missing_id_and_text_fields(tmp_path: Path) -> None:
-    f = _jsonl(tmp_path / "m.jsonl", [{"_id": "a", "body": "x"}, {"title": "t", "text": "y"}, {"_id": "c", "text": "z"}])
+    f = _jsonl(
+        tmp_path / "m.jsonl",
+        [{"_id": "a", "body": "x"}, {"title": "t", "text": "y"}, {"_id": "c", "text": "z"}],
+    )
     passages, report = load_corpus(f)
     assert [p.id for p in passages] == ["c"]
     reasons = [(p.line, p.reason.split(":")[0]) for p in report.problems]
@@ -90,8 +100,10 @@ def test_csv_with_configurable_columns_and_tsv(tmp_path: Path) -> None:
     f = tmp_path / "docs.csv"
     f.write_text('ma,tieu_de,noi_dung\n1,Tựa,"Dòng một\nvà dòng hai"\n2,,Ba\n', encoding="utf-8")
     passages, report = load_corpus(f, id_field="ma", title_field="tieu_de", text_field="noi_dung")
-    assert report.ok and [(p.id, p.title, p.text) for p in passages] == [("1", "Tựa", "Dòng một và dòng hai"),
-                                                                         ("2", "", "Ba")]
+    assert report.ok and [(p.id, p.title, p.text) for p in passages] == [
+        ("1", "Tựa", "Dòng một và dòng hai"),
+        ("2", "", "Ba"),
+    ]
     t = tmp_path / "docs.tsv"
     t.write_text("id\ttext\nx\tmột hai\n", encoding="utf-8")
     assert load_corpus(t)[0][0].id == "x"
@@ -116,8 +128,12 @@ def test_csv_bad_row_is_reported_with_record_line(tmp_path: Path) -> None:
 
 def test_latin1_files_are_reported_not_guessed(tmp_path: Path) -> None:
     f = tmp_path / "latin.jsonl"
-    f.write_bytes(json.dumps({"_id": "a", "text": "ok"}).encode() + b"\n" +
-                  '{"_id": "b", "text": "café"}'.encode("latin-1") + b"\n")
+    f.write_bytes(
+        json.dumps({"_id": "a", "text": "ok"}).encode()
+        + b"\n"
+        + '{"_id": "b", "text": "café"}'.encode("latin-1")
+        + b"\n"
+    )
     passages, report = load_corpus(f)
     assert [p.id for p in passages] == ["a"]
     p = report.problems[0]
@@ -150,8 +166,10 @@ def test_folder_ids_titles_and_skipped_files(tmp_path: Path) -> None:
     (root / "image.png").write_bytes(b"\x89PNG")
     (root / ".hidden.txt").write_text("x", encoding="utf-8")
     passages, report = load_corpus(root)
-    assert [(p.id, p.title, p.text) for p in passages] == [("a.md", "Tiêu đề A", "Nội dung A."),
-                                                           ("sub/b.txt", "b", "Nội dung B.")]
+    assert [(p.id, p.title, p.text) for p in passages] == [
+        ("a.md", "Tiêu đề A", "Nội dung A."),
+        ("sub/b.txt", "b", "Nội dung B."),
+    ]
     assert report.skipped_files == [str(root / "image.png")]
     assert "Ignored 1 file(s)" in report.summary()
 

@@ -33,7 +33,9 @@ def test_layout_and_switch(tmp_path: Path) -> None:
     assert g.switch(idx, b) == a and g.current(idx) == b
     infos = g.list_generations(idx)
     assert [(i.name, i.status, i.is_current, i.counts) for i in infos] == [
-        (a, "complete", False, {"passages": 3}), (b, "complete", True, {"passages": 5})]
+        (a, "complete", False, {"passages": 3}),
+        (b, "complete", True, {"passages": 5}),
+    ]
     assert not list(idx.glob(".CURRENT.tmp*"))  # no temp file left behind
 
 
@@ -85,14 +87,21 @@ def test_lock_excludes_other_processes_and_is_reentrant(tmp_path: Path) -> None:
     idx = tmp_path / "i"
     idx.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             from indexing.generations import IndexLock
             with IndexLock({str(idx)!r}):
                 print("locked", flush=True)
                 sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
     )
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -16,8 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 def _run(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "VIRANKER_HOME": str(home), "OMP_NUM_THREADS": "1"}
     env.pop("QDRANT_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "indexing", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "indexing", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -31,7 +37,9 @@ def corpus(tmp_path: Path) -> Path:
         {"_id": "hue", "title": "Huế", "text": "Huế là cố đô của triều Nguyễn."},
         {"_id": "long", "title": "Dài", "text": " ".join(f"Câu số {i} nói về sông Hồng." for i in range(80))},
     ]
-    f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "{broken\n", encoding="utf-8")
+    f.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "{broken\n", encoding="utf-8"
+    )
     return f
 
 
@@ -62,7 +70,9 @@ def test_cli_lifecycle(tmp_path: Path, corpus: Path) -> None:
 
     out = _run(home, "switch", "--index", "kb", "--rollback").stdout
     assert listing[1]["name"] in out
-    assert json.loads(_run(home, "stats", "--index", "kb", "--json").stdout)["generation"] == listing[1]["name"]
+    assert (
+        json.loads(_run(home, "stats", "--index", "kb", "--json").stdout)["generation"] == listing[1]["name"]
+    )
     out = _run(home, "cleanup", "--index", "kb", "--keep", "1").stdout  # newest one + the current one stay
     assert f"deleted 1 generation(s): {listing[0]['name']}" in out
 

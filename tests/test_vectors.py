@@ -45,7 +45,9 @@ def test_round_trip(tmp_path: Path, where: str) -> None:
     with VectorStore.open(location, "passages") as vs:
         assert not vs.exists()
         vs.create(16)
-        assert vs.upsert(ids, vecs, [{"doc_id": f"d{i}", "title": "t"} for i in range(40)], batch_size=16) == 40
+        assert (
+            vs.upsert(ids, vecs, [{"doc_id": f"d{i}", "title": "t"} for i in range(40)], batch_size=16) == 40
+        )
         assert vs.count() == 40 and vs.dim == 16
         hits = vs.search(vecs[7], k=3)
         assert hits[0][0] == "d7#p1" and hits[0][1] == pytest.approx(1.0, abs=1e-4)
@@ -120,8 +122,9 @@ def test_embed_with_cache_embeds_only_misses(tmp_path: Path) -> None:
     first = embed_with_cache(emb, ["a", "b", "a"], batch_size=1, cache=cache)
     assert emb.seen == ["a", "b"]  # duplicates embedded once
     calls: list[tuple[str, int, int]] = []
-    second = embed_with_cache(emb, ["b", "c", "a"], batch_size=8, cache=cache,
-                              progress_callback=lambda *a: calls.append(a))
+    second = embed_with_cache(
+        emb, ["b", "c", "a"], batch_size=8, cache=cache, progress_callback=lambda *a: calls.append(a)
+    )
     assert emb.seen == ["a", "b", "c"]
     assert np.array_equal(second[0], first[1]) and np.array_equal(second[2], first[0])
     assert calls[0] == ("embed", 2, 3) and calls[-1] == ("embed", 3, 3)
