@@ -515,9 +515,13 @@ def single_query_metrics(result: Any, relevant: dict[str, int], qid: str) -> dic
 
 # ========================================================================================= rendering
 CSS = """
-.vr-results {width:100%; border-collapse:collapse; font-size:0.95em}
-.vr-results th {text-align:left; border-bottom:2px solid #ddd; padding:6px}
-.vr-results td {border-bottom:1px solid #eee; padding:8px 6px; vertical-align:top}
+.vr-results, .vr-cmp {width:100%; border-collapse:collapse !important; font-size:0.95em; border:none !important}
+.vr-results th, .vr-cmp th {text-align:left; border:none !important; border-bottom:2px solid #ddd !important;
+    padding:6px !important; background:transparent !important}
+.vr-results td, .vr-cmp td {border:none !important; border-bottom:1px solid #eee !important; padding:8px 6px !important;
+    vertical-align:top}
+.vr-stats th {width:16em; font-weight:600; border-bottom:1px solid #eee !important}
+.vr-log {font-size:0.8em; max-height:14em; overflow:auto; background:#f7f7f7; padding:6px; border-radius:4px}
 .vr-rank {font-weight:700; width:2.5em; color:#555}
 .vr-title {font-weight:600; margin-bottom:2px}
 .vr-snippet {color:#333; line-height:1.45}
@@ -537,9 +541,8 @@ mark {background:#ffe066; color:inherit; padding:0 1px; border-radius:2px}
 .vr-muted {color:#888}
 .vr-rel {color:#0a7d28; font-weight:700}
 .vr-relrow {background:#f1fbf3}
-.vr-cmp {width:100%; border-collapse:collapse; table-layout:fixed; font-size:0.9em}
-.vr-cmp th {text-align:left; padding:6px; border-bottom:2px solid #ddd; vertical-align:bottom}
-.vr-cmp td {padding:6px; border-bottom:1px solid #eee; vertical-align:top}
+.vr-cmp {table-layout:fixed; font-size:0.9em}
+.vr-cmp th {vertical-align:bottom}
 .vr-cmp td.vr-rank {width:2.2em}
 .vr-doc {display:inline-block; min-width:2.2em; padding:0 4px; border-radius:4px; color:#fff;
          font-size:0.8em; font-weight:700; text-align:center; margin-right:4px}
@@ -879,7 +882,8 @@ def render_evaluation(run: EvaluationRun) -> tuple[str, Any, Any, Any, Any, list
                                   "spread": round(spread, 3)})
         diff_rows.sort(key=lambda r: -r["spread"])
     win_df = pd.DataFrame(win_rows, columns=["system", "baseline", "wins", "ties", "losses"])
-    diff_df = pd.DataFrame(diff_rows[:100])
+    diff_df = pd.DataFrame(diff_rows[:100], columns=list(diff_rows[0]) if diff_rows else ["query id", "query",
+                                                                                          "spread"])
     files = _write_eval_files(run) if run.reports else None
     parts = [f"<div class='vr-muted'>Bộ dữ liệu <b>{html.escape(run.dataset)}</b> · {len(run.queries):,} câu hỏi · "
              f"{run.seconds:,.1f} s</div>"]
@@ -930,7 +934,11 @@ def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
         "timings_ms": {pipeline: total ms}, "searched_query": {pipeline: query after restoration}}."""
         if not (query or "").strip():
             raise gr.Error("query is empty", print_exception=False)
-        names = list(dict.fromkeys(pipelines or default_compare_systems()))[:MAX_COMPARE]
+        if not pipelines:
+            status = backend.rerankers()
+            avail = [n for n, v in status.items() if v.startswith(("available", "loaded"))]
+            pipelines = default_compare_systems(list(status), avail)
+        names = list(dict.fromkeys(pipelines))[:MAX_COMPARE]
         try:
             out = compare_systems(backend, query, names, _clamp_k(top_k))
         except Exception as err:  # noqa: BLE001
@@ -976,9 +984,13 @@ def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
             "admin_rollback": admin_rollback, "admin_delete": admin_delete}
 
 
-def default_compare_systems() -> list[str]:
-    """The Compare tab's default systems: two reranked hybrids and plain hybrid."""
-    return ["hybrid+viranker", "hybrid+phoranker", "hybrid"]
+def default_compare_systems(rerankers: Sequence[str] = ("viranker", "phoranker"),
+                            available: Sequence[str] = ()) -> list[str]:
+    """The Compare tab's default systems: two reranked hybrids (ViRanker and PhoRanker first, then other
+    available rerankers) and plain hybrid, all among the offered choices."""
+    order = [r for r in ("viranker", "phoranker") if r in rerankers]
+    order += [r for r in available if r not in order] + [r for r in rerankers if r not in order]
+    return [f"hybrid+{r}" for r in order[:2]] + ["hybrid"]
 
 
 def system_choices(rerankers: Sequence[str]) -> list[str]:
@@ -1025,9 +1037,10 @@ def build_ui(backend: Backend) -> Any:
                     k = gr.Slider(1, MAX_TOP_K, value=10, step=1, label="Top-k", elem_id="search-topk", scale=2)
                 ex = gr.Dataset(components=[q], samples=[[e] for e in examples], label="Câu hỏi mẫu (bấm để tìm)",
                                 samples_per_page=15, elem_id="search-examples")
-                notice = gr.HTML(elem_id="search-notice")
-                as_typed = gr.Button("Tìm chính xác như đã gõ", visible=False, size="sm", variant="secondary",
-                                     elem_id="search-as-typed")
+                with gr.Row(equal_height=True):
+                    notice = gr.HTML(elem_id="search-notice", scale=5)
+                    as_typed = gr.Button("Tìm chính xác như đã gõ", visible=False, size="sm", variant="secondary",
+                                         elem_id="search-as-typed", scale=1, min_width=200)
                 timings = gr.HTML(elem_id="search-timings")
                 results = gr.HTML(elem_id="search-results")
 
@@ -1038,7 +1051,7 @@ def build_ui(backend: Backend) -> Any:
                                     placeholder="Một câu hỏi; các hệ thống chạy song song")
                     cgo = gr.Button("So sánh", variant="primary", scale=1, elem_id="compare-button")
                 with gr.Row():
-                    systems = gr.CheckboxGroup(system_choices(rr_names), value=default_compare_systems(),
+                    systems = gr.CheckboxGroup(system_choices(rr_names), value=default_compare_systems(rr_names, available),
                                                label="Hệ thống (tối đa 3)", elem_id="compare-systems", scale=5)
                     ck = gr.Slider(1, 20, value=10, step=1, label="Top-k", elem_id="compare-topk", scale=1)
                 cex = gr.Dataset(components=[cq], samples=[[e] for e in bench_examples],

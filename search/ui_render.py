@@ -197,7 +197,7 @@ def timings_html(timings_ms: Mapping[str, float]) -> str:
         for k, v in timings_ms.items()
         if v is not None
     ]
-    return "<div class='vr-timings'>⏱ " + " · ".join(parts) + "</div>"
+    return "<div class='vr-timings'>Thời gian: " + " · ".join(parts) + "</div>"
 
 
 def notice_html(message: str, kind: str = "info") -> str:
