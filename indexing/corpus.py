@@ -252,9 +252,24 @@ def _as_str(value: object) -> str | None:
     return None
 
 
-def _iter_jsonl(path: Path, fields: _Fields, report: IngestReport, strict: bool) -> Iterator[Document]:
-    source = path.name
-    id_field = fields.id_field
+def _json_values(path: Path, report: IngestReport, strict: bool) -> Iterator[tuple[int, object]]:
+    """(line, parsed value) per JSONL line (streamed) — or per item when the file is one top-level JSON array."""
+    with _open_binary(path) as fh:
+        head = fh.read(4096)
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[len(codecs.BOM_UTF8) :]
+    if head.lstrip()[:1] == b"[":
+        with _open_binary(path) as fh:
+            data = fh.read()
+        if data.startswith(codecs.BOM_UTF8):
+            data = data[len(codecs.BOM_UTF8) :]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            raise IngestError(str(path), line, _decode_error_reason(data, err)) from None
+        yield from _json_array_items(path, text)
+        return
     with _open_binary(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
@@ -267,59 +282,88 @@ def _iter_jsonl(path: Path, fields: _Fields, report: IngestReport, strict: bool)
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as err:
                 report.add_problem(
                     str(path), lineno, f"malformed JSON: {err.msg} at column {err.colno}", strict
                 )
-                continue
-            if not isinstance(obj, dict):
-                report.add_problem(
-                    str(path), lineno, f"malformed JSON: expected an object, got {type(obj).__name__}", strict
-                )
-                continue
-            if id_field is None and not fields.auto_id:
-                id_field = next((f for f in _ID_FIELD_CANDIDATES if f in obj), _ID_FIELD_CANDIDATES[0])
-            if fields.auto_id and (id_field is None or id_field not in obj):
-                doc_id = f"{path.stem}:{lineno}"
-            else:
-                assert id_field is not None
-                doc_id = _as_str(obj.get(id_field))
-                if doc_id is None or not doc_id.strip():
-                    what = "missing" if id_field not in obj else "empty or not a string/number"
-                    report.add_problem(
-                        str(path),
-                        lineno,
-                        f"missing id: field {id_field!r} is {what} (keys: {sorted(obj)})",
-                        strict,
-                    )
-                    continue
-            if fields.text_field not in obj:
+
+
+def _json_array_items(path: Path, text: str) -> Iterator[tuple[int, object]]:
+    """Items of a top-level JSON array with the line each starts on; a syntax error is fatal (no resync)."""
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    line, counted = 1, 0
+    n = len(text)
+    while True:
+        while pos < n and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= n:
+            raise IngestError(str(path), text.count("\n") + 1, "malformed JSON: unterminated array")
+        if text[pos] == "]":
+            return
+        line += text.count("\n", counted, pos)
+        counted = pos
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as err:
+            raise IngestError(
+                str(path), err.lineno, f"malformed JSON: {err.msg} at column {err.colno}"
+            ) from None
+        yield line, obj
+
+
+def _iter_jsonl(path: Path, fields: _Fields, report: IngestReport, strict: bool) -> Iterator[Document]:
+    source = path.name
+    id_field = fields.id_field
+    for lineno, obj in _json_values(path, report, strict):
+        if not isinstance(obj, dict):
+            report.add_problem(
+                str(path), lineno, f"malformed JSON: expected an object, got {type(obj).__name__}", strict
+            )
+            continue
+        if id_field is None and not fields.auto_id:
+            id_field = next((f for f in _ID_FIELD_CANDIDATES if f in obj), _ID_FIELD_CANDIDATES[0])
+        if fields.auto_id and (id_field is None or id_field not in obj):
+            doc_id = f"{path.stem}:{lineno}"
+        else:
+            assert id_field is not None
+            doc_id = _as_str(obj.get(id_field))
+            if doc_id is None or not doc_id.strip():
+                what = "missing" if id_field not in obj else "empty or not a string/number"
                 report.add_problem(
                     str(path),
                     lineno,
-                    f"missing text: no field {fields.text_field!r} (keys: {sorted(obj)})",
+                    f"missing id: field {id_field!r} is {what} (keys: {sorted(obj)})",
                     strict,
                 )
                 continue
-            text = _as_str(obj.get(fields.text_field))
-            if text is None:
+        if fields.text_field not in obj:
+            report.add_problem(
+                str(path),
+                lineno,
+                f"missing text: no field {fields.text_field!r} (keys: {sorted(obj)})",
+                strict,
+            )
+            continue
+        text = _as_str(obj.get(fields.text_field))
+        if text is None:
+            report.add_problem(
+                str(path), lineno, f"missing text: field {fields.text_field!r} is not a string", strict
+            )
+            continue
+        title = ""
+        if fields.title_field:
+            if fields.title_explicit and fields.title_field not in obj:
                 report.add_problem(
-                    str(path), lineno, f"missing text: field {fields.text_field!r} is not a string", strict
+                    str(path),
+                    lineno,
+                    f"missing title: no field {fields.title_field!r} (keys: {sorted(obj)})",
+                    strict,
                 )
                 continue
-            title = ""
-            if fields.title_field:
-                if fields.title_explicit and fields.title_field not in obj:
-                    report.add_problem(
-                        str(path),
-                        lineno,
-                        f"missing title: no field {fields.title_field!r} (keys: {sorted(obj)})",
-                        strict,
-                    )
-                    continue
-                title = _as_str(obj.get(fields.title_field)) or ""
-            yield Document(doc_id.strip(), title, text, source=source, line=lineno, origin=str(path))
+            title = _as_str(obj.get(fields.title_field)) or ""
+        yield Document(doc_id.strip(), title, text, source=source, line=lineno, origin=str(path))
 
 
 def _iter_csv(path: Path, fields: _Fields, report: IngestReport, strict: bool) -> Iterator[Document]:

@@ -62,6 +62,21 @@ def test_id_field_autodetects_id_and_auto_id(tmp_path: Path) -> None:
     assert [p.id for p in passages] == ["b:1", "b:2"] and report.ok
 
 
+def test_json_array_file(tmp_path: Path) -> None:
+    f = tmp_path / "docs.json"
+    f.write_text(
+        '[\n  {"id": "a", "text": "một"},\n  {"id": "b"},\n  {"id": "c", "text": "ba"}\n]\n', encoding="utf-8"
+    )
+    passages, report = load_corpus(f)
+    assert [p.id for p in passages] == ["a", "c"]
+    assert [(p.line, p.reason.split(":")[0]) for p in report.problems] == [(3, "missing text")]
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"id": "a", "text": "x"},\n {"id": }]', encoding="utf-8")
+    with pytest.raises(IngestError) as err:
+        load_corpus(bad)
+    assert err.value.line == 2 and "malformed JSON" in str(err.value)
+
+
 def test_gzipped_jsonl(tmp_path: Path) -> None:
     f = tmp_path / "c.jsonl.gz"
     with gzip.open(f, "wt", encoding="utf-8") as fh:
