@@ -319,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", default="rrf", choices=["rrf", "minmax"])
     p.add_argument("--fusion-weights", type=float, nargs=2, metavar=("BM25", "DENSE"))
     p.add_argument("--rrf-k", type=float, default=60.0)
-    p.add_argument("--routed-bm25", default="folded", choices=["folded", "restored"])
+    p.add_argument("--routed-bm25", default="restored", choices=["folded", "restored"],
+                   help="BM25 for queries without diacritics: restored query on both fields (default) or the "
+                   "typed query on the folded field")
     p.add_argument("--limit", type=int, help="evaluate only the first N queries (smoke tests)")
     p.add_argument("--no-progress", action="store_true")
     return p

@@ -12,10 +12,14 @@ Queries are validated (:class:`QueryError` for empty ones; control characters st
 ``max_query_chars`` / ``max_query_syllables`` with a note) and normalized like the documents.
 
 Diacritic routing: a query whose diacritic level (:func:`search.diacritics.diacritic_level`) is in
-``restore_levels`` (default ``none`` and ``partial``) is searched with the BM25 ``folded`` field (matching
-ignores marks) while the dense retriever and the reranker get the query restored by the index's
-:class:`~search.diacritics.DiacriticRestorer` (marks the user typed are kept). ``SearchResult.searched_query``
-shows what was searched; ``as_typed=True`` switches routing off.
+``restore_levels`` (default ``none`` and ``partial``) is restored by the index's
+:class:`~search.diacritics.DiacriticRestorer` (marks the user typed are kept). The dense retriever and the
+reranker get the restored query; BM25 (``routed_bm25="restored"``, the default) searches the restored query on
+both fields — its ``folded`` terms are exactly the typed syllables, so recall is that of a folded search, and
+the ``exact`` terms add precision wherever the restoration is right (on nanibot-qa *train* queries stripped of
+marks: MRR@10 0.888 vs 0.866 for the folded field alone, 0.892 with the original queries).
+``routed_bm25="folded"`` searches only the folded field with the typed query (used when there is no restorer).
+``SearchResult.searched_query`` shows what was searched; ``as_typed=True`` switches routing off.
 """
 
 from __future__ import annotations
@@ -166,8 +170,8 @@ class Pipeline:
         rerank_top: how many first-stage candidates the reranker scores (default 20).
         fusion: ``"rrf"`` (default) or ``"minmax"``; ``fusion_kwargs`` go to it (``k``, ``weights``).
         restore_levels: diacritic levels that trigger routing (default ``("none", "partial")``).
-        routed_bm25: ``"folded"`` (default: the typed query on the folded field) or ``"restored"`` (the
-            restored query on both fields).
+        routed_bm25: ``"restored"`` (default: the restored query on both fields) or ``"folded"`` (the typed
+            query on the folded field only).
         rerank_with_title: give the reranker ``title + " " + text`` instead of the text alone.
     """
 
@@ -184,7 +188,7 @@ class Pipeline:
         fusion: str = "rrf",
         fusion_kwargs: Mapping[str, Any] | None = None,
         restore_levels: Sequence[str] = ("none", "partial"),
-        routed_bm25: str = "folded",
+        routed_bm25: str = "restored",
         rerank_with_title: bool = False,
         max_query_chars: int = MAX_QUERY_CHARS,
         max_query_syllables: int = MAX_QUERY_SYLLABLES,
@@ -334,8 +338,8 @@ class Pipeline:
     def _bm25(self, p: PreparedQuery, k: int) -> list[tuple[str, float]]:
         if not p.routed:
             return self.bm25.search(p.text, k, field="both")
-        if self.routed_bm25 == "restored":
-            return self.bm25.search(p.searched, k)
+        if self.routed_bm25 == "restored" and self.restorer is not None:
+            return self.bm25.search(p.searched, k, field="both")
         return self.bm25.search(p.text, k, field="folded")
 
     def _dense(self, vec: np.ndarray, k: int) -> list[tuple[str, float]]:
