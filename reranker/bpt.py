@@ -86,6 +86,48 @@ def _attend_query_block(
     return (num / den).to(q_blk.dtype)
 
 
+def _blockwise_attention_nograd(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    block_size: int,
+) -> torch.Tensor:
+    """Same math as :func:`_attend_query_block` over all query blocks, for inference (no autograd, no
+    dropout, float32/64), with fewer passes per tile: heads folded into one bmm batch, the padding bias
+    fused into ``baddbmm``, a ones column appended to V so the denominator rides along in the numerator
+    matmul, and the softmax statistics updated in place.
+
+    q (B, H, Lq, D) already scaled; k, v (B, H, Lk, D); mask (B, Lk) bool. Returns (B, H, Lq, D).
+    """
+    B, H, Lq, D = q.shape
+    Lk = k.shape[2]
+    N = B * H
+    qf = q.reshape(N, Lq, D)
+    kt = k.reshape(N, Lk, D).transpose(1, 2)  # (N, D, Lk)
+    v1 = torch.cat([v.reshape(N, Lk, D), v.new_ones(N, Lk, 1)], dim=-1)  # (N, Lk, D+1): [v | 1]
+    bias = None
+    if key_padding_mask is not None:  # additive: 0 for real keys, a huge negative (finite) for padding
+        bias = torch.zeros(B, Lk, dtype=q.dtype, device=q.device)
+        bias.masked_fill_(~key_padding_mask, torch.finfo(q.dtype).min / 2)
+        bias = bias[:, None, None, :].expand(B, H, 1, Lk).reshape(N, 1, Lk)
+    out = torch.empty(N, Lq, D, dtype=q.dtype, device=q.device)
+    for i in range(0, Lq, block_size):
+        qb = qf[:, i : i + block_size]  # (N, Bq, D)
+        nq = qb.shape[1]
+        m = torch.full((N, nq, 1), float("-inf"), dtype=q.dtype, device=q.device)  # running max
+        acc = torch.zeros(N, nq, D + 1, dtype=q.dtype, device=q.device)  # [sum_j p_j v_j | sum_j p_j]
+        for j in range(0, Lk, block_size):
+            kb, vb = kt[:, :, j : j + block_size], v1[:, j : j + block_size]
+            s = torch.bmm(qb, kb) if bias is None else torch.baddbmm(bias[:, :, j : j + block_size], qb, kb)
+            m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+            s.sub_(m_new).exp_()  # p, in place: (N, Bq, Bk)
+            acc.mul_(m.sub_(m_new).exp_()).baddbmm_(s, vb)  # rescale by exp(m_old - m_new), add p @ [v | 1]
+            m = m_new
+        out[:, i : i + nq] = acc[..., :D] / acc[..., D:]
+    return out.view(B, H, Lq, D)
+
+
 def blockwise_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -105,7 +147,10 @@ def blockwise_attention(
     if key_padding_mask is not None and key_padding_mask.dtype != torch.bool:
         key_padding_mask = key_padding_mask.bool()
     q = q * (q.shape[-1] ** -0.5)
-    use_ckpt = checkpoint and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+    recording = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if not recording and not (training and dropout_p > 0.0) and q.dtype in (torch.float32, torch.float64):
+        return _blockwise_attention_nograd(q, k, v, key_padding_mask, block_size)
+    use_ckpt = checkpoint and recording
     outs = []
     for i in range(0, q.shape[2], block_size):
         q_blk = q[:, :, i : i + block_size]

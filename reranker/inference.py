@@ -6,6 +6,8 @@ Where the speed comes from (all exact in fp32 except the optional int8 path):
 * pairs are sorted by length and batched with dynamic padding (little compute is spent on padding);
 * ``torch.inference_mode`` and the fused SDPA attention kernel (BPT is for long-sequence memory, not
   needed at rerank lengths); a batch without padding runs without a mask;
+* packing (``pack=True``): projections, FFN and LayerNorms run on the real tokens only, attention on the
+  padded layout; the last layer computes only the first token (all the head reads);
 * an early-exit layer (``exit_layer``) stops the encoder early (the speed/quality dial);
 * optional int8 dynamic quantization of every ``nn.Linear`` (``quantize=True``; approximate);
 * ``num_threads`` sets ``torch.set_num_threads`` (process-wide).
@@ -65,6 +67,7 @@ class ViRankerScorer:
         window_overlap: int = 32,
         exit_layer: int | None = None,
         attn_impl: str = "sdpa",
+        pack: bool = True,
         quantize: bool = False,
         num_threads: int | None = None,
     ) -> None:
@@ -83,8 +86,10 @@ class ViRankerScorer:
         self.long_passages = long_passages
         self.window_overlap = int(window_overlap)
         self.exit_layer = exit_layer
-        model = model.eval().set_attention_impl(attn_impl)
-        self.model = quantize_int8(model) if quantize else model
+        if attn_impl not in ("bpt", "sdpa", "eager"):
+            raise ValueError(f"unknown attention impl {attn_impl!r}")
+        self.attn_impl, self.pack = attn_impl, bool(pack)
+        self.model = quantize_int8(model.eval()) if quantize else model.eval()
         self.device = next(model.parameters()).device if not quantize else torch.device("cpu")
 
     @classmethod
@@ -111,17 +116,23 @@ class ViRankerScorer:
 
     @torch.inference_mode()
     def _score_sequences(self, seqs: list[list[int]]) -> np.ndarray:
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
-        out = np.empty(len(seqs), dtype=np.float32)
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s : s + self.batch_size]
-            batch = collate([seqs[i] for i in idx])
-            ids = batch["input_ids"]
-            if self.vocab_map is not None:
-                ids = self.vocab_map.apply(ids)
-            logits = self.model(ids.to(self.device), batch["attention_mask"].to(self.device),
-                                exit_layer=self.exit_layer)
-            out[idx] = logits.float().cpu().numpy()
+        model = self.model
+        saved = (model.attn_impl, model.pack_inputs)  # run-time switches; restored for other users
+        model.set_attention_impl(self.attn_impl).set_packing(self.pack)
+        try:
+            order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
+            out = np.empty(len(seqs), dtype=np.float32)
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                batch = collate([seqs[i] for i in idx])
+                ids = batch["input_ids"]
+                if self.vocab_map is not None:
+                    ids = self.vocab_map.apply(ids)
+                logits = model(ids.to(self.device), batch["attention_mask"].to(self.device),
+                               exit_layer=self.exit_layer)
+                out[idx] = logits.float().cpu().numpy()
+        finally:
+            model.set_attention_impl(saved[0]).set_packing(saved[1])
         return out
 
     def score(self, query: str, passages: Sequence[str]) -> np.ndarray:

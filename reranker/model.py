@@ -41,6 +41,32 @@ def xlmr_position_ids(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tenso
     return torch.cumsum(mask, dim=1) * mask + pad_token_id
 
 
+@dataclass
+class Packed:
+    """Right-padded batch <-> packed real tokens. ``idx``: (T,) flat positions of the real tokens in the
+    (B*L) layout; ``starts``: (B,) row of each sequence's first token in the packed (T, .) layout."""
+
+    idx: torch.Tensor
+    starts: torch.Tensor
+    batch: int
+    length: int
+
+    @classmethod
+    def from_mask(cls, key_mask: torch.Tensor) -> Packed:
+        lengths = key_mask.sum(dim=1)
+        idx = key_mask.reshape(-1).nonzero().squeeze(1)
+        return cls(idx, torch.cumsum(lengths, 0) - lengths, key_mask.shape[0], key_mask.shape[1])
+
+    def pad(self, t: torch.Tensor) -> torch.Tensor:
+        """(T, c) -> (B, L, c) with zeros at padding."""
+        out = t.new_zeros(self.batch * self.length, t.shape[-1]).index_copy(0, self.idx, t)
+        return out.view(self.batch, self.length, t.shape[-1])
+
+    def unpad(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, L, c) -> (T, c)."""
+        return t.reshape(self.batch * self.length, t.shape[-1]).index_select(0, self.idx)
+
+
 class Embeddings(nn.Module):
     """word + token-type (+ absolute position when rope=False) -> LayerNorm -> dropout."""
 
@@ -86,12 +112,43 @@ class SelfAttention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         impl: str,
         checkpoint: bool,
+        cls_only: bool = False,
+        packed: Packed | None = None,
     ) -> torch.Tensor:
-        B, L, d = x.shape
-        qkv = self.qkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, H, L, Dh)
-        if rope is not None:
-            q, k = apply_rotary(q, k, *rope)
+        """x (B, L, d) -> (B, L, d).
+
+        ``cls_only``: only the first token's output is computed (keys/values still come from every token):
+        exact, and cheaper for a layer whose only consumer is the scoring head -> (B, 1, d).
+        ``packed``: x is (T, d), the real tokens only (see :class:`Packed`); projections, residual and
+        LayerNorm skip the padding, only attention works on the padded layout -> (T, d), or (B, d) with
+        ``cls_only``.
+        """
+        d = x.shape[-1]
+        H, Dh = self.num_heads, self.head_dim
+        B, L = (x.shape[0], x.shape[1]) if packed is None else (packed.batch, packed.length)
+        if cls_only:
+            first = x[:, :1] if packed is None else x[packed.starts]  # (B, 1, d) | (B, d)
+            if isinstance(self.qkv, nn.Linear):  # project queries for the first token only
+                w, b = self.qkv.weight, self.qkv.bias
+                q, kv = F.linear(first, w[:d], b[:d]), F.linear(x, w[d:], b[d:])
+            else:  # e.g. an int8 dynamically quantized projection: no weight slicing
+                q, kv = self.qkv(first)[..., :d], self.qkv(x)[..., d:]
+            if packed is not None:
+                kv = packed.pad(kv)
+            q = q.reshape(B, 1, H, Dh).transpose(1, 2)  # (B, H, 1, Dh)
+            k, v = kv.reshape(B, L, 2, H, Dh).permute(2, 0, 3, 1, 4).unbind(0)
+            if rope is not None:
+                cos, sin = rope
+                q, _ = apply_rotary(q, q, cos[:1], sin[:1])
+                _, k = apply_rotary(k, k, cos, sin)
+            x = first
+        else:
+            qkv = self.qkv(x)
+            if packed is not None:
+                qkv = packed.pad(qkv)
+            q, k, v = qkv.reshape(B, L, 3, H, Dh).permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, Dh)
+            if rope is not None:
+                q, k = apply_rotary(q, k, *rope)
         p = self.attn_dropout if self.training else 0.0
         if impl == "bpt":
             ctx = blockwise_attention(q, k, v, key_mask, self.block_size, p, self.training, checkpoint)
@@ -100,7 +157,9 @@ class SelfAttention(nn.Module):
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         else:
             ctx = naive_attention(q, k, v, key_mask, p, self.training)
-        ctx = ctx.transpose(1, 2).reshape(B, L, d)  # (B, L, d)
+        ctx = ctx.transpose(1, 2).reshape(B, q.shape[2], d)  # (B, Lq, d)
+        if packed is not None:
+            ctx = ctx.reshape(B, d) if cls_only else packed.unpad(ctx)
         return self.norm(x + self.dropout(self.out(ctx)))
 
 
@@ -125,9 +184,12 @@ class EncoderLayer(nn.Module):
         self.ffn = FeedForward(cfg)
         self.ffn_chunk_size = cfg.ffn_chunk_size
 
-    def forward(self, x, key_mask, rope, impl: str, checkpoint: bool) -> torch.Tensor:
-        x = self.attn(x, key_mask, rope, impl, checkpoint)
-        if impl == "bpt":
+    def forward(self, x, key_mask, rope, impl: str, checkpoint: bool, cls_only: bool = False,
+                packed: Packed | None = None) -> torch.Tensor:
+        x = self.attn(x, key_mask, rope, impl, checkpoint, cls_only, packed)
+        if impl == "bpt":  # chunk along the sequence (packed (T, d) is one long sequence)
+            if x.dim() == 2:
+                return chunked_feed_forward(x.unsqueeze(0), self.ffn, self.ffn_chunk_size, checkpoint).squeeze(0)
             return chunked_feed_forward(x, self.ffn, self.ffn_chunk_size, checkpoint)
         return self.ffn(x)
 
@@ -157,6 +219,7 @@ class ViRanker(nn.Module):
         self.rotary = RotaryEmbedding(config.head_dim, config.rope_base) if config.rope else None
         self.heads = nn.ModuleDict({str(i): ScoreHead(config) for i in config.all_exit_layers})
         self.attn_impl = "bpt" if config.use_bpt else "sdpa"
+        self.pack_inputs = False  # see set_packing
         self.apply(self._init_weights)
 
     @staticmethod
@@ -181,6 +244,12 @@ class ViRanker(nn.Module):
         self.attn_impl = impl
         return self
 
+    def set_packing(self, enabled: bool = True) -> ViRanker:
+        """Score padded batches as packed real tokens (exact; skips the padding in every projection, FFN
+        and LayerNorm, attention still uses the padded layout). Applies to ``forward`` / ``forward_exits``."""
+        self.pack_inputs = bool(enabled)
+        return self
+
     def _check_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
@@ -200,11 +269,13 @@ class ViRanker(nn.Module):
         token_type_ids: torch.Tensor | None,
         num_layers: int,
         keep: set[int] | None = None,
+        cls_only_last: bool = False,
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Run embeddings + the first ``num_layers`` layers and nothing more.
 
         Returns the last hidden state (B, L, d) and {layer: hidden} for the 1-based layers in ``keep``
-        (0 = embedding output).
+        (0 = embedding output). ``cls_only_last``: the last layer computes only the first token, so its
+        hidden state is (B, 1, d); with packing on (``set_packing``) every returned state is (B, 1, d).
         """
         key_mask = self._check_inputs(input_ids, attention_mask)
         x = self.embeddings(input_ids, token_type_ids)  # (B, L, d)
@@ -214,14 +285,26 @@ class ViRanker(nn.Module):
         rope = self.rotary(input_ids.shape[1], x.device) if self.rotary is not None else None
         ckpt = self.config.gradient_checkpointing and self.training
         impl = self.attn_impl
+        packed = None
+        if self.pack_inputs and cls_only_last and key_mask is not None and bool(key_mask[:, 0].all()):
+            packed = Packed.from_mask(key_mask)
+            x = packed.unpad(x)  # (T, d)
         for i, layer in enumerate(self.layers[:num_layers], start=1):
+            cls_only = cls_only_last and i == num_layers
             if ckpt and impl != "bpt" and torch.is_grad_enabled():
-                x = _checkpoint(layer, x, key_mask, rope, impl, False, use_reentrant=False)
+                x = _checkpoint(layer, x, key_mask, rope, impl, False, cls_only, packed, use_reentrant=False)
             else:  # BPT checkpoints per block inside the layer
-                x = layer(x, key_mask, rope, impl, ckpt)
+                x = layer(x, key_mask, rope, impl, ckpt, cls_only, packed)
             if keep and i in keep:
-                kept[i] = x
+                kept[i] = x if packed is None else self._first_tokens(x, packed, cls_only)
+        if packed is not None:
+            x = self._first_tokens(x, packed, cls_only_last)
         return x, kept
+
+    @staticmethod
+    def _first_tokens(x: torch.Tensor, packed: Packed, already_first: bool) -> torch.Tensor:
+        """Packed (T, d) (or (B, d) after a cls_only layer) -> (B, 1, d) first-token states."""
+        return (x if already_first else x[packed.starts]).unsqueeze(1)
 
     def _resolve_layers(self, num_layers: int | None) -> int:
         n = self.config.num_layers if num_layers is None else int(num_layers)
@@ -261,11 +344,12 @@ class ViRanker(nn.Module):
         exit_layer: int | None = None,
     ) -> torch.Tensor:
         """Relevance logits (B,). With ``exit_layer`` (one of ``config.all_exit_layers``) the encoder
-        stops after that layer and its head scores the pair."""
+        stops after that layer and its head scores the pair. The last layer run computes only the first
+        token's output (the head's input): exact, ~1/12 less work for 12 layers."""
         layer = self.config.num_layers if exit_layer is None else int(exit_layer)
         if str(layer) not in self.heads:
             raise ValueError(f"no scoring head at layer {layer}; heads exist at {self.config.all_exit_layers}")
-        x, _ = self._encode(input_ids, attention_mask, token_type_ids, layer)
+        x, _ = self._encode(input_ids, attention_mask, token_type_ids, layer, cls_only_last=True)
         return self.heads[str(layer)](x[:, 0])
 
     def forward_exits(
@@ -276,7 +360,8 @@ class ViRanker(nn.Module):
     ) -> dict[int, torch.Tensor]:
         """{layer: logits (B,)} for every head (early exits + last layer) from one forward pass."""
         layers = self.config.all_exit_layers
-        _, kept = self._encode(input_ids, attention_mask, token_type_ids, self.config.num_layers, set(layers))
+        _, kept = self._encode(input_ids, attention_mask, token_type_ids, self.config.num_layers, set(layers),
+                               cls_only_last=True)
         return {i: self.heads[str(i)](kept[i][:, 0]) for i in layers}
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:

@@ -62,6 +62,10 @@ def test_attention_impls_agree_with_padding(rope):
             outs[impl] = model.set_attention_impl(impl).forward_hidden(ids, mask)
     for impl in ("sdpa", "eager"):
         torch.testing.assert_close(outs["bpt"], outs[impl], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # forward() computes only the first token in its last layer: same logits
+        for impl in ("bpt", "sdpa", "eager"):
+            logits = model.set_attention_impl(impl)(ids, mask)
+            torch.testing.assert_close(logits, model.heads["4"](outs["bpt"][:, 0]), rtol=1e-5, atol=1e-5)
     # padding does not leak: a row scored alone (no padding) equals the padded-batch row
     with torch.no_grad():
         n = int(mask[2].sum())
@@ -206,3 +210,27 @@ def test_export_hf_classifier_same_scores(tmp_path):
         torch.testing.assert_close(back(ids, mask), ours, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="rope=False"):
         to_hf_state_dict(model) and export_hf_classifier(_tiny(rope=True, head_activation="tanh"), tmp_path / "x")
+
+
+@pytest.mark.parametrize("rope", [True, False])
+def test_packed_scoring_equals_padded(rope):
+    """set_packing skips padding in projections/FFN/LN: same logits, same gradients."""
+    model = _tiny(rope=rope, exit_layers=(2,))
+    ids, mask = _batch()
+    with torch.no_grad():
+        for impl in ("bpt", "sdpa", "eager"):
+            model.set_attention_impl(impl)
+            ref = {k: v.clone() for k, v in model.set_packing(False).forward_exits(ids, mask).items()}
+            ref_final = model(ids, mask, exit_layer=2)
+            got = model.set_packing(True).forward_exits(ids, mask)
+            for layer in ref:
+                torch.testing.assert_close(got[layer], ref[layer], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(model(ids, mask, exit_layer=2), ref_final, rtol=1e-5, atol=1e-5)
+            # hidden-state APIs keep the padded layout
+            assert model.forward_hidden(ids, mask).shape == (*ids.shape, 32)
+    grads = []
+    for pack in (False, True):
+        m = _tiny(rope=rope, exit_layers=(2,)).train().set_packing(pack)
+        sum(v.sum() for v in m.forward_exits(ids, mask).values()).backward()
+        grads.append(m.layers[1].ffn.fc1.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
