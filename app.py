@@ -13,8 +13,9 @@ API (``gradio_client.Client(url).predict(..., api_name=...)``):
 - ``/search(query, pipeline="hybrid", top_k=10)`` → ``[{"id", "title", "text", "score", "rank"}, ...]``
 - ``/compare(query, pipelines=None, top_k=10)`` → ``{"results": {system: [hit, ...]}, "unavailable":
   {system: reason}, "agreement": [{"a", "b", "overlap", "tau"}], "timings_ms": {system: ms}}``
-- ``/admin_status(password)``, ``/admin_rollback(password)``, ``/admin_delete(password, ids)``: admin
-  actions; the password is checked server-side with the same throttling as the Admin tab.
+- ``/admin_status(password)``, ``/admin_rollback(password)``, ``/admin_rebuild(password)``,
+  ``/admin_delete(password, ids)``: admin actions; the password is checked server-side with the same
+  throttling as the Admin tab. Rebuild and delete run in the background (poll ``/admin_status``).
 
 UI event handlers are registered with ``api_visibility="private"`` so they are not part of the API; the
 admin handlers additionally check a server-side session token on every call.
@@ -237,6 +238,8 @@ class Backend:
         return emb
 
     def _build_demo(self, progress: Callable[..., None]) -> dict[str, Any]:
+        """Build the demo index. Without precomputed vectors, embedding the corpus on a CPU takes long, so a
+        BM25-only generation is built and served first, then the full one (BM25 + vectors) replaces it."""
         from indexing.build import PrecomputedVectors, build_generation
         from indexing.corpus import load_corpus
 
@@ -251,10 +254,14 @@ class Backend:
                 progress("precomputed vectors", 1, 1, message=f"seeding the cache from {self.precomputed.name}")
             except Exception as err:  # noqa: BLE001 - a broken file only costs embedding time
                 self.job.log(f"ignoring precomputed vectors {self.precomputed}: {err}")
-        return build_generation(
-            self.index, passages, embedder, precomputed=pre, progress_callback=progress,
-            extra={"ingest": report.to_dict(), "source": "demo corpus"},
-        )
+        extra = {"ingest": report.to_dict(), "source": "demo corpus"}
+        if embedder is not None and pre is None and self.current_generation() is None:
+            progress("bm25-only generation", 0, 1,
+                     message="no precomputed vectors: serving BM25 first while the vectors are computed")
+            build_generation(self.index, passages, None, progress_callback=progress, operation="build-bm25-first",
+                             extra=extra)
+        return build_generation(self.index, passages, embedder, precomputed=pre, progress_callback=progress,
+                                extra=extra)
 
     def service(self) -> Any:
         """The search service over the serving generation (opened on first use), or None if not ready."""
@@ -427,6 +434,21 @@ class Backend:
         self.job.start(f"{'add' if mode == 'add' else 'rebuild'}: {len(passages):,} passages from upload", work)
         return text
 
+    def admin_start_rebuild(self) -> str:
+        """Start rebuilding the current passages into a new generation (same settings) → message."""
+        from indexing.build import build_generation, current_manifest, current_passages
+
+        if self.current_generation() is None:
+            raise ValueError("the index has no generation yet")
+        passages = current_passages(self.index)
+        manifest = current_manifest(self.index) or {}
+        embedder = self.index_embedder()
+        words = "words" in ((manifest.get("bm25") or {}).get("fields") or [])
+        self.job.start(f"rebuild: {len(passages):,} passages",
+                       lambda progress: build_generation(self.index, passages, embedder, progress_callback=progress,
+                                                         operation="rebuild", words=words))
+        return f"Rebuilding {len(passages):,} passages into a new generation in the background."
+
     def admin_start_delete(self, ids: Sequence[str]) -> str:
         """Start a background rebuild without ``ids`` (passage or document ids) → message.
 
@@ -472,6 +494,9 @@ def friendly_error(err: BaseException) -> str:
     if isinstance(err, IndexNotReady):
         return str(err)
     if name == "ServiceError":
+        if "needs vectors" in str(err):
+            return ("Chỉ mục hiện chưa có vector (đang được tính, hoặc chưa có mô hình embedding): "
+                    "hãy chọn pipeline BM25 trong lúc chờ.")
         return f"Không thể tìm: {err}"
     if name == "EmbedderUnavailable":
         return f"Mô hình embedding chưa có: {err}. Hãy dùng pipeline BM25."
@@ -748,6 +773,16 @@ class Handlers:
             return notice_html(f"Không chuyển được: {err}", "warn")
         return notice_html(f"Đang phục vụ {gen}.", "info")
 
+    def rebuild(self, token: str | None) -> tuple[str, bool]:
+        """Start a rebuild of the current passages → (message HTML, start polling?)."""
+        if not self.b.auth.valid_token(token):
+            return notice_html(self.DENIED, "error"), False
+        try:
+            msg = self.b.admin_start_rebuild()
+        except Exception as err:  # noqa: BLE001
+            return notice_html(f"Không xây lại được: {err}", "warn"), False
+        return notice_html(msg, "info"), True
+
     def delete(self, token: str | None, ids_text: str) -> tuple[str, bool]:
         """Start deleting the listed ids (comma / whitespace separated) → (message HTML, start polling?)."""
         if not self.b.auth.valid_token(token):
@@ -972,6 +1007,14 @@ def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
         except Exception as err:  # noqa: BLE001
             raise gr.Error(f"rollback failed: {err}", print_exception=False) from None
 
+    def admin_rebuild(password: str, request: gr.Request) -> dict:
+        """Admin: rebuild the current passages into a new generation in the background (password required)."""
+        _admin(password, request)
+        try:
+            return {"started": backend.admin_start_rebuild()}
+        except Exception as err:  # noqa: BLE001
+            raise gr.Error(f"rebuild failed: {err}", print_exception=False) from None
+
     def admin_delete(password: str, ids: list[str], request: gr.Request) -> dict:
         """Admin: delete passages/documents by id in a background rebuild (password required)."""
         _admin(password, request)
@@ -981,7 +1024,7 @@ def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
             raise gr.Error(f"delete failed: {err}", print_exception=False) from None
 
     return {"search": search, "compare": compare, "admin_status": admin_status,
-            "admin_rollback": admin_rollback, "admin_delete": admin_delete}
+            "admin_rollback": admin_rollback, "admin_rebuild": admin_rebuild, "admin_delete": admin_delete}
 
 
 def default_compare_systems(rerankers: Sequence[str] = ("viranker", "phoranker"),
@@ -1119,6 +1162,7 @@ def build_ui(backend: Backend) -> Any:
                         gpick = gr.Dropdown([], label="Thế hệ", elem_id="admin-gen-pick", scale=3)
                         gswitch = gr.Button("Phục vụ thế hệ này", elem_id="admin-switch", scale=1)
                         groll = gr.Button("Quay lui", elem_id="admin-rollback", scale=1)
+                        grebuild = gr.Button("Xây lại", elem_id="admin-rebuild", scale=1)
                     gmsg = gr.HTML(elem_id="admin-gen-msg")
                     gr.Markdown("### Xoá tài liệu theo id")
                     with gr.Row(equal_height=True):
@@ -1134,6 +1178,7 @@ def build_ui(backend: Backend) -> Any:
         gr.api(api["compare"], api_name="compare", concurrency_id="search")
         gr.api(api["admin_status"], api_name="admin_status", concurrency_limit=1, concurrency_id="admin")
         gr.api(api["admin_rollback"], api_name="admin_rollback", concurrency_limit=1, concurrency_id="admin")
+        gr.api(api["admin_rebuild"], api_name="admin_rebuild", concurrency_limit=1, concurrency_id="admin")
         gr.api(api["admin_delete"], api_name="admin_delete", concurrency_limit=1, concurrency_id="admin")
 
         # ---------------------------------------------------------------------------------- wiring
@@ -1222,6 +1267,12 @@ def build_ui(backend: Backend) -> Any:
 
         gswitch.click(_switch, [token, gpick], [gmsg, *view_out], **priv, concurrency_limit=1,
                       concurrency_id="admin")
+
+        def _rebuild(tok):
+            msg, poll = h.rebuild(tok)
+            return msg, gr.Timer(active=poll)
+
+        grebuild.click(_rebuild, [token], [gmsg, btimer], **priv, concurrency_limit=1, concurrency_id="admin")
 
         def _delete(tok, ids):
             msg, poll = h.delete(tok, ids)

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,7 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(served):
-    return Client(served.url, verbose=False)
+    return Client(served.url, verbose=False, analytics_enabled=False)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def handlers(served):
 def test_only_public_endpoints_are_listed(client):
     info = client.view_api(print_info=False, return_format="dict")
     assert set(info["named_endpoints"]) == {"/search", "/compare", "/admin_status", "/admin_rollback",
-                                            "/admin_delete"}
+                                            "/admin_rebuild", "/admin_delete"}
     assert not info["unnamed_endpoints"]
     params = [p["parameter_name"] for p in info["named_endpoints"]["/search"]["parameters"]]
     assert params == ["query", "pipeline", "top_k"]
@@ -146,8 +147,8 @@ def test_evaluate_bundled_and_uploaded(handlers, served, tmp_path):
     assert set(chart["metric"]) == {"ndcg@10", "mrr@10"}
     assert list(winloss.columns) == ["system", "baseline", "wins", "ties", "losses"]
     csv_path, json_path = files
-    assert open(csv_path, encoding="utf-8").readline().startswith("system,query_id,query,")
-    report = json.loads(open(json_path, encoding="utf-8").read())
+    assert Path(csv_path).read_text(encoding="utf-8").startswith("system,query_id,query,")
+    report = json.loads(Path(json_path).read_text(encoding="utf-8"))
     assert set(report["metrics"]) == {"bm25", "hybrid+overlap"}
     # the same run from an uploaded BEIR zip (nested folder), with a query limit
     z = tmp_path / "bench.zip"
@@ -186,7 +187,7 @@ def test_upload_rebuild_while_searching(handlers, served, client, tmp_path):
     count = [0]
 
     def hammer():
-        c = Client(served.url, verbose=False)
+        c = Client(served.url, verbose=False, analytics_enabled=False)
         while not done.is_set():
             try:
                 assert c.predict("Hà Nội", "hybrid", 3, api_name="/search")[0]["id"] == "hn"
@@ -222,3 +223,34 @@ def test_upload_rebuild_while_searching(handlers, served, client, tmp_path):
     time.sleep(0.3)
     ids = [h["id"] for h in client.predict("phở bò", "bm25", 5, api_name="/search")]
     assert "pho" not in ids
+
+
+def test_first_start_builds_demo_index_bm25_first(served):
+    """A missing index is built in the background from the demo corpus: without precomputed vectors a
+    BM25-only generation is served first, then the full generation (BM25 + vectors) replaces it."""
+    lines: list[str] = []
+    backend = app_module.Backend("demo-first-start", embedder=kit.HashEmbedder(), demo_corpus=served.home / "corpus.jsonl",
+                                 precomputed=None, echo=lines.append, reranker_status=lambda: {})
+    assert backend.current_generation() is None
+    assert "chưa có dữ liệu" in backend.not_ready_message()
+    assert backend.ensure_index()
+    assert not backend.ensure_index()  # already running
+    assert "⏳" in app_module.banner_html(backend) or backend.current_generation() is not None
+    assert backend.job.wait(120)
+    snap = backend.job.snapshot()
+    assert snap["error"] is None, snap
+    gens_list = backend.admin_generations()
+    assert [g["status"] for g in gens_list] == ["complete", "complete"]
+    assert gens_list[0]["current"] and gens_list[0]["counts"]["vectors"] == len(kit.CORPUS)
+    assert gens_list[1]["counts"]["vectors"] == 0
+    assert any("bm25-only generation" in line for line in lines)
+    assert backend.admin_stats()["operation"] == "build"
+    assert not backend.ensure_index()  # nothing to do once built
+
+
+def test_parse_args():
+    args = app_module.parse_args([])
+    assert (args.host, args.port, args.index, args.admin_password) == ("127.0.0.1", 7860, "demo", None)
+    args = app_module.parse_args(["--host", "0.0.0.0", "--port", "9000", "--index", "x", "--admin-password", "pw"])
+    assert (args.host, args.port, args.index, args.admin_password) == ("0.0.0.0", 9000, "x", "pw")
+    assert len(app_module.load_examples()) >= 10
