@@ -1,0 +1,412 @@
+"""Training and validation data for the reranker: groups, diacritic augmentation, bucketing, a DataModule.
+
+Training records are FlagEmbedding JSONL lines ``{"query", "pos": [...], "neg": [...]}`` (what
+``python -m trainer mine`` writes, or any other tool's). One training example is a *group*:
+``(query, [positive, negative_1, ..., negative_n])``, the positive first. Records with fewer than ``n``
+negatives borrow passages of other records (seeded).
+
+Diacritic augmentation: with probability ``fold_prob`` a query loses its diacritics (``indexing.normalize.fold``)
+— all of them, or with probability ``fold_partial`` only a random subset of its syllables — so the reranker
+learns to score queries typed without marks.
+
+Batches are length-bucketed (sorted by length inside shuffled mega-buckets, then batch order shuffled) and
+padded per batch (dynamic padding), tokenized with :func:`reranker.tokenizer.encode_pairs`.
+
+Validation uses a *candidates* JSONL (``python -m trainer candidates``): per query, its first-stage top-k
+``{"query_id", "query", "positives": [ids], "candidates": [{"id", "text", "score"}]}``, so each validation
+pass reranks a fixed, small set of pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from indexing.normalize import fold
+
+__all__ = [
+    "strip_diacritics",
+    "augment_diacritics",
+    "load_triplets",
+    "GroupDataset",
+    "BucketBatchSampler",
+    "GroupCollator",
+    "CandidateDataset",
+    "CandidateCollator",
+    "load_candidates",
+    "RerankDataModule",
+]
+
+_WORD_RE = re.compile(r"\w+")
+
+
+# ---------------------------------------------------------------------------------------------- augmentation
+def strip_diacritics(query: str, rng: random.Random, fraction: float = 1.0) -> str:
+    """``query`` with the diacritics of a random ``fraction`` of its syllables removed (1.0 = all).
+
+    With ``fraction < 1`` at least one syllable that has marks is folded (when there is one).
+    """
+    if fraction >= 1.0:
+        return fold(query)
+    spans = [m.span() for m in _WORD_RE.finditer(query)]
+    marked = [s for s in spans if fold(query[s[0] : s[1]]) != query[s[0] : s[1]]]
+    if not marked:
+        return query
+    chosen = {s for s in marked if rng.random() < fraction} or {rng.choice(marked)}
+    out, last = [], 0
+    for a, b in spans:
+        out.append(query[last:a])
+        out.append(fold(query[a:b]) if (a, b) in chosen else query[a:b])
+        last = b
+    out.append(query[last:])
+    return "".join(out)
+
+
+def augment_diacritics(
+    query: str, rng: random.Random, fold_prob: float = 0.25, fold_partial: float = 0.5
+) -> str:
+    """With probability ``fold_prob``: strip all diacritics, or (probability ``fold_partial``) half of them."""
+    if fold_prob <= 0 or rng.random() >= fold_prob:
+        return query
+    return strip_diacritics(query, rng, 0.5 if rng.random() < fold_partial else 1.0)
+
+
+# ---------------------------------------------------------------------------------------------- training set
+def load_triplets(paths: Sequence[str | os.PathLike[str]], max_records: int | None = None) -> list[dict]:
+    """Read FlagEmbedding JSONL files → records with a non-empty ``query`` and ``pos`` (others are counted
+    and reported in the raised error only when *no* record is usable)."""
+    records: list[dict] = []
+    bad = 0
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training file {path} not found (run `python -m trainer mine` first)")
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    bad += 1  # e.g. a line still being written by a background mining job
+                    continue
+                if not isinstance(rec, dict) or not rec.get("query") or not rec.get("pos"):
+                    bad += 1
+                    continue
+                rec.setdefault("neg", [])
+                records.append(rec)
+                if max_records and len(records) >= max_records:
+                    return records
+    if not records:
+        raise ValueError(f"no usable training records in {[str(p) for p in paths]} ({bad} malformed lines)")
+    return records
+
+
+def _rng(*parts: object) -> random.Random:
+    digest = hashlib.sha1(":".join(map(str, parts)).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+class GroupDataset(Dataset):
+    """Records → groups ``{"query": str, "passages": [pos, neg_1..neg_n]}``; random choices are seeded by
+    ``(seed, epoch, index)`` so a run is reproducible. Call :meth:`set_epoch` to vary them per epoch."""
+
+    def __init__(
+        self,
+        records: Sequence[dict],
+        n_neg: int = 3,
+        seed: int = 13,
+        fold_prob: float = 0.25,
+        fold_partial: float = 0.5,
+    ) -> None:
+        if n_neg < 1:
+            raise ValueError("n_neg must be >= 1")
+        self.records = list(records)
+        self.n_neg = n_neg
+        self.seed = seed
+        self.fold_prob = fold_prob
+        self.fold_partial = fold_partial
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def length(self, i: int) -> int:
+        """A cheap length proxy (characters of the query + its longest passage) for bucketing."""
+        r = self.records[i]
+        return len(r["query"]) + max(len(p) for p in list(r["pos"]) + list(r["neg"]))
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        r = self.records[i]
+        rng = _rng(self.seed, self.epoch, i)
+        pos = rng.choice(r["pos"])
+        negs = [n for n in r["neg"] if n not in r["pos"]]
+        negs = rng.sample(negs, self.n_neg) if len(negs) >= self.n_neg else list(negs)
+        tries = 0
+        while len(negs) < self.n_neg and tries < 100 and len(self.records) > 1:
+            tries += 1
+            j = rng.randrange(len(self.records))
+            if j == i:
+                continue
+            other = self.records[j]
+            cand = rng.choice(list(other["pos"]) + list(other["neg"]))
+            if cand not in r["pos"] and cand not in negs:
+                negs.append(cand)
+        if len(negs) < self.n_neg:
+            raise ValueError(f"record {i} has too few negatives and the dataset too few records to fill them")
+        query = augment_diacritics(r["query"], rng, self.fold_prob, self.fold_partial)
+        return {"query": query, "passages": [pos, *negs]}
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length: shuffle, cut into mega-buckets of ``batch_size * multiplier``, sort each
+    by length, slice into batches, shuffle the batch order. Deterministic per ``(seed, epoch)``."""
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        multiplier: int = 50,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 13,
+        dataset: GroupDataset | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.multiplier = max(1, multiplier)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.epoch = 0
+        self.dataset = dataset
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if self.dataset is not None:
+            self.dataset.set_epoch(epoch)
+
+    def _batches(self) -> list[list[int]]:
+        idx = list(range(len(self.lengths)))
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        if self.shuffle:
+            rng.shuffle(idx)
+        mega = self.batch_size * self.multiplier
+        batches: list[list[int]] = []
+        for s in range(0, len(idx), mega):
+            chunk = sorted(idx[s : s + mega], key=lambda i: self.lengths[i])
+            batches += [chunk[b : b + self.batch_size] for b in range(0, len(chunk), self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+@dataclass
+class GroupCollator:
+    """Groups → one padded batch of ``B * G`` pairs (+ ``group_size``) via :func:`encode_pairs`."""
+
+    tokenizer: Any
+    max_query_length: int = 32
+    max_length: int = 192
+    pad_to_multiple_of: int | None = 8
+
+    def __call__(self, groups: Sequence[dict]) -> dict[str, Any]:
+        from reranker.tokenizer import encode_pairs
+
+        g = len(groups[0]["passages"])
+        if any(len(x["passages"]) != g for x in groups):
+            raise ValueError("all groups in a batch must have the same size")
+        queries = [x["query"] for x in groups for _ in range(g)]
+        passages = [p for x in groups for p in x["passages"]]
+        batch = encode_pairs(
+            self.tokenizer,
+            queries,
+            passages,
+            self.max_query_length,
+            self.max_length,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+        )
+        batch["group_size"] = g
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def load_candidates(
+    path: str | os.PathLike[str], max_queries: int | None = None, max_candidates: int | None = None
+) -> list[dict]:
+    """Candidates JSONL → records (first ``max_queries`` queries, first ``max_candidates`` candidates each)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"validation candidates {path} not found (run `python -m trainer candidates`)"
+        )
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            rec["candidates"] = rec["candidates"][:max_candidates] if max_candidates else rec["candidates"]
+            out.append(rec)
+            if max_queries and len(out) >= max_queries:
+                break
+    return out
+
+
+class CandidateDataset(Dataset):
+    """Flattened (query_id, passage_id, query, text) pairs of a candidates file, longest first."""
+
+    def __init__(self, records: Sequence[dict]) -> None:
+        self.pairs = [
+            (str(r["query_id"]), str(c["id"]), str(r["query"]), str(c["text"]))
+            for r in records
+            for c in r["candidates"]
+        ]
+        self.pairs.sort(key=lambda p: -(len(p[2]) + len(p[3])))
+        self.qrels = {str(r["query_id"]): {str(p): 1 for p in r["positives"]} for r in records}
+        self.first_stage = {
+            str(r["query_id"]): {
+                str(c["id"]): float(c.get("score", -i)) for i, c in enumerate(r["candidates"])
+            }
+            for r in records
+        }
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> tuple[str, str, str, str]:
+        return self.pairs[i]
+
+
+@dataclass
+class CandidateCollator:
+    """(qid, pid, query, text) pairs → an :func:`encode_pairs` batch + ``qids`` / ``pids`` lists."""
+
+    tokenizer: Any
+    max_query_length: int = 32
+    max_length: int = 192
+
+    def __call__(self, pairs: Sequence[tuple[str, str, str, str]]) -> dict[str, Any]:
+        from reranker.tokenizer import encode_pairs
+
+        batch = encode_pairs(
+            self.tokenizer,
+            [p[2] for p in pairs],
+            [p[3] for p in pairs],
+            self.max_query_length,
+            self.max_length,
+        )
+        batch["qids"] = [p[0] for p in pairs]
+        batch["pids"] = [p[1] for p in pairs]
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------- module
+class RerankDataModule(L.LightningDataModule):
+    """Training groups from FlagEmbedding JSONL files and validation pairs from a candidates JSONL.
+
+    Args:
+        train_files: JSONL paths. val_candidates: candidates JSONL (None = no validation).
+        tokenizer: a tokenizer object, or None to use :func:`reranker.tokenizer.load_tokenizer`
+        (``tokenizer_path`` when given).
+        n_neg, batch_size (groups per batch), eval_batch_size (pairs), max_query_length, max_length,
+        fold_prob / fold_partial (diacritic augmentation), bucket_multiplier, num_workers, seed,
+        max_train_records, val_max_queries / val_max_candidates (keep validation cheap).
+    """
+
+    def __init__(
+        self,
+        train_files: Sequence[str],
+        val_candidates: str | None = None,
+        tokenizer: Any = None,
+        tokenizer_path: str | None = None,
+        n_neg: int = 3,
+        batch_size: int = 8,
+        eval_batch_size: int = 32,
+        max_query_length: int = 32,
+        max_length: int = 192,
+        fold_prob: float = 0.25,
+        fold_partial: float = 0.5,
+        bucket_multiplier: int = 50,
+        num_workers: int = 0,
+        seed: int = 13,
+        max_train_records: int | None = None,
+        val_max_queries: int | None = None,
+        val_max_candidates: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["tokenizer"])
+        self.train_files = [str(p) for p in train_files]
+        self.val_candidates = val_candidates
+        self._tokenizer = tokenizer
+        self.train_set: GroupDataset | None = None
+        self.val_set: CandidateDataset | None = None
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from reranker.tokenizer import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.hparams.tokenizer_path)
+        return self._tokenizer
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        if stage in (None, "fit") and self.train_set is None:
+            records = load_triplets(self.train_files, h.max_train_records)
+            self.train_set = GroupDataset(records, h.n_neg, h.seed, h.fold_prob, h.fold_partial)
+        if stage in (None, "fit", "validate") and self.val_set is None and self.val_candidates:
+            self.val_set = CandidateDataset(
+                load_candidates(self.val_candidates, h.val_max_queries, h.val_max_candidates)
+            )
+
+    def train_dataloader(self) -> DataLoader:
+        h = self.hparams
+        assert self.train_set is not None, "call setup('fit') first"
+        lengths = [self.train_set.length(i) for i in range(len(self.train_set))]
+        sampler = BucketBatchSampler(
+            lengths, h.batch_size, h.bucket_multiplier, True, True, h.seed, self.train_set
+        )
+        return DataLoader(
+            self.train_set,
+            batch_sampler=sampler,
+            num_workers=h.num_workers,
+            collate_fn=GroupCollator(self.tokenizer, h.max_query_length, h.max_length),
+            persistent_workers=h.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        h = self.hparams
+        if self.val_set is None:
+            return []
+        return DataLoader(
+            self.val_set,
+            batch_size=h.eval_batch_size,
+            shuffle=False,
+            num_workers=0,
+            collate_fn=CandidateCollator(self.tokenizer, h.max_query_length, h.max_length),
+        )

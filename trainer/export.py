@@ -1,0 +1,208 @@
+"""Checkpoint → shippable ``from_pretrained`` directory: vocabulary-pruned, fp16 safetensors, model card.
+
+    ckpt (Lightning, with ``viranker_config``) → ViRanker (fp32) → prune_vocab(ids a Vietnamese corpus uses,
+    with and without diacritics) → dtype (fp16 by default) → save_pretrained(dir, tokenizer, vocab_map)
+    → README.md (data, steps, hardware, metrics, the command to reproduce)
+
+The directory loads with ``reranker.model.ViRanker.from_pretrained`` / ``reranker.inference.ViRankerScorer``.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import os
+import platform
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reranker.config import ViRankerConfig
+from reranker.model import ViRanker
+
+__all__ = ["load_checkpoint_model", "iter_corpus_texts", "export_model", "write_model_card"]
+
+DTYPES = {
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+}
+
+
+def load_checkpoint_model(ckpt_path: str | os.PathLike[str]) -> tuple[ViRanker, dict[str, Any]]:
+    """A Lightning checkpoint of :class:`trainer.module.RerankerModule` → (ViRanker in fp32, eval mode,
+    the checkpoint's metadata: global_step, epoch, hyper_parameters, callbacks' state)."""
+    ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
+    if "viranker_config" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{ckpt_path} is not a trainer checkpoint (no viranker_config / state_dict)")
+    config = ViRankerConfig.from_dict(ckpt["viranker_config"])
+    model = ViRanker(config)
+    state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(state, strict=True)
+    meta = {k: ckpt.get(k) for k in ("global_step", "epoch", "hyper_parameters")}
+    return model.float().eval(), meta
+
+
+def iter_corpus_texts(
+    paths: Sequence[str | os.PathLike[str]], fields: Sequence[str] = ("title", "text", "query", "pos", "neg")
+) -> Iterator[str]:
+    """Texts of JSONL files (``.gz`` allowed): the string (or list-of-strings) values of ``fields``."""
+    for path in paths:
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                for name in fields:
+                    v = rec.get(name)
+                    if isinstance(v, str):
+                        yield v
+                    elif isinstance(v, list):
+                        yield from (x for x in v if isinstance(x, str))
+
+
+def _with_folded(texts: Iterable[str]) -> Iterator[str]:
+    """Each text, then its diacritic-free form (queries typed without marks tokenize differently)."""
+    from indexing.normalize import fold
+
+    for t in texts:
+        yield t
+        f = fold(t)
+        if f != t:
+            yield f
+
+
+def export_model(
+    model: ViRanker,
+    out_dir: str | os.PathLike[str],
+    tokenizer: Any = None,
+    vocab_texts: Iterable[str] | None = None,
+    dtype: str | torch.dtype = "float16",
+    fold_vocab: bool = True,
+) -> dict[str, Any]:
+    """Write ``model`` as a ``from_pretrained`` dir; returns what was done (vocab sizes, dtype, bytes).
+
+    ``vocab_texts``: when given, the word embeddings are pruned to the token ids those texts use (plus their
+    folded forms when ``fold_vocab``) and ``vocab_map.safetensors`` is written; tokens outside it map to <unk>.
+    """
+    from reranker.tokenizer import load_tokenizer
+    from reranker.vocab import collect_token_ids, prune_vocab
+
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
+    torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+    out_dir = Path(out_dir)
+    model = copy.deepcopy(model).float().eval()  # the caller's model is left as it was
+    model.config = model.config.replace(gradient_checkpointing=False)
+    vmap = None
+    info: dict[str, Any] = {"vocab_size_before": model.config.vocab_size}
+    if vocab_texts is not None:
+        texts = _with_folded(vocab_texts) if fold_vocab else vocab_texts
+        kept = collect_token_ids(tokenizer, texts)
+        model, vmap = prune_vocab(model, kept)
+    info["vocab_size"] = model.config.vocab_size
+    model = model.to(torch_dtype)
+    model.save_pretrained(out_dir, tokenizer=tokenizer, vocab_map=vmap)
+    info["dtype"] = str(torch_dtype).replace("torch.", "")
+    info["parameters"] = model.num_parameters()
+    info["weights_bytes"] = (out_dir / "model.safetensors").stat().st_size
+    return info
+
+
+def _fmt_metrics(metrics: dict[str, float]) -> str:
+    if not metrics:
+        return "_no validation metrics recorded_"
+    rows = ["| metric | value |", "|---|---|"]
+    rows += [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]
+    return "\n".join(rows)
+
+
+def write_model_card(out_dir: str | os.PathLike[str], info: dict[str, Any]) -> Path:
+    """``README.md`` for an exported model from ``info`` (keys: config, export, train, data, metrics, commands)."""
+    out_dir = Path(out_dir)
+    cfg = info.get("config", {})
+    train = info.get("train", {})
+    data = info.get("data", {})
+    commands = info.get("commands", {})
+    hw = (
+        info.get("hardware")
+        or f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}"
+    )
+    lines = [
+        "---",
+        "language: vi",
+        "license: mit",
+        "tags: [reranker, cross-encoder, vietnamese, viranker]",
+        "---",
+        "",
+        f"# {info.get('name', out_dir.name)}",
+        "",
+        "A Vietnamese cross-encoder reranker in the ViRanker style (arXiv 2509.09131): an XLM-R-family encoder",
+        "initialized from multilingual-e5-small, rotary position embeddings (RoPE), Blockwise Parallel Transformer",
+        "layers and an MLP scoring head on the first token, trained on inverse-cloze and question–paragraph triplets",
+        "with hybrid hard negatives (BM25 top-20 → dense re-rank → MMR) and a triplet ranking loss.",
+        "",
+        "## Model",
+        "",
+        f"- layers: {cfg.get('num_layers')}, hidden {cfg.get('hidden_size')}, heads {cfg.get('num_heads')},"
+        f" RoPE: {cfg.get('rope')}, BPT: {cfg.get('use_bpt')}, early-exit heads at {cfg.get('exit_layers')}",
+        f"- vocabulary: {info.get('export', {}).get('vocab_size')} of "
+        f"{info.get('export', {}).get('vocab_size_before')} XLM-R pieces kept (ids a Vietnamese corpus uses,"
+        " with and without diacritics; others map to `<unk>` through `vocab_map.safetensors`)",
+        f"- weights: {info.get('export', {}).get('dtype')} safetensors, "
+        f"{info.get('export', {}).get('parameters', 0) / 1e6:.1f} M parameters",
+        f"- input: `<s> query </s></s> passage </s>`, query ≤ {cfg.get('max_query_length')} tokens,"
+        f" pair ≤ {cfg.get('max_length')} tokens; output: one relevance logit (sigmoid → [0, 1])",
+        "",
+        "## Training",
+        "",
+        f"- data: {data.get('description', '')}",
+        f"- files: {', '.join(map(str, data.get('train_files', [])))} ({data.get('records', '?')} records)",
+        f"- steps: {train.get('global_step')} optimizer steps (epoch {train.get('epoch')}),"
+        f" batch {train.get('batch_size')} groups × (1 positive + {train.get('n_neg')} negatives)",
+        f"- loss: {train.get('loss')}, optimizer: {train.get('optimizer')}, lr {train.get('lr')},"
+        " warmup + cosine decay, gradient clipping 1.0",
+        f"- wall time: {train.get('wall_time', '?')}",
+        f"- hardware: {hw}",
+        "",
+        "## Validation (reranking fixed first-stage candidates)",
+        "",
+        f"{info.get('validation_note', '')}",
+        "",
+        _fmt_metrics(info.get("metrics", {})),
+        "",
+        "The exported weights are those of the last step (no checkpoint selection on these numbers).",
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        *[c for c in commands.values()],
+        "```",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from reranker.inference import ViRankerScorer",
+        f"scorer = ViRankerScorer.from_pretrained({str(out_dir)!r})",
+        'scores = scorer.score("thủ đô của việt nam", ["Hà Nội là thủ đô ...", "..."])',
+        "```",
+        "",
+        "## Data licenses",
+        "",
+        "Training text: Vietnamese Wikipedia paragraphs (CC BY-SA 3.0) and nanibot-qa train questions (MIT).",
+        "No XQuAD-vi or nanibot-qa test question, and no passage of the demo corpus, was used for training.",
+        "",
+    ]
+    path = out_dir / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
