@@ -34,6 +34,7 @@ import csv
 import html
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -505,6 +506,18 @@ def friendly_error(err: BaseException) -> str:
     return f"Đã xảy ra lỗi khi tìm kiếm ({name}: {err}). Hãy thử lại."
 
 
+def _note_vi(note: str) -> str:
+    """Pipeline notes (English) → Vietnamese for the UI, when known."""
+    m = re.match(r"query truncated to (\d+) (characters|syllables)", note)
+    if m:
+        unit = "ký tự" if m.group(2) == "characters" else "âm tiết"
+        return f"Câu hỏi quá dài: chỉ dùng {m.group(1)} {unit} đầu tiên."
+    m = re.match(r"ranks after (\d+) are first-stage order", note)
+    if m:
+        return f"Từ hạng {int(m.group(1)) + 1} trở đi là thứ tự trước rerank (chỉ {m.group(1)} đoạn đầu được rerank)."
+    return note
+
+
 def hits_json(result: Any) -> list[dict[str, Any]]:
     """A result's hits as the API's JSON list (score on the normalized 0–1 display scale too)."""
     norm = display_scores(result.hits)
@@ -617,16 +630,25 @@ class Handlers:
         if not query.strip():
             return notice_html("Hãy nhập câu hỏi hoặc từ khoá để tìm kiếm.", "info"), False, "", ""
         pipeline = pipeline_name(mode, reranker)
+        fallback = ""
         try:
-            res = self.b.search(query, pipeline, _clamp_k(top_k), as_typed=as_typed)
+            try:
+                res = self.b.search(query, pipeline, _clamp_k(top_k), as_typed=as_typed)
+            except Exception as err:
+                if not (type(err).__name__ == "ServiceError" and "needs vectors" in str(err)):
+                    raise
+                # BM25-only generation (e.g. the first start while vectors are computed): still answer
+                res = self.b.search(query, "bm25", _clamp_k(top_k), as_typed=as_typed)
+                fallback = notice_html("Chỉ mục chưa có vector (đang được tính hoặc không có mô hình embedding): "
+                                       "kết quả dưới đây là của BM25.", "warn")
         except Exception as err:  # noqa: BLE001 - every failure becomes a friendly message
             kind = "info" if type(err).__name__ == "QueryError" or isinstance(err, IndexNotReady) else "warn"
             return notice_html(friendly_error(err), kind), False, "", ""
         restored = restored_notice_html(res.query, res.searched_query)
         if as_typed:
             restored = "<div class='vr-restored vr-muted'>Tìm chính xác như đã gõ (không thêm dấu).</div>"
-        notes = [n for n in res.notes if not n.startswith("searched with diacritics restored")]
-        notice = restored + "".join(notice_html(n, "info") for n in notes)
+        notes = [_note_vi(n) for n in res.notes if not n.startswith("searched with diacritics restored")]
+        notice = fallback + restored + "".join(notice_html(n, "info") for n in notes)
         terms = query_terms(res.query, None if as_typed else res.searched_query)
         table = results_html(res.hits, terms, display_scores(res.hits), self.b.doc_meta())
         summary = f"<div class='vr-muted'>{len(res.hits)} kết quả · pipeline <code>{html.escape(res.pipeline)}</code></div>"
@@ -1306,7 +1328,7 @@ def launch(backend: Backend, host: str, port: int, concurrency: int = 4, max_que
     demo = build_ui(backend)
     demo.queue(default_concurrency_limit=max(1, concurrency), max_size=max_queue)
     demo.launch(server_name=host, server_port=port, share=False, css=CSS, show_error=False, quiet=quiet,
-                prevent_thread_lock=not block, footer_links=["api"], inbrowser=False)
+                prevent_thread_lock=not block, footer_links=["api"], inbrowser=False, max_file_size="50mb")
     return demo
 
 

@@ -110,6 +110,8 @@ def test_friendly_messages_never_tracebacks(handlers):
         assert notice or results
     notice, *_ = handlers.search("?!?!", "hybrid", None, 10)
     assert "không có chữ" in notice
+    notice, *_ = handlers.search("Hà Nội " * 300, "bm25", None, 10)
+    assert "Câu hỏi quá dài" in notice
     notice, *_ = handlers.search("Hà Nội", "rerank", "viranker", 5)
     assert "VIRANKER_MODEL" in notice and "Traceback" not in notice
 
@@ -254,3 +256,17 @@ def test_parse_args():
     args = app_module.parse_args(["--host", "0.0.0.0", "--port", "9000", "--index", "x", "--admin-password", "pw"])
     assert (args.host, args.port, args.index, args.admin_password) == ("0.0.0.0", 9000, "x", "pw")
     assert len(app_module.load_examples()) >= 10
+
+
+def test_bm25_only_index_falls_back_with_a_note(served):
+    """On a generation without vectors, dense/hybrid searches are answered by BM25 with a warning; the
+    default service factory (the real SearchService) is used."""
+    from indexing.build import build_generation
+    from indexing.corpus import load_corpus
+
+    passages, _ = load_corpus(served.home / "corpus.jsonl")
+    build_generation("bm25-only", passages, None, progress=False)
+    backend = app_module.Backend("bm25-only", demo_corpus=None, reranker_status=lambda: {})
+    h = app_module.Handlers(backend)
+    notice, _btn, _t, results = h.search("Đà Lạt", "hybrid", None, 5)
+    assert "BM25" in notice and "pipeline <code>bm25</code>" in results and "<mark>Đà</mark>" in results
