@@ -214,6 +214,8 @@ class Backend:
 
     def embedder(self) -> Any:
         """The passage embedder for builds, or None (BM25 only) when it cannot be loaded."""
+        if self.embedder_name in ("none", "bm25"):
+            self.embedder_name = ""
         if self._embedder is None and self.embedder_name:
             try:
                 from search.embedders import load_embedder
@@ -1275,9 +1277,9 @@ def build_ui(backend: Backend) -> Any:
             text, poll = h.build_status(tok)
             st, df, names = h.admin_view(tok) if not poll else (gr.skip(), gr.skip(), None)
             dd = gr.Dropdown(choices=names, value=None) if names is not None else gr.skip()
-            return text, gr.Timer(active=poll), st, df, dd
+            return text, gr.Timer(active=poll), st, df, dd, h.banner()[0]
 
-        btimer.tick(_tick, [token], [bstatus, btimer, astats, agens, gpick], **priv, queue=False)
+        btimer.tick(_tick, [token], [bstatus, btimer, astats, agens, gpick, banner], **priv, queue=False)
 
         def _roll(tok):
             return (h.rollback(tok), *_view(tok))
@@ -1317,7 +1319,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=4,
                    help="search/compare events run at once (default 4; reranking is CPU-bound)")
     p.add_argument("--max-queue", type=int, default=256, help="queued events before new ones are refused")
-    p.add_argument("--embedder", default=DEFAULT_EMBEDDER, help="passage embedder for builds (default e5-small)")
+    p.add_argument("--embedder", default=DEFAULT_EMBEDDER,
+                   help="passage embedder for builds (default e5-small; 'none' builds BM25 only)")
     p.add_argument("--no-build", action="store_true", help="do not build the demo index when it is missing")
     return p.parse_args(argv)
 
