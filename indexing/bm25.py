@@ -191,7 +191,7 @@ class PostingScorer:
         return arr
 
     def postings(self, field: str, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(global docnums int64, term frequencies float64) of one term; empty arrays when absent."""
+        """(global docnums int32, term frequencies float32) of one term; empty arrays when absent."""
         key = (field, text)
         hit = self._postings.get(key)
         if hit is not None:
@@ -211,7 +211,7 @@ class PostingScorer:
         if ids_parts:
             out = (np.concatenate(ids_parts), np.concatenate(tf_parts))
         else:
-            out = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+            out = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
         n = len(out[0])
         if n <= self._budget:
             self._postings[key] = out
@@ -236,7 +236,8 @@ class PostingScorer:
                 continue
             lengths = self.lengths(field)
             norm = k1 * ((1.0 - b) + b * lengths[ids] / self._avg[field])
-            scores[ids] += boost * self.idf(field, text) * (tf * (k1 + 1.0)) / (tf + norm)
+            tf64 = tf.astype(np.float64)
+            scores[ids] += boost * self.idf(field, text) * (tf64 * (k1 + 1.0)) / (tf64 + norm)
             matched[ids] = True
         if self._live is not None:
             matched &= self._live
@@ -260,8 +261,8 @@ def _read_postings(m: Any) -> tuple[np.ndarray, np.ndarray]:
             if m._blocklength:
                 m._read_ids()
                 m._read_weights()
-                ids_parts.append(np.asarray(m._ids, dtype=np.int64))
-                w_parts.append(np.asarray(m._weights, dtype=np.float64))
+                ids_parts.append(np.asarray(m._ids, dtype=np.int32))
+                w_parts.append(np.asarray(m._weights, dtype=np.float32))
             m._next_block()
     else:  # pragma: no cover - other codecs
         ids, ws = [], []
@@ -269,10 +270,10 @@ def _read_postings(m: Any) -> tuple[np.ndarray, np.ndarray]:
             ids.append(m.id())
             ws.append(m.weight())
             m.next()
-        ids_parts.append(np.asarray(ids, dtype=np.int64))
-        w_parts.append(np.asarray(ws, dtype=np.float64))
+        ids_parts.append(np.asarray(ids, dtype=np.int32))
+        w_parts.append(np.asarray(ws, dtype=np.float32))
     if not ids_parts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
     return np.concatenate(ids_parts), np.concatenate(w_parts)
 
 
