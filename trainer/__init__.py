@@ -1,1 +1,22 @@
-"""trainer package."""
+"""ViRanker training: mined triplets → Lightning fit → exported ``from_pretrained`` model directory.
+
+Modules (one concept each):
+
+- :mod:`trainer.ict` — Inverse Cloze Task pairs (a sentence → the rest of its paragraph).
+- :mod:`trainer.mine` — hybrid hard negatives (BM25 top-20 → e5 cosine → MMR), blocklist of demo/eval
+  passages, resumable FlagEmbedding JSONL writer.
+- :mod:`trainer.data` — groups (1 positive + n negatives), diacritic augmentation, length bucketing,
+  the ``RerankDataModule``.
+- :mod:`trainer.losses` — triplet ranking / listwise softmax / BCE losses, multi-exit weighting.
+- :mod:`trainer.optim` — AdamW / Lion, warmup + cosine schedule.
+- :mod:`trainer.module` — the ``RerankerModule`` (LightningModule) and the time-budget schedule callback.
+- :mod:`trainer.export` — checkpoint → vocabulary-pruned fp16 model dir with a model card.
+
+The shipped run (``python -m trainer --help`` for every option)::
+
+    python -m trainer mine --pool var/train/pool.jsonl --pool-vectors var/train/pool_e5.npy \\
+        --ict 8000 --beir /work/shared/data/nanibot-qa --out var/train/triplets-hybrid.jsonl
+    python -m trainer candidates --out var/train/dev-candidates.jsonl
+    python -m trainer fit --config trainer/configs/viranker-small-cpu.yaml   # validates, checkpoints, exports
+    python -m trainer export runs/viranker-small-cpu/checkpoints/final.ckpt assets/models/viranker-small
+"""

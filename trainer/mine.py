@@ -527,7 +527,9 @@ class NegativeMiner:
         rng = self._rng(q.query_id)
         pos_sh = [self._shingles(t) for t in q.positives]
         if cfg.strategy == "random":
-            return self._random_fill(q, [], cfg.n_neg, rng, pos_sh)
+            negs = self._random_fill(q, [], cfg.n_neg, rng, pos_sh)
+            self.stats.filled_random += len(negs)
+            return negs
         assert self.bm25 is not None and self.vectors is not None
         if query_vec is None:
             raise ValueError("the hybrid strategy needs the query vector")
