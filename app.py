@@ -560,6 +560,7 @@ CSS = """
     padding:6px !important; background:transparent !important}
 .vr-results td, .vr-cmp td {border:none !important; border-bottom:1px solid #eee !important; padding:8px 6px !important;
     vertical-align:top}
+.vr-results tr, .vr-cmp tr {border:none !important}
 .vr-stats th {width:16em; font-weight:600; border-bottom:1px solid #eee !important}
 .vr-log {font-size:0.8em; max-height:14em; overflow:auto; background:#f7f7f7; padding:6px; border-radius:4px}
 .vr-rank {font-weight:700; width:2.5em; color:#555}
