@@ -10,7 +10,8 @@ atomically, and the search service re-opens when it changes.
 
 API (``gradio_client.Client(url).predict(..., api_name=...)``):
 
-- ``/search(query, pipeline="hybrid", top_k=10)`` → ``[{"id", "title", "text", "score", "rank"}, ...]``
+- ``/search(query, pipeline="", top_k=10)`` → ``[{"id", "title", "text", "score", "rank"}, ...]`` (empty
+  pipeline: the service default, ``hybrid+viranker`` when its weights are present, else ``hybrid``)
 - ``/compare(query, pipelines=None, top_k=10)`` → ``{"results": {system: [hit, ...]}, "unavailable":
   {system: reason}, "agreement": [{"a", "b", "overlap", "tau"}], "timings_ms": {system: ms}}``
 - ``/admin_status(password)``, ``/admin_rollback(password)``, ``/admin_rebuild(password)``,
@@ -343,8 +344,9 @@ class Backend:
 
         return available_rerankers()
 
-    def search(self, query: str, pipeline: str = "hybrid", top_k: int = 10, as_typed: bool = False) -> Any:
-        """One search → ``SearchResult``. Raises RuntimeError while the index is not ready."""
+    def search(self, query: str, pipeline: str | None = "hybrid", top_k: int = 10, as_typed: bool = False) -> Any:
+        """One search → ``SearchResult`` (``pipeline`` None: the service's default). Raises IndexNotReady
+        while the index has no generation."""
         svc = self.service()
         if svc is None:
             raise IndexNotReady(self.not_ready_message())
@@ -978,12 +980,14 @@ def _write_eval_files(run: EvaluationRun) -> list[str]:
 # ============================================================================================== API
 def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
     """The public API functions (typed, so Gradio derives the endpoint schema from the hints)."""
-    def search(query: str, pipeline: str = "hybrid", top_k: int = 10) -> list[dict]:
-        """Search the index. Returns [{"id", "title", "text", "score", "rank", "doc_id", "normalized_score"}]."""
+    def search(query: str, pipeline: str = "", top_k: int = 10) -> list[dict]:
+        """Search the index with ``pipeline`` (bm25, dense, hybrid, <first stage>+<reranker>; empty: the
+        service's default, hybrid+viranker when its weights are present). Returns [{"id", "title", "text",
+        "score", "rank", "doc_id", "normalized_score"}], best first."""
         if not (query or "").strip():
             raise gr.Error("query is empty", print_exception=False)
         try:
-            res = backend.search(query, pipeline or "hybrid", _clamp_k(top_k))
+            res = backend.search(query, pipeline or None, _clamp_k(top_k))
         except Exception as err:  # noqa: BLE001 - clients get the friendly message, not a traceback
             raise gr.Error(friendly_error(err), print_exception=False) from None
         return hits_json(res)
