@@ -184,6 +184,25 @@ def test_bucket_batch_sampler_covers_and_buckets():
     assert len(BucketBatchSampler(lengths, 8, drop_last=True)) == 12
 
 
+def test_resumable_loader_continues_mid_epoch():
+    from trainer.data import ResumableDataLoader
+
+    def loader():
+        s = BucketBatchSampler(list(range(40)), batch_size=4, multiplier=2, seed=5)
+        return ResumableDataLoader(list(range(40)), batch_sampler=s, collate_fn=list)
+
+    full = list(loader())
+    first = loader()
+    it = iter(first)
+    seen = [next(it), next(it), next(it)]
+    state = first.state_dict()
+    assert state == {"epoch": 0, "batches": 3} and seen == full[:3]
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert list(resumed) == full[3:]
+    assert list(resumed) == full  # the next pass is a whole epoch again
+
+
 def test_collators_dynamic_padding(tokenizer):
     groups = [GroupDataset(_records(), 3, fold_prob=0.0)[i] for i in range(2)]
     batch = GroupCollator(tokenizer, 16, 48, pad_to_multiple_of=8)(groups)
@@ -390,3 +409,34 @@ def test_checkpoint_loader_rejects_foreign_files(tmp_path):
     torch.save({"state_dict": {}}, bad)
     with pytest.raises(ValueError):
         load_checkpoint_model(bad)
+
+
+def test_fit_schedule_to_time_shrinks_schedule_and_stops():
+    import time
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from trainer.module import FitScheduleToTime
+
+    sched = warmup_cosine(5, 600)
+    timer = Timer(duration="00:01:00:00")
+    timer.time_remaining = lambda stage="train": 500.0  # seconds left in the budget
+    trainer = SimpleNamespace(
+        global_step=0,
+        should_stop=False,
+        callbacks=[timer],
+        lr_scheduler_configs=[SimpleNamespace(scheduler=SimpleNamespace(lr_lambdas=[sched]))],
+    )
+    logged = {}
+    module = SimpleNamespace(log=lambda k, v: logged.__setitem__(k, v))
+    cb = FitScheduleToTime(max_steps=600, measure_after=10, every=25, reserve_s=100)
+    cb.on_train_start(trainer, module)
+    cb._t0 = time.monotonic() - 100.0  # 10 steps took 100 s
+    trainer.global_step = 10
+    cb.on_train_batch_end(trainer, module)
+    assert sched.total_steps == pytest.approx(50, abs=1)  # 10 done + (500 - 100) s / 10 s per step
+    assert logged["train/planned_steps"] == sched.total_steps and not trainer.should_stop
+    trainer.global_step = sched.total_steps
+    cb.on_train_batch_end(trainer, module)
+    assert trainer.should_stop

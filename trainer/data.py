@@ -41,6 +41,7 @@ __all__ = [
     "GroupDataset",
     "BucketBatchSampler",
     "GroupCollator",
+    "ResumableDataLoader",
     "CandidateDataset",
     "CandidateCollator",
     "load_candidates",
@@ -195,6 +196,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.epoch = 0
         self.dataset = dataset
+        self.skip = 0  # batches of the current epoch already trained (set when resuming mid-epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -218,7 +220,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        batches = self._batches()
+        skip, self.skip = self.skip, 0
+        return iter(batches[skip:])
 
     def __len__(self) -> int:
         n = len(self.lengths)
@@ -252,6 +256,35 @@ class GroupCollator:
         )
         batch["group_size"] = g
         return batch
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a :class:`BucketBatchSampler` whose position goes into Lightning checkpoints.
+
+    Lightning saves ``state_dict()`` of dataloaders that have one and calls ``load_state_dict`` on resume, so
+    a run resumed mid-epoch continues with the next batches instead of replaying the epoch's first ones
+    (at most the one batch Lightning prefetched is skipped).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._yielded = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        sampler = self.batch_sampler
+        self._yielded = getattr(sampler, "skip", 0)
+        for batch in super().__iter__():
+            self._yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(getattr(self.batch_sampler, "epoch", 0)), "batches": int(self._yielded)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        sampler = self.batch_sampler
+        if isinstance(sampler, BucketBatchSampler):
+            sampler.set_epoch(int(state.get("epoch", 0)))
+            sampler.skip = int(state.get("batches", 0)) % max(1, len(sampler))
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -391,7 +424,7 @@ class RerankDataModule(L.LightningDataModule):
         sampler = BucketBatchSampler(
             lengths, h.batch_size, h.bucket_multiplier, True, True, h.seed, self.train_set
         )
-        return DataLoader(
+        return ResumableDataLoader(
             self.train_set,
             batch_sampler=sampler,
             num_workers=h.num_workers,
