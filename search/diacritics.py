@@ -148,6 +148,7 @@ class DiacriticRestorer:
         bigram: dict[int, int],
         trigram: dict[int, int] | None = None,
         max_candidates: int = 12,
+        beam: int = 32,
     ) -> None:
         """Low-level constructor; ``vocab[0]`` is ``<s>``, ``vocab[1]`` is ``</s>``; keys are ``a*V+b`` and
         ``(a*V+b)*V+c`` over vocab ids."""
@@ -160,6 +161,7 @@ class DiacriticRestorer:
         self.trigram = trigram or {}
         self.order = 3 if self.trigram else 2
         self.max_candidates = max_candidates
+        self.beam = beam
         V = len(vocab)
         self._V = V
         self._total = int(self.unigram[2:].sum())
@@ -344,28 +346,74 @@ class DiacriticRestorer:
                 path.append(j)
             path.reverse()
             return [options[pos][k][0] for pos, k in enumerate(path)]
-        # order 3: state = (index at pos-1, index at pos); -1 stands for <s>
-        states: dict[tuple[int, int], tuple[float, list[int]]] = {
-            (-1, k): (log(self._p_tri(-1, 0, w)), [k]) for k, (_, w) in enumerate(options[0])
-        }
+        return self._decode_trigram(options)
+
+    def _decode_trigram(self, options: list[list[tuple[str, int]]]) -> list[str]:
+        """Trigram Viterbi with beam pruning.
+
+        A state is (candidate index at pos-1, candidate index at pos); -1 stands for ``<s>``. States that end in
+        the same candidate and whose two-word history never occurs in the corpus all continue with the same
+        (bigram back-off) scores, so only the best of them is expanded; seen histories add their trigram counts.
+        """
+        log, V, inf = math.log, self._V, math.inf
+        tri, h2_count, h2_types = self.trigram, self._hist2_count, self._hist2_types
+
+        def expand(prev_states: dict[tuple[int, int], float], pos: int, cands: list[tuple[str, int]]):
+            """→ (scores of new states (j, k), back-pointers (j, k) -> i)."""
+            groups: dict[int, list[tuple[int, float]]] = {}
+            for (i, j), score in prev_states.items():
+                groups.setdefault(j, []).append((i, score))
+            out: dict[tuple[int, int], float] = {}
+            ptr: dict[tuple[int, int], int] = {}
+
+            def offer(key: tuple[int, int], score: float, i: int) -> None:
+                if score > out.get(key, -inf):
+                    out[key] = score
+                    ptr[key] = i
+
+            for j, members in groups.items():
+                v = 0 if j < 0 else options[pos - 1][j][1]
+                p_bi = [self._p_bi(v, w) for _, w in cands]
+                log_bi = [log(p) for p in p_bi]
+                unseen_i, unseen_score = None, -inf
+                for i, score in members:
+                    u = 0 if i < 0 else options[pos - 2][i][1]
+                    h = u * V + v if u >= 0 and v >= 0 and j >= 0 else -1
+                    n = h2_count.get(h, 0) if h >= 0 else 0
+                    if n == 0:
+                        if score > unseen_score:
+                            unseen_i, unseen_score = i, score
+                        continue
+                    t = h2_types[h]
+                    base, back_off = h * V, log(t / (n + t))
+                    for k, (_, w) in enumerate(cands):
+                        c = tri.get(base + w, 0) if w >= 0 else 0
+                        s = score + (log((c + t * p_bi[k]) / (n + t)) if c else log_bi[k] + back_off)
+                        offer((j, k), s, i)
+                if unseen_i is not None:
+                    for k in range(len(cands)):
+                        offer((j, k), unseen_score + log_bi[k], unseen_i)
+            return out, ptr
+
+        # position 0: the only history is <s> (state (-1, -1) stands for it)
+        states, _ = expand({(-1, -1): 0.0}, 0, options[0])
+        states = {(-1, k): s for (_, k), s in states.items()}
+        back: list[dict[tuple[int, int], int]] = [{}]
         for pos in range(1, len(options)):
-            new_states: dict[tuple[int, int], tuple[float, list[int]]] = {}
-            for (i, j), (score, path) in states.items():
-                u = 0 if i < 0 else options[pos - 2][i][1]
-                v = options[pos - 1][j][1]
-                for k, (_, w) in enumerate(options[pos]):
-                    s = score + log(self._p_tri(u, v, w))
-                    if (j, k) not in new_states or s > new_states[(j, k)][0]:
-                        new_states[(j, k)] = (s, path + [k])
-            states = new_states
+            states, pointers = expand(states, pos, options[pos])
+            if len(states) > self.beam:
+                keep = sorted(states, key=states.__getitem__, reverse=True)[: self.beam]
+                states = {key: states[key] for key in keep}
+            back.append(pointers)
         last = len(options) - 1
-
-        def final_score(item: tuple[tuple[int, int], tuple[float, list[int]]]) -> float:
-            (i, j), (score, _) = item
-            u = 0 if i < 0 else options[last - 1][i][1]
-            return score + log(self._p_tri(u, options[last][j][1], 1))
-
-        _, (_, path) = max(states.items(), key=final_score)
+        final, final_ptr = expand(states, last + 1, [(_EOS, 1)]) if last >= 0 else ({}, {})
+        (j, _), _ = max(final.items(), key=lambda kv: kv[1])
+        i = final_ptr[(j, 0)]
+        path = [j]
+        for pos in range(last, 0, -1):
+            path.append(i)
+            i, j = back[pos][(i, j)], i
+        path.reverse()
         return [options[pos][k][0] for pos, k in enumerate(path)]
 
     def restore(self, query: str) -> str:
