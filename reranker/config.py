@@ -39,6 +39,10 @@ class ViRankerConfig:
     ffn_chunk_size: int = 128
     head_hidden_size: int | None = None  # None -> hidden_size
     head_activation: str = "gelu"  # "gelu" or "tanh" (tanh == the HF XLM-R classification head)
+    # What the scoring head reads: "cls" = the first token (BGE-M3 / XLM-R classifiers, the paper);
+    # "mean" = masked mean of the layer's states (models initialized from mean-pooled encoders such as
+    # multilingual-e5, whose first-token state barely varies between inputs: std 0.001 vs norm 4.9).
+    pooling: str = "cls"
     exit_layers: tuple[int, ...] = field(default_factory=tuple)
     dropout: float = 0.1
     attention_dropout: float = 0.1
@@ -61,6 +65,8 @@ class ViRankerConfig:
             raise ValueError(f"hidden_act {self.hidden_act!r} is not supported (only 'gelu')")
         if self.head_activation not in ("gelu", "tanh"):
             raise ValueError(f"head_activation must be 'gelu' or 'tanh', got {self.head_activation!r}")
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
         if self.attn_block_size < 1 or self.ffn_chunk_size < 1:
             raise ValueError("attn_block_size and ffn_chunk_size must be >= 1")
         if self.max_query_length < 1 or self.max_length < self.max_query_length + 5:

@@ -1,7 +1,8 @@
 """ViRanker: an XLM-R-family cross-encoder with RoPE, Blockwise Parallel Transformer layers and an MLP
 scoring head on the first token (arXiv 2509.09131).
 
-    input_ids (B, L) -> embeddings (B, L, d) -> N post-LN encoder layers -> h[:, 0] (B, d) -> MLP -> (B,)
+    input_ids (B, L) -> embeddings (B, L, d) -> N post-LN encoder layers -> pool (h[:, 0] or masked mean) (B, d)
+        -> MLP -> (B,)
 
 Extra scoring heads can sit on earlier layers (``config.exit_layers``); ``forward(..., exit_layer=k)``
 stops computing after layer k (a true early exit: the speed dial), ``forward_exits`` returns every head's
@@ -195,7 +196,7 @@ class EncoderLayer(nn.Module):
 
 
 class ScoreHead(nn.Module):
-    """h[:, 0] (B, d) -> dense -> GELU|tanh -> dropout -> dense(1) -> (B,)."""
+    """pooled (B, d) -> dense -> GELU|tanh -> dropout -> dense(1) -> (B,)."""
 
     def __init__(self, cfg: ViRankerConfig) -> None:
         super().__init__()
@@ -349,8 +350,9 @@ class ViRanker(nn.Module):
         layer = self.config.num_layers if exit_layer is None else int(exit_layer)
         if str(layer) not in self.heads:
             raise ValueError(f"no scoring head at layer {layer}; heads exist at {self.config.all_exit_layers}")
-        x, _ = self._encode(input_ids, attention_mask, token_type_ids, layer, cls_only_last=True)
-        return self.heads[str(layer)](x[:, 0])
+        cls_only = self.config.pooling == "cls"
+        x, _ = self._encode(input_ids, attention_mask, token_type_ids, layer, cls_only_last=cls_only)
+        return self.heads[str(layer)](self._pool(x, attention_mask))
 
     def forward_exits(
         self,
@@ -361,8 +363,17 @@ class ViRanker(nn.Module):
         """{layer: logits (B,)} for every head (early exits + last layer) from one forward pass."""
         layers = self.config.all_exit_layers
         _, kept = self._encode(input_ids, attention_mask, token_type_ids, self.config.num_layers, set(layers),
-                               cls_only_last=True)
-        return {i: self.heads[str(i)](kept[i][:, 0]) for i in layers}
+                               cls_only_last=self.config.pooling == "cls")
+        return {i: self.heads[str(i)](self._pool(kept[i], attention_mask)) for i in layers}
+
+    def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, L, d) layer states -> (B, d) head input: the first token, or the masked mean (``pooling``)."""
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        if attention_mask is None:
+            return hidden.mean(dim=1)
+        m = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, L, 1)
+        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())

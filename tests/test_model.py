@@ -234,3 +234,23 @@ def test_packed_scoring_equals_padded(rope):
         sum(v.sum() for v in m.forward_exits(ids, mask).values()).backward()
         grads.append(m.layers[1].ffn.fc1.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", ["bpt", "sdpa"])
+def test_mean_pooling_head_reads_masked_mean_and_ignores_padding(impl):
+    model = _tiny(pooling="mean").set_attention_impl(impl)
+    ids, mask = _batch(B=3, L=29)
+    with torch.no_grad():
+        hidden = model.forward_hidden(ids, mask)
+        m = mask.unsqueeze(-1).float()
+        expect = model.heads[str(model.config.num_layers)]((hidden * m).sum(1) / m.sum(1))
+        got = model(ids, mask)
+        exits = model.forward_exits(ids, mask)
+        # the same pair with extra padding scores the same
+        pad = torch.full((3, 7), model.config.pad_token_id, dtype=ids.dtype)
+        padded = model(torch.cat([ids, pad], 1), torch.cat([mask, torch.zeros_like(pad)], 1))
+    torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(exits[model.config.num_layers], got, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(padded, got, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        ViRankerConfig(pooling="max")

@@ -440,3 +440,13 @@ def test_fit_schedule_to_time_shrinks_schedule_and_stops():
     trainer.global_step = sched.total_steps
     cb.on_train_batch_end(trainer, module)
     assert trainer.should_stop
+
+
+def test_head_lr_scale_gives_heads_their_own_lr():
+    model = build_model(dict(TINY))
+    groups = param_groups(model, 0.01, lr=1e-4, head_lr_scale=20)
+    head_ids = {id(p) for n, p in model.named_parameters() if n.startswith("heads.")}
+    for g in groups:
+        is_head = {id(p) in head_ids for p in g["params"]}
+        assert len(is_head) == 1  # a group is all-head or all-encoder
+        assert g["lr"] == pytest.approx(2e-3 if is_head.pop() else 1e-4)

@@ -351,6 +351,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         exit_weights=loss_cfg.get("exit_weights"),
         optimizer=optim_cfg.get("name", "adamw"),
         lr=float(optim_cfg.get("lr", 5e-5)),
+        head_lr_scale=float(optim_cfg.get("head_lr_scale", 1.0)),
         weight_decay=float(optim_cfg.get("weight_decay", 0.01)),
         betas=optim_cfg.get("betas"),
         warmup_steps=optim_cfg.get("warmup_steps"),

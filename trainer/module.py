@@ -83,6 +83,7 @@ class RerankerModule(L.LightningModule):
         exit_weights: dict[int, float] | None = None,
         optimizer: str = "adamw",
         lr: float = 5e-5,
+        head_lr_scale: float = 1.0,
         weight_decay: float = 0.01,
         betas: tuple[float, float] | None = None,
         warmup_steps: int | None = None,
@@ -160,7 +161,8 @@ class RerankerModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
         opt = build_optimizer(
-            h.optimizer, self.model, h.lr, h.weight_decay, tuple(h.betas) if h.betas else None
+            h.optimizer, self.model, h.lr, h.weight_decay, tuple(h.betas) if h.betas else None,
+            head_lr_scale=float(h.get("head_lr_scale", 1.0)),
         )
         total = self._total_steps()
         warmup = int(h.warmup_steps) if h.warmup_steps is not None else int(round(h.warmup_ratio * total))

@@ -86,19 +86,29 @@ def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -
 _NO_DECAY_TYPES = (nn.LayerNorm, nn.Embedding)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups of trainable parameters: decayed (Linear weights) and not (biases, norms, embeddings)."""
+def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
+                 head_lr_scale: float = 1.0) -> list[dict]:
+    """Trainable parameters grouped as decayed (Linear weights) or not (biases, norms, embeddings), and as
+    encoder or freshly initialized scoring heads (``heads.*``), whose lr is ``lr * head_lr_scale``: a new
+    head must grow its output scale quickly while the pretrained encoder should move slowly."""
     no_decay: set[int] = set()
     for module in model.modules():
         if isinstance(module, _NO_DECAY_TYPES):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
-    decay, rest = [], []
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (rest if id(p) in no_decay or name.endswith("bias") or p.dim() < 2 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+        decayed = not (id(p) in no_decay or name.endswith("bias") or p.dim() < 2)
+        is_head = name.startswith("heads.")
+        buckets.setdefault((is_head, decayed), []).append(p)
+    groups = []
+    for (is_head, decayed), params in sorted(buckets.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
+        g: dict = {"params": params, "weight_decay": weight_decay if decayed else 0.0}
+        if lr is not None:
+            g["lr"] = lr * (head_lr_scale if is_head else 1.0)
+        groups.append(g)
+    return groups
 
 
 def build_optimizer(
@@ -108,9 +118,10 @@ def build_optimizer(
     weight_decay: float = 0.01,
     betas: tuple[float, float] | None = None,
     eps: float = 1e-8,
+    head_lr_scale: float = 1.0,
 ) -> torch.optim.Optimizer:
     """``"adamw"`` (β default (0.9, 0.999)) or ``"lion"`` (β default (0.9, 0.99)) over :func:`param_groups`."""
-    groups = param_groups(model, weight_decay)
+    groups = param_groups(model, weight_decay, lr, head_lr_scale)
     if not groups:
         raise ValueError("the model has no trainable parameters")
     name = name.lower()
