@@ -145,6 +145,7 @@ class SearchService:
         self._embedders: dict[tuple[str, str], _LazyEmbedder] = {}
         self._rerankers: dict[str, _LockedReranker] = {}
         self._reranker_errors: dict[str, str] = {}
+        self._loading: dict[str, threading.Lock] = {}
         self._closed = False
 
     # ------------------------------------------------------------------------------------------ state
@@ -220,18 +221,23 @@ class SearchService:
         with self._lock:
             if name in self._rerankers:
                 return self._rerankers[name]
-        loader = self._reranker_loader
-        if loader is None:
-            from reranker.backends import load_reranker as loader
-        try:
-            model = loader(name)
-        except Exception as err:
+            loading = self._loading.setdefault(name, threading.Lock())
+        with loading:  # one load per model even when several requests ask at once
             with self._lock:
-                self._reranker_errors[name] = str(err)
-            raise
-        with self._lock:
-            self._reranker_errors.pop(name, None)
-            return self._rerankers.setdefault(name, _LockedReranker(model))
+                if name in self._rerankers:
+                    return self._rerankers[name]
+            loader = self._reranker_loader
+            if loader is None:
+                from reranker.backends import load_reranker as loader
+            try:
+                model = loader(name)
+            except Exception as err:
+                with self._lock:
+                    self._reranker_errors[name] = str(err)
+                raise
+            with self._lock:
+                self._reranker_errors.pop(name, None)
+                return self._rerankers.setdefault(name, _LockedReranker(model))
 
     def reranker_status(self) -> dict[str, str]:
         """``{name: "loaded" | "available: <dir>" | "unavailable: <reason>. <fix>"}`` (loads nothing)."""
