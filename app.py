@@ -1109,7 +1109,7 @@ def build_ui(backend: Backend) -> Any:
                     k = gr.Slider(1, MAX_TOP_K, value=10, step=1, label="Top-k", elem_id="search-topk", scale=2)
                 ex = gr.Dataset(components=[q], samples=[[e] for e in examples], label="Câu hỏi mẫu (bấm để tìm)",
                                 samples_per_page=15, elem_id="search-examples")
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=False):
                     notice = gr.HTML(elem_id="search-notice", scale=5)
                     as_typed = gr.Button("Tìm chính xác như đã gõ", visible=False, size="sm", variant="secondary",
                                          elem_id="search-as-typed", scale=1, min_width=200)

@@ -86,22 +86,30 @@ class QueryTerms:
 def query_terms(query: str, restored: str | None = None) -> QueryTerms:
     """Query as typed (+ optional restored query) → :class:`QueryTerms`.
 
+    When the restored query has as many syllables as the typed one, a syllable typed without marks whose
+    restored form is a function word (``o`` → ``ở``) is not highlighted.
+
     >>> t = query_terms("ha noi", "hà nội")
     >>> t.matches("Hà"), t.matches("Hạ"), t.matches("Huế")
     (True, True, False)
     >>> query_terms("Hà Nội").matches("Hạ")
     False
     """
-    exact: set[str] = set()
+    typed = syllables(query or "")
+    restored_syls = syllables(restored or "")
+    aligned = len(restored_syls) == len(typed)
+    exact: set[str] = set(restored_syls)
     folded: set[str] = set()
-    for text, is_restored in ((query or "", False), (restored or "", True)):
-        for syl in syllables(text):
-            if is_restored or has_diacritics(syl):
-                exact.add(syl)
-            else:
-                folded.add(fold(syl))
+    skip_folded: set[str] = set()
+    for i, syl in enumerate(typed):
+        if has_diacritics(syl):
+            exact.add(syl)
+            continue
+        folded.add(fold(syl))
+        if aligned and restored_syls[i] in STOPWORDS:
+            skip_folded.add(fold(syl))
     content_exact = {s for s in exact if s not in STOPWORDS}
-    content_folded = {s for s in folded if s not in STOPWORDS_FOLDED}
+    content_folded = {s for s in folded if s not in STOPWORDS_FOLDED and s not in skip_folded}
     if content_exact or content_folded:
         exact, folded = content_exact, content_folded
     return QueryTerms(frozenset(exact), frozenset(folded))

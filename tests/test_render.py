@@ -93,6 +93,12 @@ def test_restored_query_adds_exact_terms():
     assert "sông" in terms.exact
 
 
+def test_restored_function_words_not_highlighted():
+    terms = query_terms("nguoi muong song o tinh nao", "người mường sống ở tỉnh nào")
+    out = highlight("Người Mường sống ở tỉnh Hòa Bình", terms)
+    assert "<mark>ở</mark>" not in out and "<mark>Mường</mark>" in out and "<mark>tỉnh</mark>" in out
+
+
 def test_stopwords_only_query_still_highlights():
     out = highlight("Đây là của tôi", query_terms("của"))
     assert "<mark>của</mark>" in out
