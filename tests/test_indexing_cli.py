@@ -43,37 +43,51 @@ def corpus(tmp_path: Path) -> Path:
     return f
 
 
+def _main(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple:
+    """In-process run (the subprocess path is covered by build/list below; this keeps the test fast)."""
+    from indexing.__main__ import main
+
+    monkeypatch.setenv("VIRANKER_HOME", str(home))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.mark.slow
-def test_cli_lifecycle(tmp_path: Path, corpus: Path) -> None:
+def test_cli_lifecycle(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     home = tmp_path / "home"
     out = _run(home, "build", "--index", "kb", str(corpus), "--max-words", "120", "-q").stdout
     assert "3 documents" in out and f"{corpus}:4: malformed JSON" in out and "Skipped 1 record" in out
     assert "passages" in out and "embedder none" in out
 
-    out = _run(home, "search", "--index", "kb", "thu do viet nam", "-k", "1").stdout
-    assert "hn" in out and "Hà Nội" in out
+    code, out, _ = _main(home, monkeypatch, capsys, "search", "--index", "kb", "thu do viet nam", "-k", "1")
+    assert code == 0 and "hn" in out and "Hà Nội" in out
 
     extra = tmp_path / "more.csv"
     extra.write_text("id,title,text\ndn,Đà Nẵng,Đà Nẵng có cầu Rồng.\nhn,Trùng,trùng id\n", encoding="utf-8")
-    out = _run(home, "add", "--index", "kb", str(extra), "-q").stdout
-    assert "duplicate id" in out and '"added": 1' in out
+    code, out, _ = _main(home, monkeypatch, capsys, "add", "--index", "kb", str(extra), "-q")
+    assert code == 0 and "duplicate id" in out and '"added": 1' in out
 
-    out = _run(home, "delete", "--index", "kb", "hue", "-q").stdout
-    assert '"deleted": 1' in out
-    bad = _run(home, "delete", "--index", "kb", "no-such-id", "-q", ok=False)
-    assert bad.returncode == 1 and "no-such-id" in bad.stderr and "--missing-ok" in bad.stderr
+    code, out, _ = _main(home, monkeypatch, capsys, "delete", "--index", "kb", "hue", "-q")
+    assert code == 0 and '"deleted": 1' in out
+    code, _, err = _main(home, monkeypatch, capsys, "delete", "--index", "kb", "no-such-id", "-q")
+    assert code == 1 and "no-such-id" in err and "--missing-ok" in err
 
     listing = json.loads(_run(home, "list", "--index", "kb", "--json").stdout)
     assert [g["status"] for g in listing] == ["complete"] * 3 and listing[-1]["current"]
-    stats = json.loads(_run(home, "stats", "--index", "kb", "--json").stdout)
+    code, out, _ = _main(home, monkeypatch, capsys, "stats", "--index", "kb", "--json")
+    stats = json.loads(out)
     assert stats["generation"] == listing[-1]["name"] and stats["operation"] == "delete"
 
-    out = _run(home, "switch", "--index", "kb", "--rollback").stdout
-    assert listing[1]["name"] in out
-    assert (
-        json.loads(_run(home, "stats", "--index", "kb", "--json").stdout)["generation"] == listing[1]["name"]
-    )
-    out = _run(home, "cleanup", "--index", "kb", "--keep", "1").stdout  # newest one + the current one stay
+    code, out, _ = _main(home, monkeypatch, capsys, "switch", "--index", "kb", "--rollback")
+    assert code == 0 and listing[1]["name"] in out
+    code, out, _ = _main(home, monkeypatch, capsys, "stats", "--index", "kb", "--json")
+    assert json.loads(out)["generation"] == listing[1]["name"]
+    # newest one + the current one stay
+    code, out, _ = _main(home, monkeypatch, capsys, "cleanup", "--index", "kb", "--keep", "1")
     assert f"deleted 1 generation(s): {listing[0]['name']}" in out
 
 
