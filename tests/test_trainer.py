@@ -110,8 +110,12 @@ def test_param_groups_skip_frozen_and_no_decay():
     groups = param_groups(model, 0.01)
     ids = {id(p) for g in groups for p in g["params"]}
     assert id(model.embeddings.word.weight) not in ids
-    decay = groups[0]["params"]
-    assert all(p.dim() == 2 for p in decay) and groups[1]["weight_decay"] == 0.0
+    decayed = [p for g in groups if g["weight_decay"] > 0 for p in g["params"]]
+    not_decayed = [p for g in groups if g["weight_decay"] == 0 for p in g["params"]]
+    assert decayed and all(p.dim() == 2 for p in decayed)
+    one_d = [p for p in model.parameters() if p.requires_grad and p.dim() == 1]  # biases and LayerNorm
+    assert {id(p) for p in one_d} <= {id(p) for p in not_decayed}
+    assert id(model.embeddings.token_type.weight) in {id(p) for p in not_decayed}  # embeddings: no decay
     assert isinstance(build_optimizer("lion", model, 1e-4), Lion)
     assert isinstance(build_optimizer("adamw", model, 1e-4), torch.optim.AdamW)
 
