@@ -92,6 +92,7 @@ def _blockwise_attention_nograd(
     v: torch.Tensor,
     key_padding_mask: torch.Tensor | None,
     block_size: int,
+    query_block_size: int,
 ) -> torch.Tensor:
     """Same math as :func:`_attend_query_block` over all query blocks, for inference (no autograd, no
     dropout, float32/64), with fewer passes per tile: heads folded into one bmm batch, the padding bias
@@ -112,8 +113,8 @@ def _blockwise_attention_nograd(
         bias.masked_fill_(~key_padding_mask, torch.finfo(q.dtype).min / 2)
         bias = bias[:, None, None, :].expand(B, H, 1, Lk).reshape(N, 1, Lk)
     out = torch.empty(N, Lq, D, dtype=q.dtype, device=q.device)
-    for i in range(0, Lq, block_size):
-        qb = qf[:, i : i + block_size]  # (N, Bq, D)
+    for i in range(0, Lq, query_block_size):
+        qb = qf[:, i : i + query_block_size]  # (N, Bq, D)
         nq = qb.shape[1]
         m = torch.full((N, nq, 1), float("-inf"), dtype=q.dtype, device=q.device)  # running max
         acc = torch.zeros(N, nq, D + 1, dtype=q.dtype, device=q.device)  # [sum_j p_j v_j | sum_j p_j]
@@ -128,6 +129,15 @@ def _blockwise_attention_nograd(
     return out.view(B, H, Lq, D)
 
 
+TILE_BUDGET = 1 << 22  # score-tile elements (16 MiB in fp32) the inference path may use per step
+
+
+def auto_query_block(n_heads_total: int, block_size: int, seq_len: int) -> int:
+    """Query rows per step so that one (B*H, Bq, Bk) score tile stays within :data:`TILE_BUDGET`."""
+    rows = TILE_BUDGET // max(1, n_heads_total * block_size)
+    return int(min(seq_len, max(block_size, rows)))
+
+
 def blockwise_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -137,11 +147,15 @@ def blockwise_attention(
     dropout_p: float = 0.0,
     training: bool = False,
     checkpoint: bool = False,
+    query_block_size: int | None = None,
 ) -> torch.Tensor:
     """Exact softmax attention computed block by block.
 
     q (B, H, Lq, D), k / v (B, H, Lk, D), key_padding_mask (B, Lk) bool (True = attend) or None.
-    Returns (B, H, Lq, D). Lengths need not be multiples of ``block_size``.
+    Returns (B, H, Lq, D). Lengths need not be multiples of the block sizes. ``block_size`` is the key/value
+    block; ``query_block_size`` the query block (default: ``block_size`` when autograd records, else as
+    many rows as keep one score tile within :data:`TILE_BUDGET` elements, so inference takes few, large
+    steps; either way the (Lq, Lk) score matrix never exists whole).
     ``checkpoint`` recomputes each query block in backward (only used when autograd is recording).
     """
     if key_padding_mask is not None and key_padding_mask.dtype != torch.bool:
@@ -149,11 +163,13 @@ def blockwise_attention(
     q = q * (q.shape[-1] ** -0.5)
     recording = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     if not recording and not (training and dropout_p > 0.0) and q.dtype in (torch.float32, torch.float64):
-        return _blockwise_attention_nograd(q, k, v, key_padding_mask, block_size)
+        qbs = query_block_size or auto_query_block(q.shape[0] * q.shape[1], block_size, q.shape[2])
+        return _blockwise_attention_nograd(q, k, v, key_padding_mask, block_size, qbs)
+    qbs = query_block_size or block_size
     use_ckpt = checkpoint and recording
     outs = []
-    for i in range(0, q.shape[2], block_size):
-        q_blk = q[:, :, i : i + block_size]
+    for i in range(0, q.shape[2], qbs):
+        q_blk = q[:, :, i : i + qbs]
         if use_ckpt:
             o = _checkpoint(
                 _attend_query_block, q_blk, k, v, key_padding_mask, block_size, dropout_p, training,

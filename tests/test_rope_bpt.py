@@ -28,12 +28,23 @@ def test_blockwise_matches_naive_with_padding(L, block):
     out = blockwise_attention(q, k, v, mask, block_size=block)
     assert out.shape == ref.shape
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    for qbs in (1, 3, block):  # query blocks independent of key/value blocks
+        torch.testing.assert_close(blockwise_attention(q, k, v, mask, block_size=block, query_block_size=qbs),
+                                   ref, rtol=1e-10, atol=1e-10)
     # the padded keys really are ignored: changing them does not change real-token outputs
     k2, v2 = k.clone(), v.clone()
     k2[~mask[:, None, :, None].expand_as(k2)] = 1e3
     v2[~mask[:, None, :, None].expand_as(v2)] = -1e3
     out2 = blockwise_attention(q, k2, v2, mask, block_size=block)
     torch.testing.assert_close(out2, out, rtol=1e-10, atol=1e-10)
+
+
+def test_auto_query_block_respects_tile_budget():
+    from reranker.bpt import TILE_BUDGET, auto_query_block
+
+    assert auto_query_block(12, 128, 8192) * 12 * 128 <= TILE_BUDGET
+    assert auto_query_block(12, 128, 100) == 100  # never more rows than the sequence
+    assert auto_query_block(10**6, 128, 8192) == 128  # never fewer than one block
 
 
 def test_inference_and_autograd_paths_agree():
