@@ -1074,6 +1074,22 @@ def system_choices(rerankers: Sequence[str]) -> list[str]:
 
 
 # =============================================================================================== UI
+def benchmark_examples(backend: Backend, per_set: int = 4) -> list[str]:
+    """A few benchmark questions per bundled set whose relevant passages are in the serving index (all sets'
+    first questions when the index is not built yet)."""
+    from indexing.build import current_passages
+
+    try:
+        known = {p.doc_id for p in current_passages(backend.index)}
+    except Exception:  # noqa: BLE001 - examples are a convenience
+        known = set()
+    out: list[str] = []
+    for bench in backend.benchmarks().values():
+        picked = [t for q, t in bench.queries.items() if not known or set(bench.qrels[q]) <= known]
+        out += picked[:per_set]
+    return out
+
+
 def build_ui(backend: Backend) -> Any:
     """The Gradio Blocks app (not launched; call ``.queue(...)`` / ``.launch(...)``)."""
     h = Handlers(backend)
@@ -1084,9 +1100,7 @@ def build_ui(backend: Backend) -> Any:
     default_rr = available[0] if available else (rr_names[0] if rr_names else "viranker")
     default_mode = "rerank" if available else "hybrid"
     examples = load_examples()
-    bench_examples = []
-    for bench in backend.benchmarks().values():
-        bench_examples += list(bench.queries.values())[:4]
+    bench_examples = benchmark_examples(backend)
     priv = {"api_visibility": "private"}
 
     with gr.Blocks(title="ViRanker Search") as demo:
