@@ -167,6 +167,7 @@ def test_viranker_backend_loads_pruned_dir(pruned_dir, tiny_viranker, xlmr_token
     assert isinstance(r, backends.Reranker)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,env", [("viranker-hf", "VIRANKER_HF_PATH"), ("bge-reranker-v2-m3", "BGE_RERANKER_PATH")])
 def test_flag_backends_score_our_exported_weights_identically(name, env, xlmr_tokenizer, tmp_path, monkeypatch):
     model = _tiny_viranker(rope=False, head_activation="tanh")

