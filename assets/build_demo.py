@@ -10,6 +10,9 @@ Writes (deterministically, same inputs → same bytes):
 - ``assets/benchmarks/xquad-vi/`` and ``assets/benchmarks/nanibot-qa-test/``: the development sets in
   BEIR layout (the app's Evaluate tab and ``search.eval`` use them; the app never reads ``../shared``).
 - ``assets/demo/wiki_ids.txt``: ids of the Wikipedia paragraphs in the demo, so training can exclude them.
+- with ``--vectors``: ``assets/demo/vectors-e5-small.{npy,json}``, the demo passages embedded by the
+  default embedder through the same ingestion and embedding path as the app (``indexing.corpus``,
+  ``indexing.build.embedding_text``, the embedding cache), so the first start needs no embedding.
 
 Licenses and credits: ``assets/ATTRIBUTION.md``.
 """
@@ -92,13 +95,34 @@ def build(shared: Path, wiki_paragraphs: int, seed: int) -> None:
           f"({len({p['title'] for p in wiki})} articles); benchmarks: xquad-vi, nanibot-qa-test")
 
 
+def build_vectors(embedder_name: str = "e5-small") -> None:
+    """Embed the demo passages (as the app ingests them) → ``assets/demo/vectors-e5-small.{npy,json}``."""
+    import sys
+
+    sys.path.insert(0, str(ASSETS.parent))
+    from indexing.build import embedding_text, save_precomputed
+    from indexing.corpus import load_corpus
+    from indexing.embed_cache import embed_with_cache
+    from search.embedders import load_embedder
+
+    passages, report = load_corpus(ASSETS / "demo" / "corpus.jsonl")
+    print(report.summary())
+    embedder = load_embedder(embedder_name)
+    vectors = embed_with_cache(embedder, [embedding_text(p) for p in passages], batch_size=256, progress=True)
+    meta = save_precomputed(ASSETS / "demo" / "vectors-e5-small", passages, vectors, embedder.model_id)
+    print(f"wrote {meta} ({len(passages)} vectors, model {embedder.model_id})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ASSETS.parent.parent / "shared" / "data")
     parser.add_argument("--wiki-paragraphs", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--vectors", action="store_true", help="also (re)compute the demo's e5-small vectors")
     args = parser.parse_args()
     build(args.shared, args.wiki_paragraphs, args.seed)
+    if args.vectors:
+        build_vectors()
 
 
 if __name__ == "__main__":
