@@ -215,12 +215,17 @@ class VectorStore:
         """Nearest ``k`` passages by cosine similarity → ``[(pid, score)]``, best first."""
         if k <= 0:
             return []
-        res = self.client.query_points(
-            self.collection,
-            query=np.asarray(vector, dtype=np.float32).tolist(),
-            limit=k,
-            with_payload=["pid"],
-        )
+        try:
+            res = self.client.query_points(
+                self.collection,
+                query=np.asarray(vector, dtype=np.float32).tolist(),
+                limit=k,
+                with_payload=["pid"],
+            )
+        except Exception as err:
+            if (outage := self._server_outage(err)) is not None:
+                raise outage from err
+            raise
         return [(p.payload["pid"], float(p.score)) for p in res.points]
 
     def search_many(self, vectors: np.ndarray, k: int = 10) -> list[list[tuple[str, float]]]:
@@ -231,7 +236,12 @@ class VectorStore:
         if len(vectors) == 0 or k <= 0:
             return [[] for _ in range(len(vectors))]
         reqs = [models.QueryRequest(query=v.tolist(), limit=k, with_payload=["pid"]) for v in vectors]
-        res = self.client.query_batch_points(self.collection, requests=reqs)
+        try:
+            res = self.client.query_batch_points(self.collection, requests=reqs)
+        except Exception as err:
+            if (outage := self._server_outage(err)) is not None:
+                raise outage from err
+            raise
         return [[(p.payload["pid"], float(p.score)) for p in r.points] for r in res]
 
     def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -251,6 +261,17 @@ class VectorStore:
     def count(self) -> int:
         """Exact number of points in the collection."""
         return int(self.client.count(self.collection, exact=True).count)
+
+    def _server_outage(self, err: Exception) -> VectorStoreUnavailable | None:
+        """``err`` from a query → :class:`VectorStoreUnavailable` when a Qdrant server failed, else None."""
+        from qdrant_client.http.exceptions import ApiException
+
+        if self.mode != "server" or not isinstance(err, ApiException):
+            return None
+        return VectorStoreUnavailable(
+            f"Qdrant server at {_describe(self.location)} failed to answer a query on collection "
+            f"{self.collection!r} ({type(err).__name__}: {str(err).strip()[:300]})"
+        )
 
     def close(self) -> None:
         """Release the client (and the local-mode path lock)."""

@@ -8,6 +8,12 @@ Qdrant local client and BM25 searcher are closed when the last of them is done. 
 
 Unavailable models never break the service: :meth:`SearchService.status` lists each reranker as available or
 with its ``ModelUnavailable`` message, and searching with one raises that error for the caller to show.
+
+An unavailable vector store never breaks it either: when Qdrant does not answer (``QDRANT_URL`` down, or a
+local path held by another process) the generation is served BM25-only — ``pipelines()`` lists only
+``bm25`` pipelines, dense/hybrid searches raise :class:`ServiceError` ("... needs vectors ...", with Qdrant's
+error) at once instead of waiting on the server — and the vectors are re-opened in the background every
+``vector_retry_s`` seconds until the server answers again.
 """
 
 from __future__ import annotations
@@ -83,15 +89,21 @@ class _LockedReranker:
 
 
 class _State:
-    """One opened generation and its pipeline, with a count of searches using it."""
+    """One opened generation and its pipeline, with a count of searches using it.
 
-    def __init__(self, snapshot: Any, pipeline: Pipeline) -> None:
+    ``vector_error`` is set when its vector store is unavailable (BM25-only); ``retry_at`` is when to try
+    re-opening it (``time.monotonic`` seconds).
+    """
+
+    def __init__(self, snapshot: Any, pipeline: Pipeline, vector_error: str | None = None) -> None:
         self.snapshot = snapshot
         self.pipeline = pipeline
         self.generation: str = snapshot.generation
         self.users = 0
         self.retired = False
         self.closed = False
+        self.vector_error = vector_error
+        self.retry_at = 0.0
 
     def close(self) -> None:
         if not self.closed:
@@ -114,6 +126,7 @@ class SearchService:
         pipeline_kwargs: passed to :class:`~search.pipeline.Pipeline` (``depth``, ``rerank_top``, ``fusion``...).
         reranker_loader: ``name -> Reranker`` (default ``reranker.backends.load_reranker``); tests inject fakes.
         embedder_loader: ``name -> Embedder`` (default ``search.embedders.load_embedder``).
+        vector_retry_s: seconds between background attempts to re-open an unavailable vector store.
     """
 
     def __init__(
@@ -127,6 +140,7 @@ class SearchService:
         pipeline_kwargs: dict[str, Any] | None = None,
         reranker_loader: Any = None,
         embedder_loader: Any = None,
+        vector_retry_s: float = 30.0,
     ) -> None:
         from indexing import settings
 
@@ -147,6 +161,8 @@ class SearchService:
         self._reranker_errors: dict[str, str] = {}
         self._loading: dict[str, threading.Lock] = {}
         self._closed = False
+        self.vector_retry_s = vector_retry_s
+        self._retrying = False
 
     # ------------------------------------------------------------------------------------------ state
     def _embedder_for(self, manifest: dict[str, Any]) -> _LazyEmbedder | None:
@@ -159,18 +175,67 @@ class SearchService:
             self._embedders[key] = _LazyEmbedder(name, info["model_id"], int(info["dim"]), self._embedder_loader)
         return self._embedders[key]
 
-    def _open(self) -> _State:
+    def _open(self, fallback: bool = True) -> _State:
+        """Open CURRENT; when its vector store is unavailable and ``fallback``, open it BM25-only."""
         from indexing.build import open_generation
+        from indexing.vectors import VectorStoreUnavailable
 
-        snapshot = open_generation(self.index_name, root=self.root)
+        vector_error = None
         try:
-            pipeline = Pipeline.from_snapshot(snapshot, self._embedder_for(snapshot.manifest),
-                                              rerankers=self._get_reranker, **self.pipeline_kwargs)
+            snapshot = open_generation(self.index_name, root=self.root)
+        except VectorStoreUnavailable as err:
+            if not fallback:
+                raise
+            log.warning("vectors of index %s unavailable, serving BM25 only: %s", self.index_name, err)
+            snapshot = open_generation(self.index_name, root=self.root, vectors=False)
+            vector_error = str(err)
+        try:
+            embedder = self._embedder_for(snapshot.manifest) if vector_error is None else None
+            pipeline = Pipeline.from_snapshot(snapshot, embedder, rerankers=self._get_reranker,
+                                              **self.pipeline_kwargs)
         except BaseException:
             snapshot.close()
             raise
         log.info("opened %s generation %s", self.index_name, snapshot.generation)
-        return _State(snapshot, pipeline)
+        state = _State(snapshot, pipeline, vector_error)
+        state.retry_at = time.monotonic() + self.vector_retry_s
+        return state
+
+    def _degrade(self, state: _State, err: Exception) -> None:
+        """Mark ``state`` BM25-only after its vector store failed. Caller holds ``_lock``."""
+        if state.vector_error is None:
+            log.warning("vector store of %s failed, serving BM25 only: %s", self.index_name, err)
+            state.vector_error = str(err)
+            state.retry_at = time.monotonic() + self.vector_retry_s
+
+    def _maybe_retry_vectors(self, state: _State) -> None:
+        """Start a background re-open of a BM25-only state when its retry time came. Caller holds ``_lock``."""
+        if state.vector_error is None or self._retrying or time.monotonic() < state.retry_at:
+            return
+        state.retry_at = time.monotonic() + self.vector_retry_s
+        self._retrying = True
+        threading.Thread(target=self._retry_vectors, args=(state,), daemon=True,
+                         name=f"viranker-vectors-{self.index_name}").start()
+
+    def _retry_vectors(self, state: _State) -> None:
+        """Re-open the generation with its vectors; on success it replaces the BM25-only ``state``."""
+        try:
+            new = self._open(fallback=False)
+        except Exception as err:  # noqa: BLE001 - still down: keep serving BM25, try again later
+            log.info("vector store of %s still unavailable: %s", self.index_name, err)
+            with self._lock:
+                self._retrying = False
+            return
+        with self._lock:
+            self._retrying = False
+            if self._closed or self._state is not state or new.generation != state.generation:
+                new.close()
+                return
+            self._state = new
+            state.retired = True
+            if state.users == 0:
+                state.close()
+        log.info("vector store of %s is back; dense pipelines re-enabled", self.index_name)
 
     def _current_state(self) -> _State:
         """The state for the generation in CURRENT (re-opened when it changed). Caller holds ``_lock``."""
@@ -201,6 +266,7 @@ class SearchService:
     def _lease(self):
         with self._lock:
             state = self._current_state()
+            self._maybe_retry_vectors(state)
             state.users += 1
         try:
             yield state
@@ -268,7 +334,7 @@ class SearchService:
         """Pipeline names usable now: first stages the index supports, and ``+<reranker>`` for rerankers that
         are loaded or whose weights are present."""
         with self._lease() as state:
-            first = state.pipeline.pipelines()
+            first = state.pipeline.pipelines() if state.vector_error is None else ["bm25"]
         rerankers = [n for n, s in self.reranker_status().items() if s.startswith(("loaded", "available"))]
         return first + [f"{f}+{r}" for f in first for r in rerankers]
 
@@ -280,12 +346,28 @@ class SearchService:
         pipeline = pipeline or self.default_pipeline
         parse_pipeline(pipeline)
         with self._lease() as state:
-            try:
-                return state.pipeline.search(query, pipeline, top_k, as_typed=as_typed)
-            except ValueError as err:
-                if "needs vectors" in str(err):
-                    raise ServiceError(str(err)) from err
-                raise
+            return self._search_on(state, query, pipeline, top_k, as_typed)
+
+    def _search_on(self, state: _State, query: str, pipeline: str, top_k: int, as_typed: bool) -> SearchResult:
+        """One search on a leased state; vector-store failures become :class:`ServiceError` ("needs vectors")."""
+        from indexing.vectors import VectorStoreUnavailable
+
+        def unavailable(reason: str) -> ServiceError:
+            return ServiceError(f"pipeline {pipeline!r} needs vectors, but the vector store is unavailable "
+                                f"({reason}); BM25 keeps serving: use the bm25 pipeline meanwhile")
+
+        if parse_pipeline(pipeline)[0] != "bm25" and state.vector_error is not None:
+            raise unavailable(state.vector_error)
+        try:
+            return state.pipeline.search(query, pipeline, top_k, as_typed=as_typed)
+        except VectorStoreUnavailable as err:
+            with self._lock:
+                self._degrade(state, err)
+            raise unavailable(str(err)) from err
+        except ValueError as err:
+            if "needs vectors" in str(err):
+                raise ServiceError(str(err)) from err
+            raise
 
     def compare(
         self, query: str, pipelines: Sequence[str], top_k: int = 10, *, as_typed: bool = False
@@ -299,7 +381,7 @@ class SearchService:
             state.pipeline.prepare(query, as_typed)  # QueryError for everyone at once
             for name in pipelines:
                 try:
-                    out[name] = state.pipeline.search(query, name, top_k, as_typed=as_typed)
+                    out[name] = self._search_on(state, query, name, top_k, as_typed)
                 except QueryError:
                     raise
                 except Exception as err:  # noqa: BLE001 - one failing pipeline must not hide the others
@@ -318,8 +400,9 @@ class SearchService:
                     "created": manifest.get("created"),
                     "embedder": manifest.get("embedder"),
                     "embedder_loaded": bool(state.pipeline.embedder is not None and state.pipeline.embedder.loaded),
-                    "pipelines": state.pipeline.pipelines(),
+                    "pipelines": state.pipeline.pipelines() if state.vector_error is None else ["bm25"],
                     "restorer": repr(state.pipeline.restorer),
+                    "vector_error": state.vector_error,
                 })
         except ServiceError as err:
             info["error"] = str(err)
