@@ -316,9 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedder", default="e5-small", help="e5-small | bge-m3[:PATH] | st:PATH (default e5-small)")
     p.add_argument("--depth", type=int, default=100, help="candidates per retriever (default 100)")
     p.add_argument("--rerank-top", type=int, default=20, help="candidates the reranker scores (default 20)")
-    p.add_argument("--fusion", default="rrf", choices=["rrf", "minmax"])
+    p.add_argument("--fusion", default="minmax", choices=["minmax", "rrf"],
+                   help="hybrid fusion: weighted min-max (default, 0.5/0.5) or RRF")
     p.add_argument("--fusion-weights", type=float, nargs=2, metavar=("BM25", "DENSE"))
-    p.add_argument("--rrf-k", type=float, default=60.0)
+    p.add_argument("--rrf-k", type=float, default=60.0, help="RRF constant (with --fusion rrf; default 60)")
     p.add_argument("--routed-bm25", default="restored", choices=["folded", "restored"],
                    help="BM25 for queries without diacritics: restored query on both fields (default) or the "
                    "typed query on the folded field")

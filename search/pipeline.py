@@ -4,7 +4,8 @@ One :class:`Pipeline` object serves the CLI, the evaluator, the UI and the train
 
 - ``bm25`` — Whoosh BM25 (``exact`` field boosted + ``folded`` field),
 - ``dense`` — embedder + Qdrant cosine search,
-- ``hybrid`` — both, fused (RRF with k=60 by default, see :mod:`search.fusion`),
+- ``hybrid`` — both, fused: weighted min-max 0.5/0.5 by default, RRF (k=60) on request — see
+  :mod:`search.fusion` for why,
 - ``<first>+<reranker>`` — any of the above, then the top ``rerank_top`` (default 20) candidates reranked by
   a cross-encoder from :func:`reranker.backends.load_reranker` (``hybrid+viranker``, ``bm25+phoranker``).
 
@@ -36,7 +37,7 @@ import numpy as np
 
 from indexing.normalize import normalize
 from search.diacritics import DiacriticRestorer, diacritic_level
-from search.fusion import FUSIONS, fuse
+from search.fusion import DEFAULT_FUSION, DEFAULT_MINMAX_WEIGHTS, FUSIONS, fuse
 
 __all__ = [
     "Hit",
@@ -168,11 +169,14 @@ class Pipeline:
             searched on the folded BM25 field).
         depth: candidates per retriever (default 100).
         rerank_top: how many first-stage candidates the reranker scores (default 20).
-        fusion: ``"rrf"`` (default) or ``"minmax"``; ``fusion_kwargs`` go to it (``k``, ``weights``).
+        fusion: ``"minmax"`` (default; weights 0.5/0.5 unless ``fusion_kwargs`` gives ``weights``) or ``"rrf"``
+            (``fusion_kwargs``: ``k``, default 60, and ``weights``). See :mod:`search.fusion` for the measurements.
         restore_levels: diacritic levels that trigger routing (default ``("none", "partial")``).
         routed_bm25: ``"restored"`` (default: the restored query on both fields) or ``"folded"`` (the typed
             query on the folded field only).
         rerank_with_title: give the reranker ``title + " " + text`` instead of the text alone.
+        query_cache / query_cache_size: LRU of query vectors (text → vector); pass one ``OrderedDict`` to several
+            pipelines over the same embedder to share it (benchmarks).
     """
 
     def __init__(
@@ -185,13 +189,15 @@ class Pipeline:
         *,
         depth: int = 100,
         rerank_top: int = 20,
-        fusion: str = "rrf",
+        fusion: str = DEFAULT_FUSION,
         fusion_kwargs: Mapping[str, Any] | None = None,
         restore_levels: Sequence[str] = ("none", "partial"),
         routed_bm25: str = "restored",
         rerank_with_title: bool = False,
         max_query_chars: int = MAX_QUERY_CHARS,
         max_query_syllables: int = MAX_QUERY_SYLLABLES,
+        query_cache: OrderedDict[str, np.ndarray] | None = None,
+        query_cache_size: int = QUERY_CACHE_SIZE,
     ) -> None:
         if bm25 is None:
             raise ValueError("a BM25 index is required (it also stores the passages)")
@@ -220,13 +226,16 @@ class Pipeline:
         self.rerank_top = rerank_top
         self.fusion = fusion
         self.fusion_kwargs = dict(fusion_kwargs or {})
+        if fusion == "minmax" and "weights" not in self.fusion_kwargs:
+            self.fusion_kwargs["weights"] = list(DEFAULT_MINMAX_WEIGHTS)
         self.restore_levels = tuple(restore_levels)
         self.routed_bm25 = routed_bm25
         self.rerank_with_title = rerank_with_title
         self.max_query_chars = max_query_chars
         self.max_query_syllables = max_query_syllables
         self._vector_lock = threading.Lock()
-        self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._qcache: OrderedDict[str, np.ndarray] = query_cache if query_cache is not None else OrderedDict()
+        self.query_cache_size = query_cache_size
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
@@ -330,7 +339,7 @@ class Pipeline:
                 for t, v in fresh.items():
                     self._qcache[t] = v
                     self._qcache.move_to_end(t)
-                while len(self._qcache) > QUERY_CACHE_SIZE:
+                while len(self._qcache) > self.query_cache_size:
                     self._qcache.popitem(last=False)
             cached = [v if v is not None else fresh[t] for t, v in zip(texts, cached, strict=True)]
         return cached

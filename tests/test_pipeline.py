@@ -122,7 +122,8 @@ def test_bm25_pipeline(pipe: Pipeline):
     assert "dense" not in res.timings_ms
 
 
-def test_dense_and_hybrid_rrf_scores(pipe: Pipeline):
+def test_dense_and_hybrid_rrf_scores(bm25, vectors, restorer):
+    pipe = Pipeline(bm25, vectors, HashEmbedder(), restorer=restorer, depth=8, fusion="rrf")
     dense = pipe.search("thủ đô Việt Nam", "dense", top_k=5)
     assert dense.hits[0].stage_ranks["dense"] == 1 and "embed" in dense.timings_ms
     res = pipe.search("thủ đô Việt Nam", "hybrid", top_k=8)
@@ -133,6 +134,20 @@ def test_dense_and_hybrid_rrf_scores(pipe: Pipeline):
         assert hit.score == pytest.approx(expected)
         assert ranks["fusion"] == hit.rank
     assert {"bm25", "embed", "dense", "fusion"} <= set(res.timings_ms)
+
+
+def test_default_fusion_is_equal_weight_minmax(bm25, vectors, restorer):
+    from search.fusion import weighted_minmax
+
+    emb = HashEmbedder()
+    pipe = Pipeline(bm25, vectors, emb, restorer=restorer, depth=8)
+    assert pipe.fusion == "minmax" and pipe.fusion_kwargs == {"weights": [0.5, 0.5]}
+    res = pipe.search("thủ đô Việt Nam", "hybrid", top_k=8)
+    expected = dict(weighted_minmax([bm25.search("thủ đô Việt Nam", 8),
+                                     vectors.search(emb.encode_queries(["thủ đô Việt Nam"])[0], 8)], [0.5, 0.5]))
+    assert res.hits[0].id == "hanoi"
+    for hit in res.hits:
+        assert hit.score == pytest.approx(expected[hit.id]) and hit.stage_ranks["fusion"] == hit.rank
 
 
 def test_weighted_minmax_fusion(bm25, vectors, restorer):
