@@ -26,6 +26,7 @@ import json
 import re
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -123,29 +124,34 @@ def part1(data: Path, distractors: int, pool: int, tmp: Path) -> dict:
     return out
 
 
-def part2(data: Path, distractors: int) -> dict:
+def part2(data: Path, distractors: int, only: str | None = None) -> dict:
     from reranker.backends import available_rerankers
     from search.embedders import load_embedder
 
     embedder = load_embedder("e5-small")
     rerankers = [n for n, s in available_rerankers().items() if s.startswith("available")]
     pipelines = ["bm25", "dense", "hybrid"] + [f"hybrid+{r}" for r in rerankers]
-    cases = {"nanibot-qa-test": load_beir(data / "nanibot-qa", "test"),
-             "xquad-vi+viwiki": load_beir(data / "xquad-vi", "test", data / "viwiki" / "paragraphs.jsonl.gz",
-                                          distractors)}
+    cases = {"nanibot-qa-test": lambda: load_beir(data / "nanibot-qa", "test"),
+             "xquad-vi+viwiki": lambda: load_beir(data / "xquad-vi", "test", data / "viwiki" / "paragraphs.jsonl.gz",
+                                                  distractors)}
     modes = {"intact": {}, "stripped (routed: restored query)": {"strip_diacritics": True},
              "stripped, BM25 on the folded field only": {"strip_diacritics": True, "_routed_bm25": "folded"},
              "stripped, as typed (no routing)": {"strip_diacritics": True, "as_typed": True}}
     out: dict = {}
     for label, ds in cases.items():
+        if only and label != only:
+            continue
+        ds = ds()
         out[label] = {}
         with open_eval_index(ds, embedder) as snap:
             restorer = DiacriticRestorer.for_generation(snap.path)
+            shared = OrderedDict()  # query vectors shared by all runs on this index
             for pipeline in pipelines:
                 for mode, kw in modes.items():
                     kw = dict(kw)
                     pipe_kw = {"routed_bm25": kw.pop("_routed_bm25")} if "_routed_bm25" in kw else {}
-                    pipe = Pipeline.from_snapshot(snap, embedder, restorer=restorer, **pipe_kw)
+                    pipe = Pipeline.from_snapshot(snap, embedder, restorer=restorer, query_cache=shared,
+                                                  query_cache_size=100_000, **pipe_kw)
                     rep = run_eval(ds, pipeline, pipe, progress=False, **kw)
                     out[label].setdefault(pipeline, {})[mode] = {k: rep.metrics[k] for k in METRICS}
                     print(f"{label} {pipeline} {mode}: mrr@10 {rep.metrics['mrr@10']}", file=sys.stderr)
@@ -160,13 +166,14 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "diacritics.json")
     ap.add_argument("--skip-pipelines", action="store_true")
     ap.add_argument("--skip-restorer", action="store_true")
+    ap.add_argument("--only", help="pipelines part: only this dataset label")
     args = ap.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report: dict = {}
     if not args.skip_restorer:
         report["restorer"] = part1(args.data, args.distractors, args.pool, args.out.parent)
     if not args.skip_pipelines:
-        report["pipelines"] = part2(args.data, args.distractors)
+        report["pipelines"] = part2(args.data, args.distractors, args.only)
     args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     for name, info in report.get("restorer", {}).items():
