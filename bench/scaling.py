@@ -18,9 +18,13 @@ scratch in its own temporary directory with the product classes:
   by ``bench/e2e_latency.py``);
 - disk: bytes of the BM25 directory and of the Qdrant directory.
 
-Growth model: for every metric a least-squares line ``y = a + b·N`` (and its R²) is fitted over the sizes,
-and projected to 50k / 100k / 1M passages (an extrapolation: valid only while the cost stays linear, see
-docs/scaling.md). Output: a markdown table on stdout, the JSON file, and a final JSON line on stdout.
+Re-opening, in a fresh process: the time to open the built Qdrant path and answer one query (local mode
+unpickles every point into memory: what an app start or a generation swap pays) and the RSS it adds; the same
+for BM25.
+
+Growth models: for every metric a least-squares line ``y = a + b·N`` (and its R²) and a power law
+``y = c·N^k`` (fitted in log-log; ``k`` = 1 is linear, > 1 superlinear) are fitted over the sizes, and both are
+projected to 50k / 100k / 1M passages (extrapolations, see docs/scaling.md). Output: a markdown table on stdout, the JSON file, and a final JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -52,8 +56,8 @@ BENCH_QUERIES = (REPO / "assets" / "benchmarks" / "xquad-vi" / "queries.jsonl",
 WARMUP = 20
 DEPTH = 100
 PROJECT_TO = (50_000, 100_000, 1_000_000)
-METRICS = ("bm25_build_s", "bm25_p50_ms", "bm25_p95_ms", "qdrant_upsert_s", "dense_p50_ms", "dense_p95_ms",
-           "bm25_mb", "qdrant_mb")
+METRICS = ("bm25_build_s", "bm25_p50_ms", "bm25_p95_ms", "qdrant_upsert_s", "qdrant_open_s", "dense_p50_ms",
+           "dense_p95_ms", "bm25_mb", "qdrant_mb", "qdrant_open_rss_mb")
 
 
 def read_paragraphs(path: Path, n: int) -> list[Passage]:
@@ -142,7 +146,49 @@ def measure(passages: list[Passage], queries: list[str], dim: int, workdir: Path
         row["dense_p50_ms"], row["dense_p95_ms"] = percentiles(lat)
         row["dense_cpu_p50_ms"] = percentiles(cpu)[0]
     row["qdrant_mb"] = round(dir_size(workdir / "qdrant") / 2**20, 2)
+    row.update(reopen(workdir, queries[0], dim))
     return row
+
+
+_REOPEN = """
+import json, sys, time
+import numpy as np, psutil
+from indexing.bm25 import BM25Index
+from indexing.vectors import VectorStore
+from indexing.normalize import syllables
+work, query, dim = sys.argv[1], sys.argv[2], int(sys.argv[3])
+syllables(query)  # lazy imports (underthesea, Qdrant local mode) happen here, outside the timing
+with VectorStore.open(":memory:", "warm") as warm:
+    warm.create(dim)
+    warm.search(np.ones(dim, dtype=np.float32), 1)
+proc = psutil.Process()
+rss0 = proc.memory_info().rss
+t = time.perf_counter()
+vs = VectorStore.open(work + "/qdrant", "passages")
+vs.search(np.ones(dim, dtype=np.float32) / dim**0.5, 100)
+out = {"qdrant_open_s": round(time.perf_counter() - t, 3), "qdrant_open_rss_mb": round((proc.memory_info().rss - rss0) / 2**20, 1)}
+rss0 = proc.memory_info().rss
+t = time.perf_counter()
+bm = BM25Index.open(work + "/bm25")
+bm.search(query, 100, field="both")
+out["bm25_open_s"] = round(time.perf_counter() - t, 3)
+out["bm25_open_rss_mb"] = round((proc.memory_info().rss - rss0) / 2**20, 1)
+print(json.dumps(out))
+"""
+
+
+def reopen(workdir: Path, query: str, dim: int) -> dict[str, float]:
+    """Open the built indexes in a fresh process (imports done first, not timed) → open time and RSS added."""
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-c", _REOPEN, str(workdir), query, str(dim)], cwd=REPO,
+                         capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    ss_tot = float(np.sum((y - y.mean()) ** 2)) or 1e-12
+    return round(1 - float(np.sum((y - pred) ** 2)) / ss_tot, 4)
 
 
 def fit_lines(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -152,17 +198,30 @@ def fit_lines(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     for m in METRICS:
         y = np.asarray([r[m] for r in rows], dtype=np.float64)
         b, a = np.polyfit(n, y, 1)
-        pred = a + b * n
-        ss_res = float(np.sum((y - pred) ** 2))
-        ss_tot = float(np.sum((y - y.mean()) ** 2)) or 1e-12
-        out[m] = {"a": round(float(a), 4), "b_per_1k": round(float(b) * 1000, 5), "r2": round(1 - ss_res / ss_tot, 4)}
+        out[m] = {"a": round(float(a), 4), "b_per_1k": round(float(b) * 1000, 5), "r2": _r2(y, a + b * n)}
         for target in PROJECT_TO:
             out[m][str(target)] = round(float(a + b * target), 2)
     return out
 
 
-def markdown(rows: list[dict[str, float]], fits: dict[str, dict[str, float]]) -> str:
-    """The measurements and the fitted lines as markdown tables."""
+def fit_powers(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Least-squares ``log y = log c + k·log N`` per metric (growth exponent ``k``: 1 = linear) → projections."""
+    n = np.asarray([r["passages"] for r in rows], dtype=np.float64)
+    out: dict[str, dict[str, float]] = {}
+    for m in METRICS:
+        y = np.asarray([r[m] for r in rows], dtype=np.float64)
+        if np.any(y <= 0):
+            continue
+        k, logc = np.polyfit(np.log(n), np.log(y), 1)
+        out[m] = {"k": round(float(k), 3), "c": float(np.exp(logc)), "r2_log": _r2(np.log(y), logc + k * np.log(n))}
+        for target in PROJECT_TO:
+            out[m][str(target)] = round(float(np.exp(logc) * target**k), 2)
+    return out
+
+
+def markdown(rows: list[dict[str, float]], fits: dict[str, dict[str, float]],
+             powers: dict[str, dict[str, float]]) -> str:
+    """The measurements and the fitted growth models as markdown tables."""
     head = ("| passages | BM25 build s (CPU s) | BM25 p50 / p95 ms (CPU p50) | Qdrant upsert s (CPU s) "
             "| dense p50 / p95 ms (CPU p50) | BM25 MB | Qdrant MB |")
     lines = [head, "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -174,11 +233,20 @@ def markdown(rows: list[dict[str, float]], fits: dict[str, dict[str, float]]) ->
             f"| {r['dense_p50_ms']:.2f} / {r['dense_p95_ms']:.2f} ({r['dense_cpu_p50_ms']:.2f}) "
             f"| {r['bm25_mb']:.1f} | {r['qdrant_mb']:.1f} |"
         )
+    lines += ["", "| passages | Qdrant local open + 1st query s | RSS it adds MiB | BM25 open + 1st query s "
+              "| RSS it adds MiB |", "|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['passages']:,} | {r['qdrant_open_s']:.2f} | {r['qdrant_open_rss_mb']:.0f} "
+                     f"| {r['bm25_open_s']:.2f} | {r['bm25_open_rss_mb']:.0f} |")
     lines += ["", "| metric | a (intercept) | b per 1k passages | R² | " + " | ".join(f"{t:,}" for t in PROJECT_TO)
               + " |", "|---|---:|---:|---:|" + "---:|" * len(PROJECT_TO)]
     for m, f in fits.items():
         lines.append(f"| {m} | {f['a']} | {f['b_per_1k']} | {f['r2']} | "
                      + " | ".join(f"{f[str(t)]:,}" for t in PROJECT_TO) + " |")
+    lines += ["", "| metric | exponent k (y ∝ N^k) | R² (log) | " + " | ".join(f"{t:,}" for t in PROJECT_TO) + " |",
+              "|---|---:|---:|" + "---:|" * len(PROJECT_TO)]
+    for m, f in powers.items():
+        lines.append(f"| {m} | {f['k']} | {f['r2_log']} | " + " | ".join(f"{f[str(t)]:,}" for t in PROJECT_TO) + " |")
     return "\n".join(lines)
 
 
@@ -213,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep_dir is None:
             shutil.rmtree(base, ignore_errors=True)
     fits = fit_lines(rows) if len(rows) >= 2 else {}
-    print(markdown(rows, fits))
+    powers = fit_powers(rows) if len(rows) >= 2 else {}
+    print(markdown(rows, fits, powers))
     result = {
         "bench": "scaling",
         "corpus": "viwiki/paragraphs.jsonl.gz (first N paragraphs)",
@@ -226,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "read_normalize_s": read_s,
         "rows": rows,
         "fit_linear": fits,
+        "fit_power": powers,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
