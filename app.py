@@ -255,9 +255,15 @@ class Backend:
         if embedder is not None and self.precomputed is not None:
             try:
                 pre = PrecomputedVectors.load(self.precomputed)
-                progress("precomputed vectors", 1, 1, message=f"seeding the cache from {self.precomputed.name}")
             except Exception as err:  # noqa: BLE001 - a broken file only costs embedding time
                 self.job.log(f"ignoring precomputed vectors {self.precomputed}: {err}")
+            if pre is not None and pre.model_id != getattr(embedder, "model_id", None):
+                # vectors of another model are useless here: treat as absent (BM25 first, then embed)
+                self.job.log(f"ignoring precomputed vectors {self.precomputed.name}: they are for "
+                             f"{pre.model_id!r}, the embedder is {getattr(embedder, 'model_id', None)!r}")
+                pre = None
+            if pre is not None:
+                progress("precomputed vectors", 1, 1, message=f"seeding the cache from {self.precomputed.name}")
         extra = {"ingest": report.to_dict(), "source": "demo corpus"}
         if embedder is not None and pre is None and self.current_generation() is None:
             progress("bm25-only generation", 0, 1,
@@ -1079,6 +1085,10 @@ def benchmark_examples(backend: Backend, per_set: int = 4) -> list[str]:
     first questions when the index is not built yet)."""
     from indexing.build import current_passages
 
+    gen = backend.current_generation()
+    cached = getattr(backend, "_bench_examples", None)
+    if cached is not None and cached[0] == gen and gen is not None:
+        return list(cached[1])
     try:
         known = {p.doc_id for p in current_passages(backend.index)}
     except Exception:  # noqa: BLE001 - examples are a convenience
@@ -1087,11 +1097,15 @@ def benchmark_examples(backend: Backend, per_set: int = 4) -> list[str]:
     for bench in backend.benchmarks().values():
         picked = [t for q, t in bench.queries.items() if not known or set(bench.qrels[q]) <= known]
         out += picked[:per_set]
-    return out
+    backend._bench_examples = (gen, out)
+    return list(out)
 
 
-def build_ui(backend: Backend) -> Any:
-    """The Gradio Blocks app (not launched; call ``.queue(...)`` / ``.launch(...)``)."""
+def build_ui(backend: Backend, default_pipeline: str = "auto") -> Any:
+    """The Gradio Blocks app (not launched; call ``.queue(...)`` / ``.launch(...)``).
+
+    ``default_pipeline``: the Search tab's initial pipeline — ``auto`` (``hybrid+<first available
+    reranker>``, else ``hybrid``), or a name such as ``hybrid``, ``bm25`` or ``hybrid+viranker``."""
     h = Handlers(backend)
     status = backend.rerankers()
     rr_names = list(status)
@@ -1099,6 +1113,12 @@ def build_ui(backend: Backend) -> Any:
     rr_choices = [(n if n in available else f"{n} (chưa có mô hình)", n) for n in rr_names]
     default_rr = available[0] if available else (rr_names[0] if rr_names else "viranker")
     default_mode = "rerank" if available else "hybrid"
+    if default_pipeline and default_pipeline != "auto":
+        first, _, rr_name = default_pipeline.partition("+")
+        if rr_name:
+            default_mode, default_rr = "rerank", rr_name if rr_name in rr_names else default_rr
+        elif first in FIRST_STAGE_LABELS:
+            default_mode = first
     examples = load_examples()
     bench_examples = benchmark_examples(backend)
     priv = {"api_visibility": "private"}
@@ -1151,8 +1171,9 @@ def build_ui(backend: Backend) -> Any:
             # ---------------------------------------------------------------------------- evaluate
             with gr.Tab("Đánh giá", id="evaluate", elem_id="tab-evaluate"):
                 bundled = bundled_benchmarks(backend.benchmarks_dir)
+                preferred = [n for n in ("xquad-vi",) if n in bundled] or bundled
                 with gr.Row():
-                    ds = gr.Dropdown(bundled, value=bundled[0] if bundled else None, label="Bộ dữ liệu (BEIR)",
+                    ds = gr.Dropdown(bundled, value=preferred[0] if preferred else None, label="Bộ dữ liệu (BEIR)",
                                      elem_id="eval-dataset", scale=2)
                     up = gr.File(label="…hoặc tải lên ZIP BEIR (corpus.jsonl, queries.jsonl, qrels/test.tsv)",
                                  file_types=[".zip"], type="filepath", elem_id="eval-upload", scale=2)
@@ -1230,6 +1251,8 @@ def build_ui(backend: Backend) -> Any:
             return text, gr.Timer(active=poll)
 
         demo.load(_banner, None, [banner, banner_timer], **priv, queue=False)
+        demo.load(lambda: gr.Dataset(samples=[[e] for e in benchmark_examples(backend)]), None, cex, **priv,
+                  queue=False)
         banner_timer.tick(_banner, None, [banner, banner_timer], **priv, queue=False)
 
         def _search(query, m, r, top_k):
@@ -1341,13 +1364,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--embedder", default=DEFAULT_EMBEDDER,
                    help="passage embedder for builds (default e5-small; 'none' builds BM25 only)")
     p.add_argument("--no-build", action="store_true", help="do not build the demo index when it is missing")
+    p.add_argument("--default-pipeline", default="auto",
+                   help="Search tab's initial pipeline: auto (hybrid+<available reranker>, else hybrid), bm25, "
+                        "dense, hybrid or <first>+<reranker>")
     return p.parse_args(argv)
 
 
 def launch(backend: Backend, host: str, port: int, concurrency: int = 4, max_queue: int = 256,
-           block: bool = True, quiet: bool = False) -> Any:
+           block: bool = True, quiet: bool = False, default_pipeline: str = "auto") -> Any:
     """Build the UI, configure the queue and serve it (never ``share=True``) → the Blocks object."""
-    demo = build_ui(backend)
+    demo = build_ui(backend, default_pipeline)
     demo.queue(default_concurrency_limit=max(1, concurrency), max_size=max_queue)
     demo.launch(server_name=host, server_port=port, share=False, css=CSS, show_error=False, quiet=quiet,
                 prevent_thread_lock=not block, footer_links=["api"], inbrowser=False, max_file_size="50mb")
@@ -1366,7 +1392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not backend.auth.enabled:
         print("admin disabled: set --admin-password or VIRANKER_ADMIN_PASSWORD to enable it", file=sys.stderr)
     print(f"serving on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    launch(backend, args.host, args.port, args.concurrency, args.max_queue)
+    launch(backend, args.host, args.port, args.concurrency, args.max_queue, default_pipeline=args.default_pipeline)
     return 0
 
 
