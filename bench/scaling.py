@@ -56,8 +56,9 @@ BENCH_QUERIES = (REPO / "assets" / "benchmarks" / "xquad-vi" / "queries.jsonl",
 WARMUP = 20
 DEPTH = 100
 PROJECT_TO = (50_000, 100_000, 1_000_000)
-METRICS = ("bm25_build_s", "bm25_p50_ms", "bm25_p95_ms", "qdrant_upsert_s", "qdrant_open_s", "dense_p50_ms",
-           "dense_p95_ms", "bm25_mb", "qdrant_mb", "qdrant_open_rss_mb")
+METRICS = ("bm25_build_s", "bm25_build_cpu_s", "bm25_p50_ms", "bm25_p95_ms", "bm25_cpu_p50_ms", "qdrant_upsert_s",
+           "qdrant_upsert_cpu_s", "qdrant_open_s", "dense_p50_ms", "dense_p95_ms", "dense_cpu_p50_ms", "bm25_mb",
+           "qdrant_mb", "qdrant_open_rss_mb")
 
 
 def read_paragraphs(path: Path, n: int) -> list[Passage]:
