@@ -18,7 +18,8 @@ What is measured:
 - each query once per pipeline, one at a time (the app's path: query validation, diacritic routing, e5 query
   embedding — the query-vector cache is cleared before every search so each one pays for its embedding —,
   BM25, Qdrant local, fusion, passage fetch, reranking), after 5 warm-up queries per pipeline that also load
-  the models; wall time around ``SearchService.search`` → p50 / p95 / mean, and the median of every stage;
+  the models; wall time around ``SearchService.search`` → p50 / p95 / mean, the median of every stage, and
+  the median process CPU time per search (all threads; less sensitive to other jobs on a shared machine);
 - memory: resident set size (RSS) of this process after each pipeline's warm-up (models load on first use):
   after ``hybrid+viranker`` is what the app holds with its default models; after the last variant, with every
   variant loaded; and the peak.
@@ -143,29 +144,32 @@ def reranker_variants(model_dir: Path) -> tuple[dict[str, dict[str, Any]], list[
 def measure(svc: Any, pipeline: str, queries: list[str], top_k: int) -> dict[str, Any]:
     """Each query once through ``svc.search`` (query-vector cache cleared each time) → latency summary."""
     walls: list[float] = []
+    cpus: list[float] = []
     stages: dict[str, list[float]] = {}
     for q in queries:
         with svc._lock:
             svc._current_state().pipeline._qcache.clear()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         res = svc.search(q, pipeline, top_k)
         walls.append((time.perf_counter() - t) * 1000)
+        cpus.append((time.process_time() - c) * 1000)
         for k, v in res.timings_ms.items():
             stages.setdefault(k, []).append(float(v))
     a = np.asarray(walls)
     return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2),
             "mean_ms": round(float(a.mean()), 2), "n": len(walls),
+            "cpu_p50_ms": round(float(np.median(cpus)), 2),
             "stage_p50_ms": {k: round(float(np.median(v)), 2) for k, v in stages.items()}}
 
 
 def markdown(rows: dict[str, dict[str, Any]]) -> str:
     """The per-pipeline results as a markdown table."""
     stage_names = ["embed", "bm25", "dense", "fusion", "fetch", "rerank"]
-    lines = ["| pipeline | p50 ms | p95 ms | mean ms | " + " | ".join(f"{s} p50" for s in stage_names) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(stage_names)]
+    lines = ["| pipeline | p50 ms | p95 ms | mean ms | CPU p50 ms | " + " | ".join(f"{s} p50" for s in stage_names)
+             + " |", "|---|---:|---:|---:|---:|" + "---:|" * len(stage_names)]
     for name, r in rows.items():
         st = r["stage_p50_ms"]
-        lines.append(f"| {name} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['mean_ms']:.1f} | "
+        lines.append(f"| {name} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['mean_ms']:.1f} | {r['cpu_p50_ms']:.1f} | "
                      + " | ".join(f"{st[s]:.1f}" if s in st else "—" for s in stage_names) + " |")
     return "\n".join(lines)
 
@@ -250,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": variants,
         "threads": os.environ.get("OMP_NUM_THREADS", "unset"),
         "cpu_count": os.cpu_count(),
+        "loadavg_end": os.getloadavg(),
         "embedder_load_s": round(embedder_load_s, 2),
         "reranker_load_s": load_s,
         "rss_mb": {"start": round(rss_start), "after_warmup_default_models": app_rss,
