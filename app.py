@@ -76,11 +76,11 @@ EXAMPLES_FILE = DEMO_DIR / "examples.txt"
 BENCHMARKS_DIR = ASSETS / "benchmarks"
 DEFAULT_INDEX = "demo"
 DEFAULT_EMBEDDER = "e5-small"
-FIRST_STAGE_LABELS = {"bm25": "BM25", "dense": "Dense (e5)", "hybrid": "Hybrid (RRF)"}
+FIRST_STAGE_LABELS = {"bm25": "BM25", "dense": "Dense (e5)", "hybrid": "Hybrid"}
 MODE_CHOICES = [
     ("BM25", "bm25"),
     ("Dense (e5-small)", "dense"),
-    ("Hybrid (BM25 + dense, RRF)", "hybrid"),
+    ("Hybrid (BM25 + dense)", "hybrid"),
     ("Hybrid + reranker", "rerank"),
 ]
 MAX_TOP_K = 50
@@ -1125,7 +1125,7 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> Any:
 
     with gr.Blocks(title="ViRanker Search") as demo:
         gr.HTML("<h2 style='margin:0'>ViRanker Search</h2><div class='vr-muted'>Tìm kiếm tiếng Việt: BM25 + "
-                "e5 (RRF) + reranker ViRanker</div>")
+                "e5 (hợp nhất) + reranker ViRanker</div>")
         banner = gr.HTML(elem_id="status-banner")
         banner_timer = gr.Timer(2.0, active=False)
         with gr.Tabs():
