@@ -41,8 +41,13 @@ class ViRankerConfig:
     head_activation: str = "gelu"  # "gelu" or "tanh" (tanh == the HF XLM-R classification head)
     # What the scoring head reads: "cls" = the first token (BGE-M3 / XLM-R classifiers, the paper);
     # "mean" = masked mean of the layer's states (models initialized from mean-pooled encoders such as
-    # multilingual-e5, whose first-token state barely varies between inputs: std 0.001 vs norm 4.9).
+    # multilingual-e5, whose first-token state barely varies between inputs: std 0.001 vs norm 4.9);
+    # "pair" = the query tokens' mean q and the passage tokens' mean p of the joint encoding, scored as
+    # MLP([q, p, q*p, |q-p|]) + s * cos(q, p) with a learnable s starting at ``pair_cos_init``: the
+    # head starts from the encoder's own similarity instead of noise (see reranker.model.PairScoreHead).
     pooling: str = "cls"
+    pair_cos_init: float = 20.0
+    sep_token_id: int = 2  # </s>: splits query and passage for pooling="pair" (pairs are <s> q </s></s> p </s>)
     exit_layers: tuple[int, ...] = field(default_factory=tuple)
     dropout: float = 0.1
     attention_dropout: float = 0.1
@@ -65,8 +70,8 @@ class ViRankerConfig:
             raise ValueError(f"hidden_act {self.hidden_act!r} is not supported (only 'gelu')")
         if self.head_activation not in ("gelu", "tanh"):
             raise ValueError(f"head_activation must be 'gelu' or 'tanh', got {self.head_activation!r}")
-        if self.pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
+        if self.pooling not in ("cls", "mean", "pair"):
+            raise ValueError(f"pooling must be 'cls', 'mean' or 'pair', got {self.pooling!r}")
         if self.attn_block_size < 1 or self.ffn_chunk_size < 1:
             raise ValueError("attn_block_size and ffn_chunk_size must be >= 1")
         if self.max_query_length < 1 or self.max_length < self.max_query_length + 5:

@@ -1,8 +1,10 @@
 """ViRanker: an XLM-R-family cross-encoder with RoPE, Blockwise Parallel Transformer layers and an MLP
 scoring head on the first token (arXiv 2509.09131).
 
-    input_ids (B, L) -> embeddings (B, L, d) -> N post-LN encoder layers -> pool (h[:, 0] or masked mean) (B, d)
-        -> MLP -> (B,)
+    input_ids (B, L) -> embeddings (B, L, d) -> N post-LN encoder layers -> pool (B, d) -> MLP -> (B,)
+
+``config.pooling`` picks the head input: ``cls`` h[:, 0] (the paper), ``mean`` the masked mean, ``pair`` the
+query-segment and passage-segment means (B, 2, d) scored by :class:`PairScoreHead`.
 
 Extra scoring heads can sit on earlier layers (``config.exit_layers``); ``forward(..., exit_layer=k)``
 stops computing after layer k (a true early exit: the speed dial), ``forward_exits`` returns every head's
@@ -209,6 +211,48 @@ class ScoreHead(nn.Module):
         return self.out(self.dropout(self.act(self.dense(cls)))).squeeze(-1)
 
 
+class PairScoreHead(nn.Module):
+    """(B, 2, d) [query mean q, passage mean p] -> MLP([q, p, q*p, |q-p|]) + s * cos(q, p) -> (B,).
+
+    The cosine term is the similarity an e5-initialized encoder already computes well; with the MLP's
+    output layer at N(0, 0.02) the head starts close to ``s * cos`` and training learns the corrections.
+    """
+
+    def __init__(self, cfg: ViRankerConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(4 * cfg.hidden_size, cfg.head_hidden_size)
+        self.act = nn.GELU() if cfg.head_activation == "gelu" else nn.Tanh()
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.head_hidden_size, 1)
+        self.cos_scale = nn.Parameter(torch.tensor(float(cfg.pair_cos_init)))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        q, p = pooled[:, 0], pooled[:, 1]  # (B, d) each
+        feats = torch.cat([q, p, q * p, (q - p).abs()], dim=-1)  # (B, 4d)
+        mlp = self.out(self.dropout(self.act(self.dense(feats)))).squeeze(-1)
+        return mlp + self.cos_scale * F.cosine_similarity(q, p, dim=-1, eps=1e-6)
+
+
+def pair_segment_masks(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                       sep_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) ids of ``<s> q </s></s> p </s> <pad>...`` -> boolean (B, L) masks of the query tokens and the
+    passage tokens (specials and padding excluded)."""
+    sep = input_ids.eq(sep_token_id)
+    seg = torch.cumsum(sep.long(), dim=1)  # 0 on <s> q, 1 on the first </s>, 2 on </s> p, 3 after
+    real = torch.ones_like(sep) if attention_mask is None else attention_mask.bool()
+    first = torch.zeros_like(sep)
+    first[:, 0] = True
+    query = seg.eq(0) & ~first & real
+    passage = seg.eq(2) & ~sep & real
+    return query, passage
+
+
+def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, L, d), (B, L) -> (B, d); an empty mask gives zeros."""
+    m = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
+
+
 class ViRanker(nn.Module):
     """Cross-encoder reranker. See the module docstring for the data flow."""
 
@@ -218,7 +262,8 @@ class ViRanker(nn.Module):
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
         self.rotary = RotaryEmbedding(config.head_dim, config.rope_base) if config.rope else None
-        self.heads = nn.ModuleDict({str(i): ScoreHead(config) for i in config.all_exit_layers})
+        head = PairScoreHead if config.pooling == "pair" else ScoreHead
+        self.heads = nn.ModuleDict({str(i): head(config) for i in config.all_exit_layers})
         self.attn_impl = "bpt" if config.use_bpt else "sdpa"
         self.pack_inputs = False  # see set_packing
         self.apply(self._init_weights)
@@ -352,7 +397,7 @@ class ViRanker(nn.Module):
             raise ValueError(f"no scoring head at layer {layer}; heads exist at {self.config.all_exit_layers}")
         cls_only = self.config.pooling == "cls"
         x, _ = self._encode(input_ids, attention_mask, token_type_ids, layer, cls_only_last=cls_only)
-        return self.heads[str(layer)](self._pool(x, attention_mask))
+        return self.heads[str(layer)](self._pool(x, attention_mask, input_ids))
 
     def forward_exits(
         self,
@@ -364,12 +409,19 @@ class ViRanker(nn.Module):
         layers = self.config.all_exit_layers
         _, kept = self._encode(input_ids, attention_mask, token_type_ids, self.config.num_layers, set(layers),
                                cls_only_last=self.config.pooling == "cls")
-        return {i: self.heads[str(i)](self._pool(kept[i], attention_mask)) for i in layers}
+        return {i: self.heads[str(i)](self._pool(kept[i], attention_mask, input_ids)) for i in layers}
 
-    def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """(B, L, d) layer states -> (B, d) head input: the first token, or the masked mean (``pooling``)."""
+    def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
+              input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, d) layer states -> head input: the first token or the masked mean (B, d), or the query and
+        passage segment means (B, 2, d) for ``pooling="pair"``."""
         if self.config.pooling == "cls":
             return hidden[:, 0]
+        if self.config.pooling == "pair":
+            if input_ids is None:
+                raise ValueError("pooling='pair' needs input_ids to find the query and passage segments")
+            q_mask, p_mask = pair_segment_masks(input_ids, attention_mask, self.config.sep_token_id)
+            return torch.stack([_masked_mean(hidden, q_mask), _masked_mean(hidden, p_mask)], dim=1)
         if attention_mask is None:
             return hidden.mean(dim=1)
         m = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, L, 1)

@@ -12,6 +12,7 @@ from reranker.model import (
     ViRanker,
     export_hf_classifier,
     load_encoder_weights,
+    pair_segment_masks,
     to_hf_state_dict,
     xlmr_position_ids,
 )
@@ -254,3 +255,59 @@ def test_mean_pooling_head_reads_masked_mean_and_ignores_padding(impl):
     torch.testing.assert_close(padded, got, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="pooling"):
         ViRankerConfig(pooling="max")
+
+
+def _pairs(model: ViRanker) -> tuple[torch.Tensor, torch.Tensor]:
+    """<s> q </s></s> p </s> rows of different lengths, right-padded."""
+    rows = [[0, 5, 6, 7, 2, 2, 8, 9, 10, 11, 2], [0, 12, 2, 2, 13, 14, 2], [0, 5, 6, 2, 2, 15, 2]]
+    L = max(map(len, rows))
+    ids = torch.full((3, L), model.config.pad_token_id)
+    mask = torch.zeros(3, L, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("impl", ["bpt", "sdpa"])
+def test_pair_pooling_head_reads_query_and_passage_means(impl):
+    model = _tiny(pooling="pair", exit_layers=(2,)).set_attention_impl(impl)
+    ids, mask = _pairs(model)
+    q_mask, p_mask = pair_segment_masks(ids, mask, model.config.sep_token_id)
+    assert q_mask[0].nonzero().flatten().tolist() == [1, 2, 3]
+    assert p_mask[0].nonzero().flatten().tolist() == [6, 7, 8, 9]
+    assert p_mask[1].nonzero().flatten().tolist() == [4, 5] and not p_mask[1, 6:].any()
+    with torch.no_grad():
+        hidden = model.forward_hidden(ids, mask)
+        q = (hidden * q_mask.unsqueeze(-1)).sum(1) / q_mask.sum(1, keepdim=True)
+        p = (hidden * p_mask.unsqueeze(-1)).sum(1) / p_mask.sum(1, keepdim=True)
+        head = model.heads[str(model.config.num_layers)]
+        expect = head(torch.stack([q, p], 1))
+        # with a zero MLP output layer the score is exactly s * cos(q, p)
+        cos = torch.nn.functional.cosine_similarity(q, p, dim=-1)
+        got = model(ids, mask)
+        exits = model.forward_exits(ids, mask)
+        pad = torch.full((3, 5), model.config.pad_token_id, dtype=ids.dtype)
+        padded = model(torch.cat([ids, pad], 1), torch.cat([mask, torch.zeros_like(pad)], 1))
+        head.out.weight.zero_()
+        head.out.bias.zero_()
+        cos_only = model(ids, mask)
+    torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(exits[model.config.num_layers], got, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(padded, got, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cos_only, model.config.pair_cos_init * cos, atol=1e-4, rtol=1e-4)
+    assert set(exits) == {2, model.config.num_layers}
+
+
+def test_pair_pooling_roundtrip_and_needs_ids(tmp_path):
+    model = _tiny(pooling="pair")
+    ids, mask = _pairs(model)
+    with torch.no_grad():
+        model.heads[str(model.config.num_layers)].cos_scale.fill_(7.5)
+        ref = model(ids, mask)
+    loaded = ViRanker.from_pretrained(model.save_pretrained(tmp_path / "m")).eval()
+    assert loaded.config.pooling == "pair"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, mask), ref)
+        with pytest.raises(ValueError, match="input_ids"):
+            loaded._pool(loaded.forward_hidden(ids, mask), mask)
