@@ -18,8 +18,10 @@ from trainer.data import (
     GroupCollator,
     GroupDataset,
     augment_diacritics,
+    drop_random_sentence,
     load_triplets,
     strip_diacritics,
+    weight_sources,
 )
 from trainer.losses import bce_loss, get_loss, listwise_ce_loss, multi_exit_loss, triplet_ranking_loss
 from trainer.module import RerankerModule, build_model, ranking_metrics
@@ -454,3 +456,23 @@ def test_head_lr_scale_gives_heads_their_own_lr():
         is_head = {id(p) in head_ids for p in g["params"]}
         assert len(is_head) == 1  # a group is all-head or all-encoder
         assert g["lr"] == pytest.approx(2e-3 if is_head.pop() else 1e-4)
+
+
+def test_ict_length_matching_and_source_weights():
+    rng = random.Random(0)
+    text = "Câu một ở đây. Câu hai dài hơn một chút! Câu ba? Câu bốn."
+    dropped = drop_random_sentence(text, rng)
+    assert len(dropped.split(". ")) <= 3 and dropped != text and len(dropped) < len(text)
+    assert drop_random_sentence("Chỉ một câu thôi.", rng) == "Chỉ một câu thôi."
+    neg = "Một đoạn khác. Có ba câu. Và câu cuối."
+    cut = {"query": "Câu hỏi giả.", "pos": ["Đoạn văn đã bị cắt câu."], "neg": [neg] * 3, "source": "ict"}
+    kept = {**cut, "pos": ["Câu hỏi giả. Đoạn văn còn nguyên câu."]}
+    real = {**cut, "source": "nanibot-qa-train"}
+    for rec, shortened in ((cut, True), (kept, False), (real, False)):
+        g = GroupDataset([rec, real], n_neg=3, seed=1, fold_prob=0.0)[0]
+        assert all((len(n) < len(neg)) == shortened for n in g["passages"][1:]), rec
+    g = GroupDataset([cut, real], n_neg=3, seed=1, fold_prob=0.0, match_ict_lengths=False)[0]
+    assert g["passages"][1:] == [neg] * 3
+    weighted = weight_sources([cut, real, kept], {"nanibot-qa-train": 2, "ict": 1})
+    assert weighted == [cut, real, real, kept]
+    assert weight_sources([cut, real], {"ict": 0}) == [real] and weight_sources([cut], None) == [cut]

@@ -9,6 +9,14 @@ Diacritic augmentation: with probability ``fold_prob`` a query loses its diacrit
 — all of them, or with probability ``fold_partial`` only a random subset of its syllables — so the reranker
 learns to score queries typed without marks.
 
+Inverse-cloze length matching (``match_ict_lengths``): an ICT positive usually had its pseudo-query sentence
+cut out, so it is a sentence shorter than a raw negative paragraph; a model can learn "shorter = relevant"
+(74% of the first run's ICT triplets had a positive shorter than its negatives). For those records each
+negative loses one random sentence too, so length carries no signal.
+
+``source_weights`` repeats the records of a ``source`` (e.g. real questions ``nanibot-qa-train``: 2) so
+real questions weigh more than pseudo-queries.
+
 Batches are length-bucketed (sorted by length inside shuffled mega-buckets, then batch order shuffled) and
 padded per batch (dynamic padding), tokenized with :func:`reranker.tokenizer.encode_pairs`.
 
@@ -37,6 +45,8 @@ from indexing.normalize import fold
 __all__ = [
     "strip_diacritics",
     "augment_diacritics",
+    "drop_random_sentence",
+    "weight_sources",
     "load_triplets",
     "GroupDataset",
     "BucketBatchSampler",
@@ -49,6 +59,34 @@ __all__ = [
 ]
 
 _WORD_RE = re.compile(r"\w+")
+_SENT_END_RE = re.compile(r"(?<=[.!?…])\s+(?=\S)")
+
+
+def drop_random_sentence(text: str, rng: random.Random) -> str:
+    """``text`` without one of its sentences (picked by ``rng``); unchanged when it has only one.
+
+    Sentences are cut after ``. ! ? …`` followed by whitespace: cheap, and precise enough for matching the
+    length of a paragraph that lost its pseudo-query sentence."""
+    sents = _SENT_END_RE.split(text.strip())
+    if len(sents) < 2:
+        return text
+    del sents[rng.randrange(len(sents))]
+    return " ".join(sents)
+
+
+def weight_sources(records: Sequence[dict], weights: dict[str, float] | None) -> list[dict]:
+    """Records with those of ``source`` s repeated ``round(weights[s])`` times (0 drops them); others once."""
+    if not weights:
+        return list(records)
+    out: list[dict] = []
+    for r in records:
+        out += [r] * max(0, round(float(weights.get(str(r.get("source", "")), 1.0))))
+    return out
+
+
+def _query_was_cut(record: dict, positive: str) -> bool:
+    """An ICT record whose pseudo-query is not inside the positive (it was cut out of the paragraph)."""
+    return str(record.get("source", "")) == "ict" and record["query"].strip() not in positive
 
 
 # ---------------------------------------------------------------------------------------------- augmentation
@@ -129,10 +167,12 @@ class GroupDataset(Dataset):
         seed: int = 13,
         fold_prob: float = 0.25,
         fold_partial: float = 0.5,
+        match_ict_lengths: bool = True,
     ) -> None:
         if n_neg < 1:
             raise ValueError("n_neg must be >= 1")
         self.records = list(records)
+        self.match_ict_lengths = match_ict_lengths
         self.n_neg = n_neg
         self.seed = seed
         self.fold_prob = fold_prob
@@ -168,6 +208,8 @@ class GroupDataset(Dataset):
                 negs.append(cand)
         if len(negs) < self.n_neg:
             raise ValueError(f"record {i} has too few negatives and the dataset too few records to fill them")
+        if self.match_ict_lengths and _query_was_cut(r, pos):
+            negs = [drop_random_sentence(n, rng) for n in negs]
         query = augment_diacritics(r["query"], rng, self.fold_prob, self.fold_partial)
         return {"query": query, "passages": [pos, *negs]}
 
@@ -368,7 +410,8 @@ class RerankDataModule(L.LightningDataModule):
         (``tokenizer_path`` when given).
         n_neg, batch_size (groups per batch), eval_batch_size (pairs), max_query_length, max_length,
         fold_prob / fold_partial (diacritic augmentation), bucket_multiplier, num_workers, seed,
-        max_train_records, val_max_queries / val_max_candidates (keep validation cheap).
+        max_train_records, val_max_queries / val_max_candidates (keep validation cheap),
+        match_ict_lengths (see the module docstring), source_weights ({source: repeats}).
     """
 
     def __init__(
@@ -390,6 +433,8 @@ class RerankDataModule(L.LightningDataModule):
         max_train_records: int | None = None,
         val_max_queries: int | None = None,
         val_max_candidates: int | None = None,
+        match_ict_lengths: bool = True,
+        source_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
@@ -410,8 +455,10 @@ class RerankDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
         if stage in (None, "fit") and self.train_set is None:
-            records = load_triplets(self.train_files, h.max_train_records)
-            self.train_set = GroupDataset(records, h.n_neg, h.seed, h.fold_prob, h.fold_partial)
+            records = weight_sources(load_triplets(self.train_files, h.max_train_records), h.source_weights)
+            self.train_set = GroupDataset(
+                records, h.n_neg, h.seed, h.fold_prob, h.fold_partial, h.match_ict_lengths
+            )
         if stage in (None, "fit", "validate") and self.val_set is None and self.val_candidates:
             self.val_set = CandidateDataset(
                 load_candidates(self.val_candidates, h.val_max_queries, h.val_max_candidates)
