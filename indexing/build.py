@@ -8,9 +8,11 @@
 3. ``vectors``  — only with an embedder: vectors from the embedding cache (misses are embedded and cached
    batch by batch), upserted to Qdrant (``qdrant/`` local path, or collection ``<index>__<gen>`` on
    ``QDRANT_URL``),
-4. ``manifest.json`` (written last: the generation becomes complete), then ``CURRENT`` is swapped.
+4. ``restorer`` — the diacritic restorer (:mod:`search.diacritics`, ``diacritics.npz``) learned from the
+   passages, so the first query typed without diacritics does not pay for building it,
+5. ``manifest.json`` (written last: the generation becomes complete), then ``CURRENT`` is swapped.
 
-An exception anywhere before step 4 leaves ``CURRENT`` (and the serving generation) untouched. A rerun with
+An exception anywhere before step 5 leaves ``CURRENT`` (and the serving generation) untouched. A rerun with
 ``resume=True`` picks up an incomplete generation built from the same passages and settings, skipping its
 finished stages (and, thanks to the cache, already embedded texts); other incomplete generations are removed.
 
@@ -316,6 +318,11 @@ class _Progress:
 
 
 # ------------------------------------------------------------------------------------------------- build
+def _titled_texts(passages: Sequence[Passage]) -> Iterable[str]:
+    """"title. text" per passage: what the diacritic restorer learns from (titles carry useful names)."""
+    return (f"{p.title}. {p.text}" if p.title else p.text for p in passages)
+
+
 def build_generation(
     index_name: str,
     passages: Iterable[Passage],
@@ -455,7 +462,18 @@ def build_generation(
         elif embedder is not None:
             n_vectors = len(passages)
 
-        # 4. manifest (last), then CURRENT
+        # 4. diacritic restorer: a per-generation artifact the search side loads (search.diacritics)
+        if not stages.get("restorer"):
+            from search.diacritics import RESTORER_FILE, DiacriticRestorer  # lazy: search depends on indexing
+
+            t = time.perf_counter()
+            report("restorer", 0, 1)
+            (gen_dir / RESTORER_FILE).unlink(missing_ok=True)
+            DiacriticRestorer.for_generation(gen_dir, texts=_titled_texts(passages))
+            report("restorer", 1, 1)
+            done("restorer", time.perf_counter() - t)
+
+        # 5. manifest (last), then CURRENT
         previous = gens.current(index_dir)
         now = time.time()
         bm25_s = stage_seconds.get("bm25") or 0.0

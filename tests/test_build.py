@@ -93,13 +93,16 @@ def test_build_writes_a_complete_generation(home: Path) -> None:
     gen = m["generation"]
     assert gens.current(idx) == gen and gens.is_complete(idx, gen)
     gdir = gens.generation_path(idx, gen)
-    assert {p.name for p in gdir.iterdir()} >= {"manifest.json", "passages.jsonl", "bm25", "qdrant"}
+    assert {p.name for p in gdir.iterdir()} >= {
+        "manifest.json", "passages.jsonl", "bm25", "qdrant", "diacritics.npz"
+    }
     assert m["counts"] == {"passages": 5, "documents": 4, "vectors": 5}
     assert m["embedder"] == {"model_id": "fake/bag-32", "dim": 32, "name": "fake"}
     assert m["vectors"] == {"mode": "local", "path": "qdrant", "collection": "passages"}
     assert m["normalizer"]["module"] == "indexing.normalize" and m["build_seconds"] > 0
     assert json.loads((gdir / "manifest.json").read_text())["generation"] == gen
-    assert {"passages", "bm25", "embed", "vectors", "manifest"} <= set(stages)
+    assert {"passages", "bm25", "embed", "vectors", "restorer", "manifest"} <= set(stages)
+    assert "restorer" in m["stage_seconds"]
     lex, dense = _answers("demo", home)
     assert lex[0][0] == "hn" and dense[0][0] == "hn"
     assert current_passages("demo", home) == PASSAGES
