@@ -2,7 +2,8 @@
 
 A tiny index (with an XSS document) is built in a temporary ``VIRANKER_HOME`` and served in-process on a free
 127.0.0.1 port. Flows: search with and without diacritics (and "search as typed"), the XSS document shown as
-inert text, compare with benchmark relevance, admin login refused then accepted, upload → rebuild → the new
+inert text, compare with benchmark relevance, evaluate a bundled benchmark (table, chart, win/loss, CSV/JSON
+downloads), admin login refused then accepted, upload → rebuild → the new
 document is searchable.
 
 Without /usr/bin/chromium the tests are skipped, unless ``CI`` is set (then they fail).
@@ -156,6 +157,29 @@ def test_compare_side_by_side(page):
     assert "overlap@10" in stats and "tiny-bench" in stats
     assert "hybrid+viranker" in stats and "VIRANKER_MODEL" in stats  # listed as unavailable with the fix
     assert page.locator("#compare-results .vr-rel").count() >= 1  # relevant passage marked
+
+
+def test_evaluate_benchmark_table_chart_and_downloads(page, served):
+    _tab(page, "Đánh giá")
+    page.wait_for_selector("#eval-button")
+    assert "tiny-bench" in page.locator("#eval-dataset").inner_text() or \
+        _box(page, "eval-dataset").input_value() == "tiny-bench"
+    _mark_stale(page, "#eval-metrics")
+    page.locator("#eval-button").click()
+    page.wait_for_function(
+        "() => document.querySelector('#eval-status').innerText.includes('tiny-bench')", timeout=90_000
+    )
+    page.wait_for_function("() => document.querySelector('#eval-metrics').innerText.includes('bm25')")
+    table = page.locator("#eval-metrics").inner_text()
+    assert "hybrid" in table and "ndcg@10" in table.lower() and "mrr@10" in table.lower(), table
+    page.wait_for_selector("#eval-plot canvas, #eval-plot svg")  # the NDCG/MRR chart rendered
+    assert "hybrid" in page.locator("#eval-winloss").inner_text()  # win/tie/loss vs the first system
+    files = page.locator("#eval-files").inner_text()
+    assert ".csv" in files and ".json" in files, files
+    hrefs = [a.get_attribute("href") for a in page.locator("#eval-files a").all()]
+    csv_href = next(h for h in hrefs if h and ".csv" in h)
+    body = page.request.get(csv_href if "://" in csv_href else served.url.rstrip("/") + "/" + csv_href.lstrip("/"))
+    assert body.ok and "bm25" in body.text() and "hybrid" in body.text()
 
 
 def test_admin_login_refused_then_accepted(page):
