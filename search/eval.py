@@ -316,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedder", default="e5-small", help="e5-small | bge-m3[:PATH] | st:PATH (default e5-small)")
     p.add_argument("--depth", type=int, default=100, help="candidates per retriever (default 100)")
     p.add_argument("--rerank-top", type=int, default=20, help="candidates the reranker scores (default 20)")
+    p.add_argument("--rerank-blend", type=float, default=None,
+                   help="reranker weight in a min-max blend with the first stage over the reranked window "
+                        "(0..1; default: the pipeline's default)")
     p.add_argument("--fusion", default="minmax", choices=["minmax", "rrf"],
                    help="hybrid fusion: weighted min-max (default, 0.5/0.5) or RRF")
     p.add_argument("--fusion-weights", type=float, nargs=2, metavar=("BM25", "DENSE"))
@@ -377,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pipe = Pipeline.from_snapshot(
             snap, embedder, rerankers={reranker_name: reranker} if reranker else {}, depth=args.depth,
             rerank_top=args.rerank_top, fusion=args.fusion, fusion_kwargs=fusion_kwargs,
+            **({} if args.rerank_blend is None else {"rerank_blend": args.rerank_blend}),
             routed_bm25=args.routed_bm25,
         )
         report = run_eval(dataset, args.pipeline, pipe, strip_diacritics=args.strip_query_diacritics,

@@ -37,7 +37,7 @@ import numpy as np
 
 from indexing.normalize import normalize
 from search.diacritics import DiacriticRestorer, diacritic_level
-from search.fusion import DEFAULT_FUSION, DEFAULT_MINMAX_WEIGHTS, FUSIONS, fuse
+from search.fusion import DEFAULT_FUSION, DEFAULT_MINMAX_WEIGHTS, FUSIONS, fuse, weighted_minmax
 
 __all__ = [
     "Hit",
@@ -135,6 +135,14 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
+def blend_with_first_stage(
+    first_stage: Sequence[tuple[str, float]], reranker: Sequence[tuple[str, float]], alpha: float
+) -> list[tuple[str, float]]:
+    """``(id, score)`` lists over the same window → ``α · minmax(reranker) + (1 − α) · minmax(first stage)``,
+    best first (ties keep the reranker's order)."""
+    return weighted_minmax([list(reranker), list(first_stage)], [alpha, 1.0 - alpha])
+
+
 class _RerankerCache:
     """Loads rerankers by name on first use (``reranker.backends.load_reranker``) and keeps them."""
 
@@ -175,6 +183,9 @@ class Pipeline:
         routed_bm25: ``"restored"`` (default: the restored query on both fields) or ``"folded"`` (the typed
             query on the folded field only).
         rerank_with_title: give the reranker ``title + " " + text`` instead of the text alone.
+        rerank_blend: weight of the reranker when its order is blended with the first stage's over the
+            reranked window: ``α · minmax(reranker logits) + (1 − α) · minmax(first-stage scores)``
+            (:func:`search.fusion.weighted_minmax`); 1.0 (default) = the reranker's order alone.
         query_cache / query_cache_size: LRU of query vectors (text → vector); pass one ``OrderedDict`` to several
             pipelines over the same embedder to share it (benchmarks).
     """
@@ -194,6 +205,7 @@ class Pipeline:
         restore_levels: Sequence[str] = ("none", "partial"),
         routed_bm25: str = "restored",
         rerank_with_title: bool = False,
+        rerank_blend: float = 1.0,
         max_query_chars: int = MAX_QUERY_CHARS,
         max_query_syllables: int = MAX_QUERY_SYLLABLES,
         query_cache: OrderedDict[str, np.ndarray] | None = None,
@@ -207,6 +219,9 @@ class Pipeline:
             raise ValueError("routed_bm25 must be 'folded' or 'restored'")
         if depth < 1 or rerank_top < 1:
             raise ValueError("depth and rerank_top must be >= 1")
+        if not 0.0 <= float(rerank_blend) <= 1.0:
+            raise ValueError(f"rerank_blend must be in [0, 1], got {rerank_blend}")
+        self.rerank_blend = float(rerank_blend)
         self.bm25 = bm25
         self.vectors = vectors
         self.embedder = embedder
@@ -412,6 +427,9 @@ class Pipeline:
                                    f"for {len(window)} passages")
             order = sorted(range(len(window)), key=lambda j: -raw[j])  # stable: ties keep first-stage order
             reranked = [(window[j][0], float(norm[j])) for j in order]
+            if self.rerank_blend < 1.0:
+                reranked = blend_with_first_stage(window, [(window[j][0], float(raw[j])) for j in order],
+                                                  self.rerank_blend)
             record("rerank", reranked)
             for j in range(len(window)):
                 stage_scores[window[j][0]]["rerank_raw"] = float(raw[j])

@@ -173,6 +173,29 @@ def test_reranker_reorders_the_top_window(pipe: Pipeline):
     assert any("not reranked" in n for n in res.notes)
 
 
+def test_rerank_blend_mixes_reranker_and_first_stage(bm25, vectors, restorer):
+    from search.fusion import weighted_minmax
+
+    kw = dict(depth=8, rerank_top=4)
+    first = Pipeline(bm25, vectors, HashEmbedder(), restorer=restorer, **kw).search("Việt Nam", "hybrid", top_k=4)
+    fs = [(h.id, h.score) for h in first.hits]
+    rr = [(pid, -len(TEXTS[pid][1]) / 10) for pid, _ in fs]
+    for alpha in (0.0, 0.3, 1.0):
+        pipe = Pipeline(bm25, vectors, HashEmbedder(), {"shortest": LengthReranker()}, restorer, rerank_blend=alpha,
+                        **kw)
+        got = [(h.id, h.score) for h in pipe.search("Việt Nam", "hybrid+shortest", top_k=4).hits]
+        if alpha == 0.0:
+            assert [g[0] for g in got] == [pid for pid, _ in fs]  # first-stage order back
+        if alpha == 1.0:
+            assert [g[0] for g in got] == sorted((pid for pid, _ in fs), key=lambda pid: len(TEXTS[pid][1]))
+        else:
+            expect = dict(weighted_minmax([rr, fs], [alpha, 1 - alpha]))
+            assert [g[0] for g in got] == sorted(expect, key=lambda pid: -expect[pid])
+            assert all(score == pytest.approx(expect[pid]) for pid, score in got)
+    with pytest.raises(ValueError, match="rerank_blend"):
+        Pipeline(bm25, rerank_blend=1.5)
+
+
 def test_routing_restores_query_for_dense_and_reranker(bm25, vectors, restorer):
     emb, rr = HashEmbedder(), LengthReranker()
     pipe = Pipeline(bm25, vectors, emb, {"shortest": rr}, restorer, depth=8, rerank_top=3)
