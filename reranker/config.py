@@ -43,7 +43,7 @@ class ViRankerConfig:
     # "mean" = masked mean of the layer's states (models initialized from mean-pooled encoders such as
     # multilingual-e5, whose first-token state barely varies between inputs: std 0.001 vs norm 4.9);
     # "pair" = the query tokens' mean q and the passage tokens' mean p of the joint encoding, scored as
-    # MLP([q, p, q*p, |q-p|]) + s * cos(q, p) with a learnable s starting at ``pair_cos_init``: the
+    # MLP([q*p, |q-p|]) + s * cos(q, p) with a learnable s starting at ``pair_cos_init``: the
     # head starts from the encoder's own similarity instead of noise (see reranker.model.PairScoreHead).
     pooling: str = "cls"
     pair_cos_init: float = 20.0

@@ -212,15 +212,17 @@ class ScoreHead(nn.Module):
 
 
 class PairScoreHead(nn.Module):
-    """(B, 2, d) [query mean q, passage mean p] -> MLP([q, p, q*p, |q-p|]) + s * cos(q, p) -> (B,).
+    """(B, 2, d) [query mean q, passage mean p] -> MLP([q*p, |q-p|]) + s * cos(q, p) -> (B,).
 
     The cosine term is the similarity an e5-initialized encoder already computes well; with the MLP's
     output layer at N(0, 0.02) the head starts close to ``s * cos`` and training learns the corrections.
+    The MLP sees only interaction features: given q and p themselves it learned a query-independent
+    passage prior (a shortcut; on dev its part of the score ranked below random, see docs/benchmarks.md).
     """
 
     def __init__(self, cfg: ViRankerConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(4 * cfg.hidden_size, cfg.head_hidden_size)
+        self.dense = nn.Linear(2 * cfg.hidden_size, cfg.head_hidden_size)
         self.act = nn.GELU() if cfg.head_activation == "gelu" else nn.Tanh()
         self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(cfg.head_hidden_size, 1)
@@ -228,7 +230,7 @@ class PairScoreHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         q, p = pooled[:, 0], pooled[:, 1]  # (B, d) each
-        feats = torch.cat([q, p, q * p, (q - p).abs()], dim=-1)  # (B, 4d)
+        feats = torch.cat([q * p, (q - p).abs()], dim=-1)  # (B, 2d)
         mlp = self.out(self.dropout(self.act(self.dense(feats)))).squeeze(-1)
         return mlp + self.cos_scale * F.cosine_similarity(q, p, dim=-1, eps=1e-6)
 
