@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from indexing.corpus import Passage
 from indexing.embed_cache import EmbeddingCache
 from indexing.normalize import folded_syllables
 from indexing.vectors import VectorStoreUnavailable
+from tests.lock_holder import lock_held_elsewhere
 
 PASSAGES = [
     Passage("hn", "hn", "Hà Nội", "Hà Nội là thủ đô của Việt Nam.", "a"),
@@ -258,29 +256,8 @@ def test_server_mode_with_dead_url_fails_fast(home: Path, monkeypatch: pytest.Mo
 def test_concurrent_builder_gets_index_busy(home: Path) -> None:
     idx = settings.index_dir("demo", home)
     idx.mkdir(parents=True)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-            import sys
-            from indexing.generations import IndexLock
-            with IndexLock({str(idx)!r}):
-                print("locked", flush=True)
-                sys.stdin.readline()
-        """),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(gens.IndexBusy):
-            build_generation("demo", PASSAGES, None, home, progress=False)
-    finally:
-        holder.communicate("\n", timeout=30)
+    with lock_held_elsewhere(idx), pytest.raises(gens.IndexBusy):
+        build_generation("demo", PASSAGES, None, home, progress=False)
     assert build_generation("demo", PASSAGES, None, home, progress=False)["counts"]["passages"] == 5
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 from indexing import generations as g
+from tests.lock_holder import lock_held_elsewhere
 
 
 def _complete(index_dir: Path, passages: int = 1) -> str:
@@ -86,33 +84,13 @@ def test_current_watcher_notices_a_swap(tmp_path: Path) -> None:
 def test_lock_excludes_other_processes_and_is_reentrant(tmp_path: Path) -> None:
     idx = tmp_path / "i"
     idx.mkdir()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-            import sys, time
-            from indexing.generations import IndexLock
-            with IndexLock({str(idx)!r}):
-                print("locked", flush=True)
-                sys.stdin.readline()
-        """),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(idx):
         t = time.monotonic()
         with pytest.raises(g.IndexBusy, match="another process"):
             g.IndexLock(idx, timeout=0.3).acquire()
         assert time.monotonic() - t < 5
         with pytest.raises(g.IndexBusy):
             g.switch(idx, "g000001-x", lock_timeout=0)
-    finally:
-        holder.communicate("\n", timeout=30)
     with g.IndexLock(idx), g.IndexLock(idx):  # re-entrant within one process
         name = _complete(idx)
         g.switch(idx, name)  # takes the lock again inside

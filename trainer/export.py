@@ -118,6 +118,13 @@ def export_model(
     return info
 
 
+_HEADS = {
+    "cls": "on the first token",
+    "mean": "on the mean of the pair's token states",
+    "pair": "on the query and passage token means: MLP of their product and difference + a scaled cosine",
+}
+
+
 def _fmt_metrics(metrics: dict[str, float]) -> str:
     if not metrics:
         return "_no validation metrics recorded_"
@@ -149,8 +156,9 @@ def write_model_card(out_dir: str | os.PathLike[str], info: dict[str, Any]) -> P
         "",
         "A Vietnamese cross-encoder reranker in the ViRanker style (arXiv 2509.09131): an XLM-R-family encoder",
         "initialized from multilingual-e5-small, rotary position embeddings (RoPE), Blockwise Parallel Transformer",
-        "layers and an MLP scoring head on the first token, trained on inverse-cloze and question–paragraph triplets",
-        "with hybrid hard negatives (BM25 top-20 → dense re-rank → MMR) and a triplet ranking loss.",
+        f"layers and an MLP scoring head ({_HEADS.get(str(cfg.get('pooling', 'cls')), cfg.get('pooling'))}),",
+        "trained on inverse-cloze and question–paragraph triplets with hybrid hard negatives",
+        "(BM25 top-20 → dense re-rank → MMR) and a triplet ranking loss.",
         "",
         "## Model",
         "",

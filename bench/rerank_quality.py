@@ -1,0 +1,110 @@
+"""Reranker quality on fixed first-stage candidates: a ViRanker model dir or trainer checkpoint, per exit layer,
+alone and blended with the first stage, with queries as written and with their diacritics stripped.
+
+    python bench/rerank_quality.py MODEL [MODEL ...] --candidates var/train/nanibot-test-top20.jsonl [--json]
+
+``MODEL`` is a ``from_pretrained`` directory (e.g. ``assets/models/viranker-small``), a trainer checkpoint
+(``runs/<run>/checkpoints/final.ckpt``) or ``e5-zero-shot`` (the untrained starting point). Candidates come from ``python -m trainer candidates`` (per query its
+first-stage top-k with scores). For every model and head (``exit_layer``) the script reports MRR@10 and
+NDCG@10 (pytrec_eval via ``search.metrics``) of
+
+* ``first_stage`` — the candidates' own order,
+* ``rerank`` — the reranker's order alone,
+* ``blend@a`` — ``search.pipeline.blend_with_first_stage`` with reranker weight ``a`` (``--alphas``),
+
+each for the queries as written and (``--strip``, default on) with diacritics removed by
+``indexing.normalize.fold`` (the reranker then sees the folded query, the first stage keeps its order: this
+isolates the reranker's robustness). Scoring uses ``reranker.inference.ViRankerScorer`` exactly as the app.
+The last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from indexing.normalize import fold  # noqa: E402
+from reranker.inference import ViRankerScorer  # noqa: E402
+from reranker.model import ViRanker  # noqa: E402
+from reranker.tokenizer import load_tokenizer  # noqa: E402
+from reranker.vocab import VocabMap  # noqa: E402
+from search.metrics import evaluate  # noqa: E402
+from search.pipeline import blend_with_first_stage  # noqa: E402
+from trainer.data import load_candidates  # noqa: E402
+
+
+def load_model(path: Path) -> tuple[ViRanker, VocabMap | None]:
+    """A model dir, a trainer checkpoint, or ``e5-zero-shot`` (the untrained starting point: e5-small's first 6
+    layers, RoPE, pair head, exit at 3) → (eval-mode model, vocab map or None)."""
+    if str(path) == "e5-zero-shot":
+        from reranker.e5_init import build_from_e5
+
+        return build_from_e5(num_layers=6, rope=True, pooling="pair", exit_layers=(3,), max_length=160,
+                             max_query_length=32).eval(), None
+    if path.is_dir():
+        return ViRanker.from_pretrained(path).eval(), VocabMap.load(path)
+    from trainer.export import load_checkpoint_model
+
+    model, _ = load_checkpoint_model(path)
+    return model.eval(), None
+
+
+def metrics(qrels: dict, run: dict) -> dict[str, float]:
+    m = evaluate(qrels, run, ["mrr@10", "ndcg@10"])
+    return {k: round(float(m[k]), 4) for k in ("mrr@10", "ndcg@10")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", type=Path)
+    p.add_argument("--candidates", type=Path, default=ROOT / "var/train/nanibot-test-top20.jsonl")
+    p.add_argument("--alphas", type=float, nargs="*", default=[0.3, 0.5, 0.7])
+    p.add_argument("--no-strip", action="store_true", help="skip the stripped-diacritics pass")
+    p.add_argument("--max-length", type=int, default=None, help="pair length (default: the model's)")
+    p.add_argument("--long-passages", default="windows", choices=["windows", "truncate"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    recs = load_candidates(args.candidates)
+    qrels = {r["query_id"]: {pid: 1 for pid in r["positives"]} for r in recs}
+    first = {r["query_id"]: [(c["id"], float(c.get("score", -i))) for i, c in enumerate(r["candidates"])]
+             for r in recs}
+    tok = load_tokenizer()
+    out: dict = {"candidates": str(args.candidates), "queries": len(recs),
+                 "pairs": sum(len(r["candidates"]) for r in recs),
+                 "first_stage": metrics(qrels, {q: dict(v) for q, v in first.items()}), "models": {}}
+    variants = [("as_written", lambda q: q)] + ([] if args.no_strip else [("stripped", fold)])
+    for path in args.models:
+        model, vmap = load_model(path)
+        res: dict = {}
+        for layer in model.config.all_exit_layers:
+            scorer = ViRankerScorer(model, tok, vmap, exit_layer=layer, num_threads=args.threads,
+                                    max_length=args.max_length, long_passages=args.long_passages)
+            for vname, qfun in variants:
+                t = time.perf_counter()
+                scores = {r["query_id"]: scorer.score(qfun(r["query"]), [c["text"] for c in r["candidates"]])
+                          for r in recs}
+                secs = time.perf_counter() - t
+                rr = {q: [(c["id"], float(s)) for c, s in zip(r["candidates"], scores[q], strict=True)]
+                      for r in recs for q in [r["query_id"]]}
+                row = {"rerank": metrics(qrels, {q: dict(v) for q, v in rr.items()}),
+                       "pairs_per_s": round(out["pairs"] / secs, 1)}
+                for a in args.alphas:
+                    row[f"blend@{a}"] = metrics(qrels, {q: dict(blend_with_first_stage(first[q], rr[q], a))
+                                                        for q in rr})
+                res[f"L{layer}/{vname}"] = row
+                print(f"{path} L{layer} {vname}: {json.dumps(row)}", file=sys.stderr, flush=True)
+        out["models"][str(path)] = res
+    print(json.dumps(out, ensure_ascii=False) if args.json else json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
