@@ -147,6 +147,9 @@ class ViRankerReranker:
         self.name = name
         self.path = path
         self.scorer = ViRankerScorer.from_pretrained(path, **kw)
+        # the model's recommended weight against the first stage (inference.json), read by search.pipeline
+        blend = self.scorer.settings.get("rerank_blend")
+        self.blend: float | None = None if blend is None else float(blend)
 
     def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:
         return RerankScores.from_raw(self.scorer.score(query, list(passages)))

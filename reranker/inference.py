@@ -12,6 +12,11 @@ Where the speed comes from (all exact in fp32 except the optional int8 path):
 * optional int8 dynamic quantization of every ``nn.Linear`` (``quantize=True``; approximate);
 * ``num_threads`` sets ``torch.set_num_threads`` (process-wide).
 
+Recommended settings travel with a model: an optional ``inference.json`` in the model dir (written when a model
+is shipped, from measured quality and speed) gives defaults for the keys in :data:`INFERENCE_KEYS` (e.g.
+``{"exit_layer": 3, "long_passages": "truncate"}``) plus ``rerank_blend``, the weight the search pipeline gives
+this reranker against the first stage; arguments passed to :meth:`ViRankerScorer.from_pretrained` win.
+
 Long passages: with ``long_passages="windows"`` a passage that does not fit next to the query is scored in
 overlapping windows and the pair keeps its maximum window logit; ``"truncate"`` keeps the head only (what a
 stock cross-encoder does).
@@ -31,6 +36,28 @@ from torch import nn
 from reranker.model import ViRanker
 from reranker.tokenizer import build_pair, collate, load_tokenizer, tokenize_texts
 from reranker.vocab import VocabMap
+
+INFERENCE_NAME = "inference.json"
+INFERENCE_KEYS = ("exit_layer", "long_passages", "max_length", "max_query_length", "window_overlap", "quantize",
+                  "batch_size")
+
+
+def read_inference_settings(model_dir: str | Path) -> dict[str, Any]:
+    """``inference.json`` of a model dir → dict ({} when absent). Unknown keys are an error (a typo must not
+    silently change how a model runs); ``rerank_blend`` and ``note`` are allowed besides :data:`INFERENCE_KEYS`."""
+    import json
+
+    path = Path(model_dir) / INFERENCE_NAME
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    unknown = sorted(set(data) - set(INFERENCE_KEYS) - {"rerank_blend", "note"})
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}")
+    blend = data.get("rerank_blend")
+    if blend is not None and not 0.0 <= float(blend) <= 1.0:
+        raise ValueError(f"{path}: rerank_blend must be in [0, 1], got {blend}")
+    return data
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -90,17 +117,23 @@ class ViRankerScorer:
             raise ValueError(f"unknown attention impl {attn_impl!r}")
         self.attn_impl, self.pack = attn_impl, bool(pack)
         self.model = quantize_int8(model.eval()) if quantize else model.eval()
+        self.settings: dict[str, Any] = {}
         self.device = next(model.parameters()).device if not quantize else torch.device("cpu")
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, tokenizer_path: str | Path | None = None, **kw: Any):
         """Load model, tokenizer (the dir's tokenizer.json if present, else the bundled XLM-R one) and
-        the vocab map (if the model was pruned) from a :meth:`ViRanker.save_pretrained` directory."""
+        the vocab map (if the model was pruned) from a :meth:`ViRanker.save_pretrained` directory; the dir's
+        ``inference.json`` supplies defaults for ``kw`` (``settings`` keeps what was applied)."""
         model_dir = Path(model_dir)
+        settings = read_inference_settings(model_dir)
+        defaults = {k: settings[k] for k in INFERENCE_KEYS if k in settings}
         model = ViRanker.from_pretrained(model_dir)
         if tokenizer_path is None and (model_dir / "tokenizer.json").is_file():
             tokenizer_path = model_dir
-        return cls(model, load_tokenizer(tokenizer_path), VocabMap.load(model_dir), **kw)
+        scorer = cls(model, load_tokenizer(tokenizer_path), VocabMap.load(model_dir), **{**defaults, **kw})
+        scorer.settings = {**settings, **kw}
+        return scorer
 
     def _pair_sequences(self, q_ids: Sequence[int], p_ids: list[list[int]]) -> tuple[list[list[int]], list[int]]:
         """All model inputs (windows included) and, for each, the index of its passage."""

@@ -185,7 +185,9 @@ class Pipeline:
         rerank_with_title: give the reranker ``title + " " + text`` instead of the text alone.
         rerank_blend: weight of the reranker when its order is blended with the first stage's over the
             reranked window: ``α · minmax(reranker logits) + (1 − α) · minmax(first-stage scores)``
-            (:func:`search.fusion.weighted_minmax`); 1.0 (default) = the reranker's order alone.
+            (:func:`search.fusion.weighted_minmax`); 1.0 = the reranker's order alone. Default (None): the
+            reranker's own recommendation (its ``blend`` attribute, from a ViRanker model's ``inference.json``),
+            else 1.0.
         query_cache / query_cache_size: LRU of query vectors (text → vector); pass one ``OrderedDict`` to several
             pipelines over the same embedder to share it (benchmarks).
     """
@@ -205,7 +207,7 @@ class Pipeline:
         restore_levels: Sequence[str] = ("none", "partial"),
         routed_bm25: str = "restored",
         rerank_with_title: bool = False,
-        rerank_blend: float = 1.0,
+        rerank_blend: float | None = None,
         max_query_chars: int = MAX_QUERY_CHARS,
         max_query_syllables: int = MAX_QUERY_SYLLABLES,
         query_cache: OrderedDict[str, np.ndarray] | None = None,
@@ -219,9 +221,9 @@ class Pipeline:
             raise ValueError("routed_bm25 must be 'folded' or 'restored'")
         if depth < 1 or rerank_top < 1:
             raise ValueError("depth and rerank_top must be >= 1")
-        if not 0.0 <= float(rerank_blend) <= 1.0:
+        if rerank_blend is not None and not 0.0 <= float(rerank_blend) <= 1.0:
             raise ValueError(f"rerank_blend must be in [0, 1], got {rerank_blend}")
-        self.rerank_blend = float(rerank_blend)
+        self.rerank_blend = None if rerank_blend is None else float(rerank_blend)
         self.bm25 = bm25
         self.vectors = vectors
         self.embedder = embedder
@@ -427,9 +429,9 @@ class Pipeline:
                                    f"for {len(window)} passages")
             order = sorted(range(len(window)), key=lambda j: -raw[j])  # stable: ties keep first-stage order
             reranked = [(window[j][0], float(norm[j])) for j in order]
-            if self.rerank_blend < 1.0:
-                reranked = blend_with_first_stage(window, [(window[j][0], float(raw[j])) for j in order],
-                                                  self.rerank_blend)
+            alpha = self.blend_for(reranker)
+            if alpha < 1.0:
+                reranked = blend_with_first_stage(window, [(window[j][0], float(raw[j])) for j in order], alpha)
             record("rerank", reranked)
             for j in range(len(window)):
                 stage_scores[window[j][0]]["rerank_raw"] = float(raw[j])
@@ -457,6 +459,14 @@ class Pipeline:
         if final_stage == "rerank" and len(ranked) > self.rerank_top and top_k > self.rerank_top:
             notes.append(f"ranks after {self.rerank_top} are first-stage order (not reranked)")
         return SearchResult(p.typed, p.searched, p.level, hits, timings, pipeline, notes)
+
+    def blend_for(self, reranker: Any) -> float:
+        """The reranker weight used with ``reranker``: the pipeline's ``rerank_blend``, else the reranker's own
+        ``blend`` attribute, else 1.0 (the reranker's order alone)."""
+        if self.rerank_blend is not None:
+            return self.rerank_blend
+        own = getattr(reranker, "blend", None)
+        return 1.0 if own is None else float(own)
 
     def _rerank_text(self, psg: Any) -> str:
         if self.rerank_with_title and psg.title:

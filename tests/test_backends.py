@@ -167,6 +167,30 @@ def test_viranker_backend_loads_pruned_dir(pruned_dir, tiny_viranker, xlmr_token
     assert isinstance(r, backends.Reranker)
 
 
+def test_inference_json_sets_scorer_defaults_and_blend(pruned_dir, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    monkeypatch.delenv("VIRANKER_MODEL", raising=False)
+    d = tmp_path / "with-settings"
+    shutil.copytree(pruned_dir, d)
+    (d / "inference.json").write_text(json.dumps(
+        {"exit_layer": 1, "long_passages": "truncate", "rerank_blend": 0.4, "note": "measured on dev"}))
+    r = load_reranker("viranker", path=d)
+    assert r.scorer.exit_layer == 1 and r.scorer.long_passages == "truncate" and r.blend == 0.4
+    full = load_reranker("viranker", path=pruned_dir)
+    assert full.blend is None and full.scorer.exit_layer is None
+    exit1 = ViRankerScorer.from_pretrained(pruned_dir, exit_layer=1, long_passages="truncate")
+    np.testing.assert_allclose(r.rerank(QUERY, PASSAGES).raw, exit1.score(QUERY, PASSAGES), rtol=1e-6)
+    assert ViRankerScorer.from_pretrained(d, exit_layer=None).exit_layer is None  # explicit arguments win
+    (d / "inference.json").write_text(json.dumps({"exit_layr": 1}))
+    with pytest.raises(backends.ModelUnavailable, match="unknown keys"):  # a typo is reported, not ignored
+        load_reranker("viranker", path=d)
+    (d / "inference.json").write_text(json.dumps({"rerank_blend": 2}))
+    with pytest.raises(backends.ModelUnavailable, match="rerank_blend"):
+        load_reranker("viranker", path=d)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,env", [("viranker-hf", "VIRANKER_HF_PATH"), ("bge-reranker-v2-m3", "BGE_RERANKER_PATH")])
 def test_flag_backends_score_our_exported_weights_identically(name, env, xlmr_tokenizer, tmp_path, monkeypatch):

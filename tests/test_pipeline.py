@@ -194,6 +194,15 @@ def test_rerank_blend_mixes_reranker_and_first_stage(bm25, vectors, restorer):
             assert all(score == pytest.approx(expect[pid]) for pid, score in got)
     with pytest.raises(ValueError, match="rerank_blend"):
         Pipeline(bm25, rerank_blend=1.5)
+    # without a pipeline setting the reranker's own recommendation applies; the pipeline's wins over it
+    own = LengthReranker()
+    own.blend = 0.3
+    pipe = Pipeline(bm25, vectors, HashEmbedder(), {"shortest": own}, restorer, **kw)
+    assert pipe.blend_for(own) == 0.3 and pipe.blend_for(LengthReranker()) == 1.0
+    expect = dict(weighted_minmax([rr, fs], [0.3, 0.7]))
+    got = [h.id for h in pipe.search("Việt Nam", "hybrid+shortest", top_k=4).hits]
+    assert got == sorted(expect, key=lambda pid: -expect[pid])
+    assert Pipeline(bm25, rerank_blend=1.0).blend_for(own) == 1.0
 
 
 def test_routing_restores_query_for_dense_and_reranker(bm25, vectors, restorer):
