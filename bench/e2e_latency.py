@@ -12,9 +12,9 @@ What is measured:
   ``assets/demo/vectors-e5-small.json`` when present (as the app does), so a rerun embeds nothing;
 - the queries: ``--queries`` questions, half from ``assets/benchmarks/nanibot-qa-test``, half from
   ``assets/benchmarks/xquad-vi`` (evenly spaced through each file), typed with their diacritics;
-- the pipelines: ``bm25``, ``dense``, ``hybrid`` (RRF), and ``hybrid+<reranker>`` with ViRanker over the top
-  ``--rerank-top`` (20) candidates — full depth, early exit at layer 3 and int8 dynamic quantization, when
-  the model has an exit head there and the backend accepts those options (``reranker.inference``);
+- the pipelines: ``bm25``, ``dense``, ``hybrid`` (the default fusion), and ``hybrid+<reranker>`` with ViRanker
+  over the top ``--rerank-top`` (20) candidates — as shipped (the model's ``inference.json``), full depth,
+  early exit at layer 3 and int8 dynamic quantization (when the model has an exit head there);
 - each query once per pipeline, one at a time (the app's path: query validation, diacritic routing, e5 query
   embedding — the query-vector cache is cleared before every search so each one pays for its embedding —,
   BM25, Qdrant local, fusion, passage fetch, reranking), after 5 warm-up queries per pipeline that also load
@@ -129,13 +129,14 @@ def reranker_variants(model_dir: Path) -> tuple[dict[str, dict[str, Any]], list[
     from reranker.config import ViRankerConfig
 
     cfg = ViRankerConfig.load(model_dir)
-    variants: dict[str, dict[str, Any]] = {"viranker": {}}
+    # "viranker" = as shipped (the model dir's inference.json); the others set every option explicitly
+    variants: dict[str, dict[str, Any]] = {"viranker": {}, "viranker-full": {"exit_layer": None, "quantize": False}}
     if 3 in cfg.all_exit_layers and cfg.num_layers > 3:
-        variants["viranker-exit3"] = {"exit_layer": 3}
+        variants["viranker-exit3"] = {"exit_layer": 3, "quantize": False}
     else:
         notes.append(f"model has no early-exit head at layer 3 (heads at {list(cfg.all_exit_layers)}): "
                      "exit-3 rows skipped")
-    variants["viranker-int8"] = {"quantize": True}
+    variants["viranker-int8"] = {"exit_layer": None, "quantize": True}
     if "viranker-exit3" in variants:
         variants["viranker-exit3-int8"] = {"exit_layer": 3, "quantize": True}
     return variants, notes

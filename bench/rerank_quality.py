@@ -69,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=None, help="pair length (default: the model's)")
     p.add_argument("--long-passages", default="windows", choices=["windows", "truncate"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit", type=int, default=None, help="only the first N queries of the candidates file")
+    p.add_argument("--layers", type=int, nargs="*", default=None, help="heads to score (default: all)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    recs = load_candidates(args.candidates)
+    recs = load_candidates(args.candidates, args.limit)
     qrels = {r["query_id"]: {pid: 1 for pid in r["positives"]} for r in recs}
     first = {r["query_id"]: [(c["id"], float(c.get("score", -i))) for i, c in enumerate(r["candidates"])]
              for r in recs}
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.models:
         model, vmap = load_model(path)
         res: dict = {}
-        for layer in model.config.all_exit_layers:
+        for layer in args.layers or model.config.all_exit_layers:
             scorer = ViRankerScorer(model, tok, vmap, exit_layer=layer, num_threads=args.threads,
                                     max_length=args.max_length, long_passages=args.long_passages)
             for vname, qfun in variants:
