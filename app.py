@@ -339,6 +339,15 @@ class Backend:
         return None
 
     # ---------------------------------------------------------------------------------------- search
+    def reranker_recommended(self, name: str) -> bool:
+        """Whether reranker ``name`` may be the default (see :func:`reranker.backends.recommended_by_default`);
+        rerankers injected by a test/custom setup are trusted."""
+        if self._reranker_status is not None:
+            return True
+        from reranker.backends import recommended_by_default
+
+        return recommended_by_default(name)
+
     def rerankers(self) -> dict[str, str]:
         """``{name: "available: …" | "unavailable: <reason>. <how to fix>"}`` (no weights loaded)."""
         if self._reranker_status is not None:
@@ -1105,14 +1114,14 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> Any:
     """The Gradio Blocks app (not launched; call ``.queue(...)`` / ``.launch(...)``).
 
     ``default_pipeline``: the Search tab's initial pipeline — ``auto`` (``hybrid+<first available
-    reranker>``, else ``hybrid``), or a name such as ``hybrid``, ``bm25`` or ``hybrid+viranker``."""
+    reranker>`` when its model recommends itself as a default, else ``hybrid``), or a name such as ``hybrid``, ``bm25`` or ``hybrid+viranker``."""
     h = Handlers(backend)
     status = backend.rerankers()
     rr_names = list(status)
     available = [n for n, s in status.items() if s.startswith("available")]
     rr_choices = [(n if n in available else f"{n} (chưa có mô hình)", n) for n in rr_names]
     default_rr = available[0] if available else (rr_names[0] if rr_names else "viranker")
-    default_mode = "rerank" if available else "hybrid"
+    default_mode = "rerank" if available and backend.reranker_recommended(default_rr) else "hybrid"
     if default_pipeline and default_pipeline != "auto":
         first, _, rr_name = default_pipeline.partition("+")
         if rr_name:

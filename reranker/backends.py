@@ -233,6 +233,24 @@ def load_reranker(name: str, path: str | os.PathLike | None = None, **kw: Any) -
                                f"check that {model_dir} holds a complete {SPECS[name].description}") from e
 
 
+def recommended_by_default(name: str) -> bool:
+    """Whether ``name``'s weights may be the app's default reranker: False when they are missing, or when a
+    ViRanker model dir's ``inference.json`` says ``"use_by_default": false`` (it did not beat the first stage
+    on held-out data). Loads no weights."""
+    try:
+        path = resolve_model_path(name)
+    except (ModelUnavailable, ValueError):
+        return False
+    if SPECS[name].kind != "viranker":
+        return True
+    from reranker.inference import read_inference_settings
+
+    try:
+        return bool(read_inference_settings(path).get("use_by_default", True))
+    except (ValueError, OSError):
+        return False
+
+
 def available_rerankers() -> dict[str, str]:
     """{name: "available: <dir>" | "unavailable: <reason>. <how to fix>"} without loading any weights."""
     status = {}

@@ -323,12 +323,22 @@ class SearchService:
     # ------------------------------------------------------------------------------------------- API
     @property
     def default_pipeline(self) -> str:
-        """``hybrid+<default_reranker>`` when that reranker is available and the index has vectors; else the
-        best first stage the index supports."""
+        """``hybrid+<default_reranker>`` when that reranker is available, recommended by its model
+        (:func:`reranker.backends.recommended_by_default`) and the index has vectors; else the best first stage
+        the index supports."""
         names = self.pipelines()
-        if self.default_reranker and f"hybrid+{self.default_reranker}" in names:
+        if self.default_reranker and f"hybrid+{self.default_reranker}" in names and self._recommended(
+            self.default_reranker
+        ):
             return f"hybrid+{self.default_reranker}"
         return "hybrid" if "hybrid" in names else "bm25"
+
+    def _recommended(self, name: str) -> bool:
+        if self._reranker_loader is not None:  # injected rerankers (tests, custom setups): trust them
+            return True
+        from reranker.backends import recommended_by_default
+
+        return recommended_by_default(name)
 
     def pipelines(self) -> list[str]:
         """Pipeline names usable now: first stages the index supports, and ``+<reranker>`` for rerankers that

@@ -208,7 +208,8 @@ def test_upload_rebuild_then_searchable(page, served, tmp_path):
     page.locator("#admin-files input[type=file]").set_input_files(str(new))
     page.wait_for_function("() => document.querySelector('#admin-files').innerText.includes('moi.jsonl')")
     page.locator("#admin-upload").click()
-    page.wait_for_function("() => document.querySelector('#admin-upload-report').innerText.includes('1 documents')")
+    page.wait_for_function("() => document.querySelector('#admin-upload-report').innerText.includes('1 documents')",
+                           timeout=90_000)
     page.wait_for_function("() => document.querySelector('#admin-build-status').innerText.includes('Xong')",
                            timeout=90_000)
     assert served.backend.current_generation() != gen_before

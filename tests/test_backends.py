@@ -183,6 +183,14 @@ def test_inference_json_sets_scorer_defaults_and_blend(pruned_dir, tmp_path, mon
     exit1 = ViRankerScorer.from_pretrained(pruned_dir, exit_layer=1, long_passages="truncate")
     np.testing.assert_allclose(r.rerank(QUERY, PASSAGES).raw, exit1.score(QUERY, PASSAGES), rtol=1e-6)
     assert ViRankerScorer.from_pretrained(d, exit_layer=None).exit_layer is None  # explicit arguments win
+    monkeypatch.setenv("VIRANKER_MODEL", str(d))
+    assert backends.recommended_by_default("viranker")  # no use_by_default key: recommended
+    (d / "inference.json").write_text(json.dumps({"rerank_blend": 0.3, "use_by_default": False}))
+    assert not backends.recommended_by_default("viranker")
+    assert load_reranker("viranker").blend == 0.3  # still usable on request
+    monkeypatch.setenv("VIRANKER_MODEL", str(tmp_path / "missing"))
+    assert not backends.recommended_by_default("viranker")
+    monkeypatch.delenv("VIRANKER_MODEL")
     (d / "inference.json").write_text(json.dumps({"exit_layr": 1}))
     with pytest.raises(backends.ModelUnavailable, match="unknown keys"):  # a typo is reported, not ignored
         load_reranker("viranker", path=d)

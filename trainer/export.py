@@ -133,6 +133,15 @@ def _fmt_metrics(metrics: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
+def _display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (model cards must not leak a machine's
+    absolute paths)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def write_model_card(out_dir: str | os.PathLike[str], info: dict[str, Any]) -> Path:
     """``README.md`` for an exported model from ``info`` (keys: config, export, train, data, metrics, commands)."""
     out_dir = Path(out_dir)
@@ -201,7 +210,7 @@ def write_model_card(out_dir: str | os.PathLike[str], info: dict[str, Any]) -> P
         "",
         "```python",
         "from reranker.inference import ViRankerScorer",
-        f"scorer = ViRankerScorer.from_pretrained({str(out_dir)!r})",
+        f"scorer = ViRankerScorer.from_pretrained({_display_path(out_dir)!r})",
         'scores = scorer.score("thủ đô của việt nam", ["Hà Nội là thủ đô ...", "..."])',
         "```",
         "",
