@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=None, help="pair length (default: the model's)")
     p.add_argument("--long-passages", default="windows", choices=["windows", "truncate"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quantize", action="store_true", help="int8 dynamic quantization (as the scorer's option)")
     p.add_argument("--limit", type=int, default=None, help="only the first N queries of the candidates file")
     p.add_argument("--layers", type=int, nargs="*", default=None, help="heads to score (default: all)")
     p.add_argument("--json", action="store_true")
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         res: dict = {}
         for layer in args.layers or model.config.all_exit_layers:
             scorer = ViRankerScorer(model, tok, vmap, exit_layer=layer, num_threads=args.threads,
-                                    max_length=args.max_length, long_passages=args.long_passages)
+                                    max_length=args.max_length, long_passages=args.long_passages,
+                                    quantize=args.quantize)
             for vname, qfun in variants:
                 t = time.perf_counter()
                 scores = {r["query_id"]: scorer.score(qfun(r["query"]), [c["text"] for c in r["candidates"]])
