@@ -81,6 +81,7 @@ class _LockedReranker:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.name = getattr(model, "name", "?")
+        self.blend = getattr(model, "blend", None)  # the model's recommended first-stage blend (search.pipeline)
         self._lock = threading.Lock()
 
     def rerank(self, query: str, passages: Sequence[str]) -> Any:

@@ -367,6 +367,28 @@ def test_service_compare_and_unavailable_reranker(tmp_path, passages):
             svc.compare("   ", ["bm25", "hybrid"])
 
 
+def test_service_applies_the_rerankers_own_blend(tmp_path, passages):
+    from indexing.build import build_generation
+    from search.fusion import weighted_minmax
+
+    blended = LengthReranker()
+    blended.blend = 0.3
+    build_generation("svc", passages, HashEmbedder(), root=tmp_path, progress=False)
+    with _service(tmp_path, reranker_loader=lambda name: blended) as svc:
+        first = svc.search("Việt Nam", "hybrid", top_k=20).hits[: svc_rerank_top(svc)]
+        got = svc.search("Việt Nam", "hybrid+shortest", top_k=len(first)).hits
+    fs = [(h.id, h.score) for h in first]
+    rr = [(h.id, -len(h.text) / 10) for h in first]
+    expect = dict(weighted_minmax([rr, fs], [0.3, 0.7]))
+    assert [h.id for h in got] == sorted(expect, key=lambda pid: -expect[pid])
+    assert all(h.score == pytest.approx(expect[h.id]) for h in got)
+
+
+def svc_rerank_top(svc) -> int:
+    with svc._lease() as state:
+        return state.pipeline.rerank_top
+
+
 def test_service_is_thread_safe_across_generation_swaps(tmp_path, passages):
     import threading
 
