@@ -87,8 +87,24 @@ class OverlapReranker:
 
 RERANKER_STATUS = {
     "overlap": "available: built into the test kit",
-    "viranker": "unavailable: no model at assets/models/viranker-small. set VIRANKER_MODEL=<model dir>",
+    "viranker": "available: a tiny random ViRanker built by the test kit",
+    "phoranker": "unavailable: $PHORANKER_PATH is not set. set PHORANKER_PATH=<model dir>",
 }
+
+
+def tiny_viranker_dir(folder: Path) -> Path:
+    """A tiny random ViRanker (2 layers, d=32, RoPE, BPT, XLM-R vocabulary) saved with ``save_pretrained``: the
+    real ``viranker`` backend runs in the browser tests, only the weights are untrained."""
+    import torch
+
+    from reranker.config import ViRankerConfig
+    from reranker.model import ViRanker
+    from reranker.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    cfg = ViRankerConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=128,
+                         max_query_length=32, exit_layers=(1,))
+    return ViRanker(cfg).eval().save_pretrained(folder, tokenizer=load_tokenizer())
 
 
 def write_corpus(path: Path, docs: Sequence[dict[str, Any]] = CORPUS) -> Path:
@@ -154,7 +170,10 @@ def running_app(home: Path, *, password: str | None = ADMIN_PASSWORD) -> Iterato
     old_home = os.environ.get("VIRANKER_HOME")
     os.environ["VIRANKER_HOME"] = str(home)
     embedder = HashEmbedder()
-    rerankers = {"overlap": OverlapReranker()}
+    from reranker.backends import load_reranker
+
+    rerankers = {"overlap": OverlapReranker(),
+                 "viranker": load_reranker("viranker", path=tiny_viranker_dir(home / "tiny-viranker"))}
     corpus = write_corpus(home / "corpus.jsonl")
     bench_dir = write_benchmark(home / "benchmarks")
     passages, _ = load_corpus(corpus)

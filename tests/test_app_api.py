@@ -76,14 +76,14 @@ def test_search_with_reranker_and_unavailable_model(client):
     assert hits[0]["id"] == "song-hong"
     assert 0.0 <= hits[0]["normalized_score"] <= 1.0
     with pytest.raises(AppError, match="VIRANKER_MODEL"):
-        client.predict("Hà Nội", "hybrid+viranker", 3, api_name="/search")
+        client.predict("Hà Nội", "hybrid+phoranker", 3, api_name="/search")
 
 
 def test_compare_per_system(client):
-    out = client.predict("Đà Lạt cao nguyên", ["hybrid+overlap", "bm25", "hybrid+viranker"], 3, api_name="/compare")
+    out = client.predict("Đà Lạt cao nguyên", ["hybrid+overlap", "bm25", "hybrid+phoranker"], 3, api_name="/compare")
     assert set(out["results"]) == {"hybrid+overlap", "bm25"}
     assert out["results"]["bm25"][0]["id"] == "dl"
-    assert "VIRANKER_MODEL" in out["unavailable"]["hybrid+viranker"]
+    assert "VIRANKER_MODEL" in out["unavailable"]["hybrid+phoranker"]
     (pair,) = out["agreement"]
     assert pair["a"] == "hybrid+overlap" and pair["b"] == "bm25" and 0.0 <= pair["overlap"] <= 1.0
     assert set(out["timings_ms"]) == {"hybrid+overlap", "bm25"}
@@ -112,7 +112,7 @@ def test_friendly_messages_never_tracebacks(handlers):
     assert "không có chữ" in notice
     notice, *_ = handlers.search("Hà Nội " * 300, "bm25", None, 10)
     assert "Câu hỏi quá dài" in notice
-    notice, *_ = handlers.search("Hà Nội", "rerank", "viranker", 5)
+    notice, *_ = handlers.search("Hà Nội", "rerank", "phoranker", 5)
     assert "VIRANKER_MODEL" in notice and "Traceback" not in notice
 
 
@@ -134,10 +134,10 @@ def test_restored_query_notice_and_as_typed(handlers):
 
 
 def test_compare_handler_marks_benchmark_relevance(handlers):
-    table, stats = handlers.compare(kit.BENCH_QUERY, ["hybrid+overlap", "bm25", "hybrid+viranker"], 5)
+    table, stats = handlers.compare(kit.BENCH_QUERY, ["hybrid+overlap", "bm25", "hybrid+phoranker"], 5)
     assert "tiny-bench" in stats and "overlap@5" in stats
     assert "✓" in table and "NDCG@10" in table
-    assert "hybrid+viranker" in stats and "VIRANKER_MODEL" in stats
+    assert "hybrid+phoranker" in stats and "VIRANKER_MODEL" in stats
     table, _ = handlers.compare("Hà Nội", ["a", "b", "c", "d"], 5)
     assert "tối đa 3" in table
 
