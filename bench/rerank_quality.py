@@ -6,7 +6,7 @@ alone and blended with the first stage, with queries as written and with their d
 ``MODEL`` is a ``from_pretrained`` directory (e.g. ``assets/models/viranker-small``), a trainer checkpoint
 (``runs/<run>/checkpoints/final.ckpt``) or ``e5-zero-shot`` (the untrained starting point). Candidates come from ``python -m trainer candidates`` (per query its
 first-stage top-k with scores). For every model and head (``exit_layer``) the script reports MRR@10 and
-NDCG@10 (pytrec_eval via ``search.metrics``) of
+NDCG@10 (pytrec_eval via ``trainer.module.ranking_metrics``) of
 
 * ``first_stage`` — the candidates' own order,
 * ``rerank`` — the reranker's order alone,
@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -34,9 +36,9 @@ from reranker.inference import ViRankerScorer  # noqa: E402
 from reranker.model import ViRanker  # noqa: E402
 from reranker.tokenizer import load_tokenizer  # noqa: E402
 from reranker.vocab import VocabMap  # noqa: E402
-from search.metrics import evaluate  # noqa: E402
 from search.pipeline import blend_with_first_stage  # noqa: E402
 from trainer.data import load_candidates  # noqa: E402
+from trainer.module import ranking_metrics  # noqa: E402
 
 
 def load_model(path: Path) -> tuple[ViRanker, VocabMap | None]:
@@ -56,8 +58,8 @@ def load_model(path: Path) -> tuple[ViRanker, VocabMap | None]:
 
 
 def metrics(qrels: dict, run: dict) -> dict[str, float]:
-    m = evaluate(qrels, run, ["mrr@10", "ndcg@10"])
-    return {k: round(float(m[k]), 4) for k in ("mrr@10", "ndcg@10")}
+    """MRR@10 / NDCG@10 (``trainer.module.ranking_metrics``, pytrec_eval), rounded for the report."""
+    return {k: round(v, 4) for k, v in ranking_metrics(qrels, run, 10).items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
                                     quantize=args.quantize)
             for vname, qfun in variants:
                 t = time.perf_counter()
+                bar = tqdm(recs, desc=f"{path.name} L{layer} {vname}", unit="q", file=sys.stderr)
                 scores = {r["query_id"]: scorer.score(qfun(r["query"]), [c["text"] for c in r["candidates"]])
-                          for r in recs}
+                          for r in bar}
                 secs = time.perf_counter() - t
-                rr = {q: [(c["id"], float(s)) for c, s in zip(r["candidates"], scores[q], strict=True)]
-                      for r in recs for q in [r["query_id"]]}
+                rr = {r["query_id"]: [(c["id"], float(s)) for c, s in zip(r["candidates"], scores[r["query_id"]],
+                                                                          strict=True)] for r in recs}
                 row = {"rerank": metrics(qrels, {q: dict(v) for q, v in rr.items()}),
                        "pairs_per_s": round(out["pairs"] / secs, 1)}
                 for a in args.alphas:

@@ -318,11 +318,6 @@ class _Progress:
 
 
 # ------------------------------------------------------------------------------------------------- build
-def _titled_texts(passages: Sequence[Passage]) -> Iterable[str]:
-    """"title. text" per passage: what the diacritic restorer learns from (titles carry useful names)."""
-    return (f"{p.title}. {p.text}" if p.title else p.text for p in passages)
-
-
 def build_generation(
     index_name: str,
     passages: Iterable[Passage],
@@ -464,12 +459,13 @@ def build_generation(
 
         # 4. diacritic restorer: a per-generation artifact the search side loads (search.diacritics)
         if not stages.get("restorer"):
-            from search.diacritics import RESTORER_FILE, DiacriticRestorer  # lazy: search depends on indexing
+            # lazy import: search depends on indexing, not the other way round
+            from search.diacritics import RESTORER_FILE, DiacriticRestorer, restorer_text
 
             t = time.perf_counter()
             report("restorer", 0, 1)
-            (gen_dir / RESTORER_FILE).unlink(missing_ok=True)
-            DiacriticRestorer.for_generation(gen_dir, texts=_titled_texts(passages))
+            restorer = DiacriticRestorer.from_texts(restorer_text(p.title, p.text) for p in passages)
+            restorer.save(gen_dir / RESTORER_FILE)
             report("restorer", 1, 1)
             done("restorer", time.perf_counter() - t)
 

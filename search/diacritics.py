@@ -455,13 +455,18 @@ class DiacriticRestorer:
                 f"trigrams={len(self.trigram)}, order={self.order})")
 
 
+def restorer_text(title: str | None, text: str | None) -> str:
+    """What the restorer learns from for one passage: "title. text" (titles carry useful names)."""
+    title, text = title or "", text or ""
+    return f"{title}. {text}" if title else text
+
+
 def _passage_texts(path: Path) -> Iterator[str]:
-    """``passages.jsonl`` → "title. text" strings (titles carry useful names)."""
+    """``passages.jsonl`` → :func:`restorer_text` strings."""
     import json
 
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 row = json.loads(line)
-                title, text = row.get("title") or "", row.get("text") or ""
-                yield f"{title}. {text}" if title else text
+                yield restorer_text(row.get("title"), row.get("text"))

@@ -160,6 +160,7 @@ class SearchService:
         self._embedders: dict[tuple[str, str], _LazyEmbedder] = {}
         self._rerankers: dict[str, _LockedReranker] = {}
         self._reranker_errors: dict[str, str] = {}
+        self._recommendation: dict[str, bool] = {}
         self._loading: dict[str, threading.Lock] = {}
         self._closed = False
         self.vector_retry_s = vector_retry_s
@@ -335,11 +336,15 @@ class SearchService:
         return "hybrid" if "hybrid" in names else "bm25"
 
     def _recommended(self, name: str) -> bool:
-        if self._reranker_loader is not None:  # injected rerankers (tests, custom setups): trust them
+        """Whether reranker ``name`` recommends itself as the default (read once: model dirs do not change
+        while serving); injected rerankers (tests, custom setups) are trusted."""
+        if self._reranker_loader is not None:
             return True
-        from reranker.backends import recommended_by_default
+        if name not in self._recommendation:
+            from reranker.backends import recommended_by_default
 
-        return recommended_by_default(name)
+            self._recommendation[name] = recommended_by_default(name)
+        return self._recommendation[name]
 
     def pipelines(self) -> list[str]:
         """Pipeline names usable now: first stages the index supports, and ``+<reranker>`` for rerankers that
