@@ -11,7 +11,9 @@ train split (half the query's own paragraph, half a random other paragraph) are 
 * ``int8`` (extra, not equal scores): ours with int8 dynamic quantization; reported separately.
 
 Usage: ``OMP_NUM_THREADS=2 python bench/rerank_speed.py --json``; the last stdout line is one JSON object
-with pairs_per_s (ours), speedup_vs_crossencoder, max_abs_score_diff (ours vs CrossEncoder), and details.
+with pairs_per_s (ours), speedup_vs_crossencoder, max_abs_score_diff (ours vs CrossEncoder), and details,
+among them ``exact_speedup_ceiling_vs_crossencoder``: the stock time over the time ours spends in its
+projection/FFN matrix multiplies alone (profiled) — what an exact fp32 path could reach at best here.
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ def interleaved_best_times(runs: dict, repeats: int) -> tuple[dict[str, float], 
             outs[name] = fn()
             best[name] = min(best[name], time.perf_counter() - t0)
     return best, outs
+
+
+def dense_matmul_seconds(fn) -> float:
+    """Seconds one ``fn()`` spends in the projection/FFN matrix multiplies (self CPU time of aten::addmm and
+    aten::mm under torch.profiler). For a contender it is a floor: no exact fp32 path on the same weights and
+    inputs does less of that work, so ``t_stock / dense_matmul_seconds(ours)`` bounds any exact speed-up."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::addmm", "aten::mm")) / 1e6
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -132,6 +145,8 @@ def main() -> None:
         t_ours, t_ce, t_hf, t_q = (times[k] for k in ("ours", "crossencoder", "hf_loop", "ours_int8"))
         s_ours, s_ce, s_hf, s_q = (scores[k] for k in ("ours", "crossencoder", "hf_loop", "ours_int8"))
 
+        mm_ours, mm_ce = dense_matmul_seconds(run_ours), dense_matmul_seconds(run_ce)
+
     s_ours, s_ce, s_hf, s_q = (np.asarray(x, dtype=np.float64) for x in (s_ours, s_ce, s_hf, s_q))
     res.update(
         pairs_per_s=round(len(pairs) / t_ours, 2),
@@ -145,6 +160,9 @@ def main() -> None:
         seconds={"ours": round(t_ours, 4), "crossencoder": round(t_ce, 4), "hf_loop": round(t_hf, 4),
                  "ours_int8": round(t_q, 4)},
         score_range=[float(s_ours.min()), float(s_ours.max())],
+        # the exact-speed-up ceiling: ours reduced to its matrix multiplies alone, vs the stock path's time
+        dense_matmul_seconds={"ours": round(mm_ours, 4), "crossencoder": round(mm_ce, 4)},
+        exact_speedup_ceiling_vs_crossencoder=round(t_ce / mm_ours, 3),
     )
     if not args.json:
         print(f"ours {t_ours:.3f}s  crossencoder {t_ce:.3f}s  hf loop {t_hf:.3f}s  int8 {t_q:.3f}s",

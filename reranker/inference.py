@@ -6,8 +6,9 @@ Where the speed comes from (all exact in fp32 except the optional int8 path):
 * pairs are sorted by length and batched with dynamic padding (little compute is spent on padding);
 * ``torch.inference_mode`` and the fused SDPA attention kernel (BPT is for long-sequence memory, not
   needed at rerank lengths); a batch without padding runs without a mask;
-* packing (``pack=True``): projections, FFN and LayerNorms run on the real tokens only, attention on the
-  padded layout; the last layer computes only the first token (all the head reads);
+* packing (``pack=True``): projections, FFN and LayerNorms run on the real tokens only (the FFN in
+  cache-sized row blocks), and SDPA attends one sequence at a time on views of the packed projections (no
+  padding, no mask); with a first-token head the last layer computes only the first token (all it reads);
 * an early-exit layer (``exit_layer``) stops the encoder early (the speed/quality dial);
 * optional int8 dynamic quantization of every ``nn.Linear`` (``quantize=True``; approximate);
 * ``num_threads`` sets ``torch.set_num_threads`` (process-wide).

@@ -38,6 +38,11 @@ WEIGHTS_NAME = "model.safetensors"
 ATTENTION_IMPLS = ("bpt", "sdpa", "eager")
 
 
+# Packed inference runs the feed-forward over this many tokens at a time: the (rows, 4d) intermediate stays
+# in cache, which measured 20% faster than one (T, 4d) pass on 2 AVX2 cores (bench/rerank_speed.py).
+PACKED_FFN_ROWS = 512
+
+
 def xlmr_position_ids(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
     """XLM-R absolute positions: real tokens count from pad_token_id + 1, padding gets pad_token_id."""
     mask = input_ids.ne(pad_token_id).long()
@@ -53,12 +58,17 @@ class Packed:
     starts: torch.Tensor
     batch: int
     length: int
+    spans: list[tuple[int, int]]  # (first row, length) of each sequence in the packed layout
+    positions: torch.Tensor  # (T,) position of each packed token within its sequence (for RoPE)
 
     @classmethod
     def from_mask(cls, key_mask: torch.Tensor) -> Packed:
         lengths = key_mask.sum(dim=1)
         idx = key_mask.reshape(-1).nonzero().squeeze(1)
-        return cls(idx, torch.cumsum(lengths, 0) - lengths, key_mask.shape[0], key_mask.shape[1])
+        starts = torch.cumsum(lengths, 0) - lengths
+        positions = torch.arange(idx.numel(), device=idx.device) - starts.repeat_interleave(lengths)
+        spans = list(zip(starts.tolist(), lengths.tolist(), strict=True))
+        return cls(idx, starts, key_mask.shape[0], key_mask.shape[1], spans, positions)
 
     def pad(self, t: torch.Tensor) -> torch.Tensor:
         """(T, c) -> (B, L, c) with zeros at padding."""
@@ -128,14 +138,12 @@ class SelfAttention(nn.Module):
         """
         d = x.shape[-1]
         H, Dh = self.num_heads, self.head_dim
+        if packed is not None and impl == "sdpa":
+            return self._packed_sdpa(x, rope, cls_only, packed)
         B, L = (x.shape[0], x.shape[1]) if packed is None else (packed.batch, packed.length)
         if cls_only:
             first = x[:, :1] if packed is None else x[packed.starts]  # (B, 1, d) | (B, d)
-            if isinstance(self.qkv, nn.Linear):  # project queries for the first token only
-                w, b = self.qkv.weight, self.qkv.bias
-                q, kv = F.linear(first, w[:d], b[:d]), F.linear(x, w[d:], b[d:])
-            else:  # e.g. an int8 dynamically quantized projection: no weight slicing
-                q, kv = self.qkv(first)[..., :d], self.qkv(x)[..., d:]
+            q, kv = self._project_first(first, x)
             if packed is not None:
                 kv = packed.pad(kv)
             q = q.reshape(B, 1, H, Dh).transpose(1, 2)  # (B, H, 1, Dh)
@@ -163,6 +171,44 @@ class SelfAttention(nn.Module):
         ctx = ctx.transpose(1, 2).reshape(B, q.shape[2], d)  # (B, Lq, d)
         if packed is not None:
             ctx = ctx.reshape(B, d) if cls_only else packed.unpad(ctx)
+        return self.norm(x + self.dropout(self.out(ctx)))
+
+    def _project_first(self, first: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries of the first tokens only (.., d) and keys/values of every token (.., 2d)."""
+        d = x.shape[-1]
+        if isinstance(self.qkv, nn.Linear):
+            w, b = self.qkv.weight, self.qkv.bias
+            return F.linear(first, w[:d], b[:d]), F.linear(x, w[d:], b[d:])
+        # e.g. an int8 dynamically quantized projection: no weight slicing
+        return self.qkv(first)[..., :d], self.qkv(x)[..., d:]
+
+    def _packed_sdpa(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, cls_only: bool, packed: Packed
+    ) -> torch.Tensor:
+        """Packed x (T, d) -> (T, d), or (B, d) with ``cls_only``: SDPA one sequence at a time on views of
+        the packed projections, so attention never touches padding and needs no mask (measured 2.5x faster
+        than the padded, masked call at rerank lengths)."""
+        d = x.shape[-1]
+        H, Dh = self.num_heads, self.head_dim
+        if cls_only:
+            x_first = x[packed.starts]  # (B, d)
+            q, kv = self._project_first(x_first, x)
+            q = q.view(-1, H, Dh)  # (B, H, Dh)
+            k, v = kv.view(-1, 2, H, Dh).unbind(1)  # each (T, H, Dh)
+            x = x_first
+        else:
+            q, k, v = self.qkv(x).view(-1, 3, H, Dh).unbind(1)  # each (T, H, Dh)
+        if rope is not None:
+            cos, sin = (t[packed.positions].unsqueeze(1) for t in rope)  # (T, 1, Dh)
+            _, k = apply_rotary(k, k, cos, sin)
+            q, _ = apply_rotary(q, q, *((cos[:1], sin[:1]) if cls_only else (cos, sin)))
+        p = self.attn_dropout if self.training else 0.0
+        ctx = x.new_empty(x.shape[0], d)
+        for i, (s, n) in enumerate(packed.spans):
+            rows = slice(i, i + 1) if cls_only else slice(s, s + n)  # this sequence's query rows
+            qi, ki, vi = (t.transpose(0, 1).unsqueeze(0) for t in (q[rows], k[s : s + n], v[s : s + n]))
+            ci = F.scaled_dot_product_attention(qi, ki, vi, dropout_p=p)  # (1, H, l, Dh); 4-D: the fused kernel
+            ctx[rows] = ci[0].transpose(0, 1).reshape(-1, d)
         return self.norm(x + self.dropout(self.out(ctx)))
 
 
@@ -194,6 +240,8 @@ class EncoderLayer(nn.Module):
             if x.dim() == 2:
                 return chunked_feed_forward(x.unsqueeze(0), self.ffn, self.ffn_chunk_size, checkpoint).squeeze(0)
             return chunked_feed_forward(x, self.ffn, self.ffn_chunk_size, checkpoint)
+        if x.dim() == 2 and not torch.is_grad_enabled():  # packed inference: cache-sized row blocks
+            return chunked_feed_forward(x.unsqueeze(0), self.ffn, PACKED_FFN_ROWS).squeeze(0)
         return self.ffn(x)
 
 
@@ -317,13 +365,15 @@ class ViRanker(nn.Module):
         token_type_ids: torch.Tensor | None,
         num_layers: int,
         keep: set[int] | None = None,
-        cls_only_last: bool = False,
+        for_heads: bool = False,
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Run embeddings + the first ``num_layers`` layers and nothing more.
 
         Returns the last hidden state (B, L, d) and {layer: hidden} for the 1-based layers in ``keep``
-        (0 = embedding output). ``cls_only_last``: the last layer computes only the first token, so its
-        hidden state is (B, 1, d); with packing on (``set_packing``) every returned state is (B, 1, d).
+        (0 = embedding output). ``for_heads``: the states only feed scoring heads, so with ``pooling="cls"``
+        the last layer computes only the first token and every returned state is (B, 1, d), and with
+        packing on (``set_packing``, right-padded batches) the layers skip padding; mean/pair pooling then get
+        (B, L, d) states with zeros at padding (their pooling masks it).
         """
         key_mask = self._check_inputs(input_ids, attention_mask)
         x = self.embeddings(input_ids, token_type_ids)  # (B, L, d)
@@ -334,7 +384,8 @@ class ViRanker(nn.Module):
         ckpt = self.config.gradient_checkpointing and self.training
         impl = self.attn_impl
         packed = None
-        if self.pack_inputs and cls_only_last and key_mask is not None and bool(key_mask[:, 0].all()):
+        cls_only_last = for_heads and self.config.pooling == "cls"
+        if self.pack_inputs and for_heads and key_mask is not None and bool(key_mask[:, 0].all()):
             packed = Packed.from_mask(key_mask)
             x = packed.unpad(x)  # (T, d)
         for i, layer in enumerate(self.layers[:num_layers], start=1):
@@ -344,15 +395,17 @@ class ViRanker(nn.Module):
             else:  # BPT checkpoints per block inside the layer
                 x = layer(x, key_mask, rope, impl, ckpt, cls_only, packed)
             if keep and i in keep:
-                kept[i] = x if packed is None else self._first_tokens(x, packed, cls_only)
+                kept[i] = x if packed is None else self._unpack(x, packed, cls_only)
         if packed is not None:
-            x = self._first_tokens(x, packed, cls_only_last)
+            x = self._unpack(x, packed, cls_only_last)
         return x, kept
 
-    @staticmethod
-    def _first_tokens(x: torch.Tensor, packed: Packed, already_first: bool) -> torch.Tensor:
-        """Packed (T, d) (or (B, d) after a cls_only layer) -> (B, 1, d) first-token states."""
-        return (x if already_first else x[packed.starts]).unsqueeze(1)
+    def _unpack(self, x: torch.Tensor, packed: Packed, already_first: bool) -> torch.Tensor:
+        """Packed (T, d) (or (B, d) after a cls_only layer) -> what the head pools: (B, 1, d) first-token
+        states for ``pooling="cls"``, else (B, L, d) with zeros at padding."""
+        if already_first:
+            return x.unsqueeze(1)
+        return x[packed.starts].unsqueeze(1) if self.config.pooling == "cls" else packed.pad(x)
 
     def _resolve_layers(self, num_layers: int | None) -> int:
         n = self.config.num_layers if num_layers is None else int(num_layers)
@@ -397,8 +450,7 @@ class ViRanker(nn.Module):
         layer = self.config.num_layers if exit_layer is None else int(exit_layer)
         if str(layer) not in self.heads:
             raise ValueError(f"no scoring head at layer {layer}; heads exist at {self.config.all_exit_layers}")
-        cls_only = self.config.pooling == "cls"
-        x, _ = self._encode(input_ids, attention_mask, token_type_ids, layer, cls_only_last=cls_only)
+        x, _ = self._encode(input_ids, attention_mask, token_type_ids, layer, for_heads=True)
         return self.heads[str(layer)](self._pool(x, attention_mask, input_ids))
 
     def forward_exits(
@@ -410,7 +462,7 @@ class ViRanker(nn.Module):
         """{layer: logits (B,)} for every head (early exits + last layer) from one forward pass."""
         layers = self.config.all_exit_layers
         _, kept = self._encode(input_ids, attention_mask, token_type_ids, self.config.num_layers, set(layers),
-                               cls_only_last=self.config.pooling == "cls")
+                               for_heads=True)
         return {i: self.heads[str(i)](self._pool(kept[i], attention_mask, input_ids)) for i in layers}
 
     def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None,

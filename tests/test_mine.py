@@ -21,6 +21,8 @@ from trainer.mine import (
     load_beir_train_queries,
     mine_to_jsonl,
     mmr_select,
+    read_jsonl,
+    sample_pool,
     shingles,
     text_key,
 )
@@ -227,3 +229,19 @@ def test_load_beir_train_queries_reads_only_train(tmp_path):
     assert set(used) == {"p1"}
     with pytest.raises(FileNotFoundError):
         load_beir_train_queries(d, "dev")
+
+
+def test_pool_sample_is_seeded_ordered_and_reads_gzip(tmp_path):
+    """``mine --pool X.jsonl.gz --pool-sample N``: the same N records for the same seed, in file order."""
+    import gzip
+
+    records = [{"_id": str(i), "title": "", "text": f"đoạn văn số {i}"} for i in range(50)]
+    path = tmp_path / "pool.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    pool = list(read_jsonl(path))
+    assert pool == records
+    a, b, c = sample_pool(pool, 10, seed=1), sample_pool(pool, 10, seed=1), sample_pool(pool, 10, seed=2)
+    assert a == b and a != c and len(a) == 10
+    assert [int(r["_id"]) for r in a] == sorted(int(r["_id"]) for r in a)
+    assert sample_pool(pool, 0, seed=1) == pool and sample_pool(pool, 500, seed=1) == pool

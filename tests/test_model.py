@@ -213,11 +213,14 @@ def test_export_hf_classifier_same_scores(tmp_path):
         to_hf_state_dict(model) and export_hf_classifier(_tiny(rope=True, head_activation="tanh"), tmp_path / "x")
 
 
+@pytest.mark.parametrize("pooling", ["cls", "pair", "mean"])
 @pytest.mark.parametrize("rope", [True, False])
-def test_packed_scoring_equals_padded(rope):
-    """set_packing skips padding in projections/FFN/LN: same logits, same gradients."""
-    model = _tiny(rope=rope, exit_layers=(2,))
+def test_packed_scoring_equals_padded(rope, pooling):
+    """set_packing skips padding in projections/FFN/LN (and, with SDPA, runs attention per sequence without
+    padding): same logits, same gradients, for every pooling."""
+    model = _tiny(rope=rope, exit_layers=(2,), pooling=pooling)
     ids, mask = _batch()
+    ids[:, 6:8] = 2  # <s> q(5) </s></s> p ...: the pair head pools both segments
     with torch.no_grad():
         for impl in ("bpt", "sdpa", "eager"):
             model.set_attention_impl(impl)
@@ -231,7 +234,7 @@ def test_packed_scoring_equals_padded(rope):
             assert model.forward_hidden(ids, mask).shape == (*ids.shape, 32)
     grads = []
     for pack in (False, True):
-        m = _tiny(rope=rope, exit_layers=(2,)).train().set_packing(pack)
+        m = _tiny(rope=rope, exit_layers=(2,), pooling=pooling).train().set_packing(pack)
         sum(v.sum() for v in m.forward_exits(ids, mask).values()).backward()
         grads.append(m.layers[1].ffn.fc1.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)

@@ -14,9 +14,10 @@ Modules (one concept each):
 
 The shipped run (``python -m trainer --help`` for every option)::
 
-    python -m trainer mine --pool var/train/pool.jsonl --pool-vectors var/train/pool_e5.npy \\
-        --ict 8000 --beir /work/shared/data/nanibot-qa --out var/train/triplets-hybrid.jsonl
+    python -m trainer mine --pool ../shared/data/viwiki/paragraphs.jsonl.gz --pool-sample 2500 --ict 2500 \\
+        --beir ../shared/data/nanibot-qa --out var/train/triplets-hybrid.jsonl
     python -m trainer candidates --out var/train/dev-candidates.jsonl
+    bash bench/train_ablations.sh        # the ablation runs (docs/benchmarks.md §3c), same data
     python -m trainer fit --config trainer/configs/viranker-small-cpu.yaml   # validates, checkpoints, exports
     python -m trainer export runs/viranker-small-cpu/checkpoints/final.ckpt assets/models/viranker-small
 """

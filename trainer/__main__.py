@@ -37,6 +37,12 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pool", required=True, help="paragraph pool JSONL {_id,title,text} (ICT source + negatives)"
     )
+    p.add_argument(
+        "--pool-sample",
+        type=int,
+        default=0,
+        help="use a seeded random sample of this many pool paragraphs, drawn after blocking (0 = all)",
+    )
     p.add_argument("--pool-vectors", help="precomputed e5 vectors of the pool (.npy with a .json sidecar)")
     p.add_argument("--out", required=True, help="output FlagEmbedding JSONL (appended to; resumable)")
     p.add_argument("--ict", type=int, default=8000, help="number of ICT pseudo-queries (0 = none)")
@@ -110,6 +116,7 @@ def _cmd_mine(args: argparse.Namespace) -> int:
         load_e5_functions,
         mine_to_jsonl,
         read_jsonl,
+        sample_pool,
     )
 
     t0 = time.time()
@@ -123,8 +130,10 @@ def _cmd_mine(args: argparse.Namespace) -> int:
         block.add_records(_blocked_records(_resolve(f), read_jsonl))
     pool_all = list(read_jsonl(_resolve(args.pool)))
     pool = [p for p in pool_all if not block.blocks(str(p["_id"]), str(p["text"]))]
+    n_unblocked = len(pool)
+    pool = sample_pool(pool, args.pool_sample, args.seed)
     print(
-        f"pool: {len(pool)} paragraphs ({len(pool_all) - len(pool)} blocked as demo/eval passages)",
+        f"pool: {len(pool)} paragraphs of {n_unblocked} ({len(pool_all) - n_unblocked} blocked as demo/eval passages)",
         file=sys.stderr,
     )
 

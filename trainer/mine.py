@@ -19,6 +19,7 @@ and every query has its own seeded RNG, so a resumed run writes what an uninterr
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -119,8 +120,9 @@ def mmr_select(query_vec: np.ndarray, cand_vecs: np.ndarray, k: int, lambda_: fl
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict]:
-    """Yield the JSON objects of a JSONL file; a bad line raises ValueError naming file and line."""
-    with open(path, encoding="utf-8") as f:
+    """Yield the JSON objects of a JSONL file (``.gz`` too); a bad line raises ValueError naming file and line."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -128,6 +130,14 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict]:
                 yield json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+
+
+def sample_pool(records: Sequence[dict], n: int, seed: int) -> list[dict]:
+    """``n`` records drawn without replacement by a seeded RNG, in their original order (all if ``n`` <= 0)."""
+    if n <= 0 or n >= len(records):
+        return list(records)
+    keep = sorted(random.Random(seed).sample(range(len(records)), n))
+    return [records[i] for i in keep]
 
 
 def done_query_ids(path: str | os.PathLike[str]) -> set[str]:
