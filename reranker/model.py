@@ -59,16 +59,20 @@ class Packed:
     batch: int
     length: int
     spans: list[tuple[int, int]]  # (first row, length) of each sequence in the packed layout
-    positions: torch.Tensor  # (T,) position of each packed token within its sequence (for RoPE)
+    rope_rows: tuple[torch.Tensor, torch.Tensor] | None  # RoPE (cos, sin) per packed token, (T, 1, Dh)
 
     @classmethod
-    def from_mask(cls, key_mask: torch.Tensor) -> Packed:
+    def from_mask(cls, key_mask: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> Packed:
+        """``rope``: the (L, Dh) cos/sin tables, gathered once here for every layer's packed attention."""
         lengths = key_mask.sum(dim=1)
         idx = key_mask.reshape(-1).nonzero().squeeze(1)
         starts = torch.cumsum(lengths, 0) - lengths
-        positions = torch.arange(idx.numel(), device=idx.device) - starts.repeat_interleave(lengths)
         spans = list(zip(starts.tolist(), lengths.tolist(), strict=True))
-        return cls(idx, starts, key_mask.shape[0], key_mask.shape[1], spans, positions)
+        rope_rows = None
+        if rope is not None:
+            positions = torch.arange(idx.numel(), device=idx.device) - starts.repeat_interleave(lengths)  # (T,)
+            rope_rows = (rope[0][positions].unsqueeze(1), rope[1][positions].unsqueeze(1))
+        return cls(idx, starts, key_mask.shape[0], key_mask.shape[1], spans, rope_rows)
 
     def pad(self, t: torch.Tensor) -> torch.Tensor:
         """(T, c) -> (B, L, c) with zeros at padding."""
@@ -199,7 +203,7 @@ class SelfAttention(nn.Module):
         else:
             q, k, v = self.qkv(x).view(-1, 3, H, Dh).unbind(1)  # each (T, H, Dh)
         if rope is not None:
-            cos, sin = (t[packed.positions].unsqueeze(1) for t in rope)  # (T, 1, Dh)
+            cos, sin = packed.rope_rows  # (T, 1, Dh)
             _, k = apply_rotary(k, k, cos, sin)
             q, _ = apply_rotary(q, q, *((cos[:1], sin[:1]) if cls_only else (cos, sin)))
         p = self.attn_dropout if self.training else 0.0
@@ -386,7 +390,7 @@ class ViRanker(nn.Module):
         packed = None
         cls_only_last = for_heads and self.config.pooling == "cls"
         if self.pack_inputs and for_heads and key_mask is not None and bool(key_mask[:, 0].all()):
-            packed = Packed.from_mask(key_mask)
+            packed = Packed.from_mask(key_mask, rope)
             x = packed.unpad(x)  # (T, d)
         for i, layer in enumerate(self.layers[:num_layers], start=1):
             cls_only = cls_only_last and i == num_layers

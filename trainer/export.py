@@ -10,7 +10,6 @@ The directory loads with ``reranker.model.ViRanker.from_pretrained`` / ``reranke
 from __future__ import annotations
 
 import copy
-import gzip
 import json
 import os
 import platform
@@ -22,6 +21,7 @@ import torch
 
 from reranker.config import ViRankerConfig
 from reranker.model import ViRanker
+from trainer.mine import open_text
 
 __all__ = ["load_checkpoint_model", "iter_corpus_texts", "export_model", "write_model_card"]
 
@@ -53,9 +53,7 @@ def iter_corpus_texts(
 ) -> Iterator[str]:
     """Texts of JSONL files (``.gz`` allowed): the string (or list-of-strings) values of ``fields``."""
     for path in paths:
-        path = Path(path)
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
+        with open_text(path) as f:
             for line in f:
                 if not line.strip():
                     continue

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import numpy as np
 
@@ -119,10 +119,15 @@ def mmr_select(query_vec: np.ndarray, cand_vecs: np.ndarray, k: int, lambda_: fl
     return picked
 
 
+def open_text(path: str | os.PathLike[str]) -> IO[str]:
+    """A UTF-8 text file for reading, gunzipped on the fly when its name ends in ``.gz``."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    return opener(path, "rt", encoding="utf-8")
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict]:
     """Yield the JSON objects of a JSONL file (``.gz`` too); a bad line raises ValueError naming file and line."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
