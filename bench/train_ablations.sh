@@ -25,7 +25,7 @@ mine() {  # $1 strategy, $2 output
     [ -s "$2.meta.json" ] && return 0
     python -m trainer mine --pool "$DATA/viwiki/paragraphs.jsonl.gz" --pool-sample 2500 --ict 2500 \
         --beir "$DATA/nanibot-qa" --beir-split train --beir-prefix nanibot-train- \
-        --strategy "$1" --seed 13 --out "$2" --no-progress
+        --strategy "$1" --seed 13 --out "$2"
 }
 while pgrep -f "trainer mine" > /dev/null; do sleep 15; done  # a mining run already under way
 mine hybrid var/train/triplets-hybrid.jsonl
