@@ -14,9 +14,19 @@ API (``gradio_client.Client(url).predict(..., api_name=...)``):
   pipeline: the service default, ``hybrid+viranker`` when its weights are present, else ``hybrid``)
 - ``/compare(query, pipelines=None, top_k=10)`` → ``{"results": {system: [hit, ...]}, "unavailable":
   {system: reason}, "agreement": [{"a", "b", "overlap", "tau"}], "timings_ms": {system: ms}}``
+- ``/status()`` → ``{"ready", "generation", "building", "stage", "build_failed", "failure", "message", ...}``
+  for anyone: whether the index serves, the build's progress, and when the build failed its stage, error
+  class, a short message (no server paths) and what to do.
 - ``/admin_status(password)``, ``/admin_rollback(password)``, ``/admin_rebuild(password)``,
-  ``/admin_delete(password, ids)``: admin actions; the password is checked server-side with the same
-  throttling as the Admin tab. Rebuild and delete run in the background (poll ``/admin_status``).
+  ``/admin_delete(password, ids)``, ``/admin_retry_build(password)``: admin actions; the password is checked
+  server-side with the same throttling as the Admin tab. Rebuild, delete and retry run in the background
+  (poll ``/admin_status``).
+
+A failed build is never a silent empty index: the page banner and every search say which stage failed
+and how (error class + short message), the Admin tab has a retry button, and the next start of the app
+resumes an unfinished demo build (the serving generation, if any, keeps serving meanwhile). Progress
+reaches the page through callbacks only (``BuildJob.progress``, ``search.eval.run_eval(progress_callback=)``);
+nothing patches tqdm, so the console bars of a build running in the background keep working.
 
 UI event handlers are registered with ``api_visibility="private"`` so they are not part of the API; the
 admin handlers additionally check a server-side session token on every call.
@@ -36,6 +46,7 @@ import html
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -54,16 +65,29 @@ import gradio as gr  # noqa: E402
 
 from indexing import generations as gens  # noqa: E402
 from indexing import settings  # noqa: E402
-from indexing.admin import AdminAuth, BuildJob, UploadError, dir_size, read_doc_meta, save_uploads  # noqa: E402
+from indexing.admin import (  # noqa: E402
+    AdminAuth,
+    BuildBusy,
+    BuildJob,
+    NothingToRetry,
+    UploadError,
+    dir_size,
+    read_doc_meta,
+    save_uploads,
+)
 from indexing.normalize import normalize  # noqa: E402
 from search.compare import display_scores, pairwise_stats  # noqa: E402
 from search.ui_render import (  # noqa: E402
+    BUILD_RETRY_HINT,
+    build_failure_html,
+    build_failure_text,
     compare_html,
     notice_html,
     progress_html,
     query_terms,
     restored_notice_html,
     results_html,
+    short_error,
     stats_html,
     timings_html,
 )
@@ -203,15 +227,59 @@ class Backend:
         """Name of the serving generation, or None when the index has none yet."""
         return gens.current(self.index_dir)
 
-    def ensure_index(self) -> bool:
-        """Start building the demo index in the background if the index has no generation → started?"""
-        if self.current_generation() is not None or self.job.running:
-            return False
+    def demo_build_reason(self) -> str | None:
+        """Why the demo build has to (re)run: ``"missing"`` (no serving generation: first start, or a failed
+        or interrupted first build), ``"vectors"`` (the serving generation is the BM25-only one an interrupted
+        demo build serves first), else None. Always None without a demo corpus."""
         if self.demo_corpus is None or not Path(self.demo_corpus).is_file():
-            self.job.log(f"index {self.index!r} is empty and there is no demo corpus to build it from")
+            return None
+        if self.current_generation() is None:
+            return "missing"
+        from indexing.build import current_manifest
+
+        if (current_manifest(self.index) or {}).get("operation") == "build-bm25-first":
+            return "vectors"
+        return None
+
+    def ensure_index(self) -> bool:
+        """At start: (re)start the demo build in the background when :meth:`demo_build_reason` says so →
+        started? A failed or interrupted build is resumed (``build_generation`` picks up the incomplete
+        generation with the same inputs and drops other incomplete ones); the serving generation, if any,
+        keeps serving until the new one is complete. Otherwise incomplete leftovers are removed."""
+        if self.job.running:
             return False
-        self.job.start(f"build index {self.index!r} from {Path(self.demo_corpus).name}", self._build_demo)
+        reason = self.demo_build_reason()
+        if reason is None:
+            if self.current_generation() is None:
+                self.job.log(f"index {self.index!r} is empty and there is no demo corpus to build it from")
+            else:
+                self._cleanup_incomplete()
+            return False
+        if reason == "vectors":
+            self.job.log(f"index {self.index!r} serves a BM25-only generation of an unfinished demo build: "
+                         "building the vectors again")
+        self.start_demo_build()
         return True
+
+    def start_demo_build(self) -> None:
+        """Start the demo build (a ``"demo"`` job) in the background. Raises BuildBusy while a build runs."""
+        self.job.start(f"build index {self.index!r} from {Path(self.demo_corpus).name}", self._build_demo,
+                       kind="demo")
+
+    def _cleanup_incomplete(self) -> list[str]:
+        """Remove incomplete generations left by a crashed build (skipped while another process builds)."""
+        from indexing.build import cleanup
+
+        if not (self.index_dir / gens.GENERATIONS_DIR).is_dir():
+            return []
+        try:
+            with gens.IndexLock(self.index_dir, timeout=0):
+                deleted = cleanup(self.index)
+        except gens.IndexBusy:
+            return []
+        if deleted:
+            self.job.log(f"removed incomplete generation(s) of {self.index!r}: {', '.join(deleted)}")
+        return deleted
 
     def embedder(self) -> Any:
         """The passage embedder for builds, or None (BM25 only) when it cannot be loaded."""
@@ -294,14 +362,62 @@ class Backend:
             return self._service
 
     def status(self) -> dict[str, Any]:
-        """Index and build status for the page banner."""
+        """Index and build status for the page banner (``failure``: the last build's, see
+        :meth:`shown_failure`)."""
         snap = self.job.snapshot()
+        gen = self.current_generation()
         return {
             "index": self.index,
-            "generation": self.current_generation(),
+            "generation": gen,
             "building": snap["running"],
             "build": snap,
+            "failure": self.shown_failure(snap, gen),
             "service_error": self._service_error,
+        }
+
+    def shown_failure(self, snap: dict[str, Any] | None = None, gen: str | None = None) -> dict[str, Any] | None:
+        """The last build's failure when visitors must see it (the demo build failed, or no generation
+        serves), else None. A running build clears it."""
+        snap = self.job.snapshot() if snap is None else snap
+        failure = snap.get("failure")
+        if not failure or snap.get("running"):
+            return None
+        gen = self.current_generation() if gen is None else gen
+        return failure if failure.get("kind") == "demo" or gen is None else None
+
+    def public_status(self) -> dict[str, Any]:
+        """Status for anyone (the ``/status`` API): readiness, build progress and, when the build failed, its
+        stage, error class, a short message without server paths and a hint (Vietnamese)."""
+        st = self.status()
+        snap, failure = st["build"], st["failure"]
+        public_failure = None
+        if failure is not None:
+            public_failure = {
+                "stage": failure.get("stage"),
+                "error_type": failure.get("error_type"),
+                "message": short_error(str(failure.get("error_type")), str(failure.get("message") or "")),
+                "attempt": failure.get("attempt"),
+                "hint": BUILD_RETRY_HINT,
+            }
+        if st["building"]:
+            message = f"Chỉ mục đang được xây dựng ({snap.get('stage')})."
+        elif failure is not None:
+            message = build_failure_text(failure, self.index, st["generation"])
+        elif st["generation"] is None:
+            message = self.not_ready_message()
+        else:
+            message = f"Chỉ mục {self.index!r} sẵn sàng (thế hệ {st['generation']})."
+        return {
+            "index": self.index,
+            "ready": st["generation"] is not None,
+            "generation": st["generation"],
+            "building": st["building"],
+            "stage": snap.get("stage") if st["building"] else None,
+            "done": snap.get("done") if st["building"] else None,
+            "total": snap.get("total") if st["building"] else None,
+            "build_failed": failure is not None,
+            "failure": public_failure,
+            "message": message,
         }
 
     # ------------------------------------------------------------------------------------- metadata
@@ -364,14 +480,24 @@ class Backend:
         while the index has no generation."""
         svc = self.service()
         if svc is None:
-            raise IndexNotReady(self.not_ready_message())
+            raise self.not_ready_error()
         return svc.search(query, pipeline, top_k, as_typed=as_typed)
+
+    def not_ready_error(self) -> IndexNotReady:
+        """Why searching is not possible right now, as the exception to raise (:class:`IndexBuildFailed`
+        when the build failed)."""
+        snap = self.job.snapshot()
+        if not snap["running"] and snap.get("failure") and self.current_generation() is None:
+            return IndexBuildFailed(build_failure_text(snap["failure"], self.index), snap["failure"])
+        return IndexNotReady(self.not_ready_message())
 
     def not_ready_message(self) -> str:
         """Why searching is not possible right now."""
-        if self.job.running:
-            snap = self.job.snapshot()
+        snap = self.job.snapshot()
+        if snap["running"]:
             return f"Chỉ mục đang được xây dựng ({snap.get('stage')}). Vui lòng thử lại sau ít phút."
+        if snap.get("failure") and self.current_generation() is None:
+            return build_failure_text(snap["failure"], self.index)
         if self._service_error:
             return f"Không mở được chỉ mục: {self._service_error}"
         return f"Chỉ mục {self.index!r} chưa có dữ liệu. Hãy tải tài liệu lên trong tab Admin."
@@ -469,6 +595,21 @@ class Backend:
                                                          operation="rebuild", words=words))
         return f"Rebuilding {len(passages):,} passages into a new generation in the background."
 
+    def admin_retry_build(self) -> str:
+        """Start the failed build again (or the demo build when :meth:`demo_build_reason` says it is due) →
+        message. Raises :class:`BuildBusy` while a build runs, :class:`NothingToRetry` when nothing failed."""
+        if self.job.running:
+            raise BuildBusy("a build is already running")
+        if self.job.failure is not None:
+            label = self.job.retry()
+        elif self.demo_build_reason() is not None:
+            self.start_demo_build()
+            label = self.job.snapshot()["label"]
+        else:
+            raise NothingToRetry("no failed build to retry")
+        self._meta = None
+        return f"Đang xây lại trong nền: {label} (lần {self.job.snapshot().get('attempt')})."
+
     def admin_start_delete(self, ids: Sequence[str]) -> str:
         """Start a background rebuild without ``ids`` (passage or document ids) → message.
 
@@ -488,6 +629,14 @@ class Backend:
 
 class IndexNotReady(RuntimeError):
     """The index has no serving generation yet (first build running, or nothing to build from)."""
+
+
+class IndexBuildFailed(IndexNotReady):
+    """The index has no serving generation because its build failed (``failure``: ``BuildJob.failure``)."""
+
+    def __init__(self, message: str, failure: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 # ====================================================================================== search logic
@@ -552,7 +701,7 @@ def compare_systems(backend: Backend, query: str, systems: Sequence[str], top_k:
     message}, "stats": [PairStats]}``. A bad query raises ``QueryError``; no index raises IndexNotReady."""
     svc = backend.service()
     if svc is None:
-        raise IndexNotReady(backend.not_ready_message())
+        raise backend.not_ready_error()
     out = svc.compare(query, list(systems), top_k)
     results = {n: r for n, r in out.items() if not isinstance(r, BaseException)}
     errors = {n: friendly_error(r) for n, r in out.items() if isinstance(r, BaseException)}
@@ -614,15 +763,16 @@ mark {background:#ffe066; color:inherit; padding:0 1px; border-radius:2px}
 """
 
 def banner_html(backend: Backend) -> str:
-    """Top-of-page status: the serving generation, or the progress of a running build."""
+    """Top-of-page status: the serving generation, the progress of a running build, or a failed build (what
+    failed and what to do)."""
     st = backend.status()
     if st["building"]:
         extra = "" if st["generation"] is None else " Tìm kiếm vẫn hoạt động trên thế hệ hiện tại."
         return f"<div class='vr-banner'>⏳ {progress_html(st['build'])}<div class='vr-muted'>{extra}</div></div>"
+    if st["failure"] is not None:
+        return build_failure_html(st["failure"], backend.index, st["generation"])
     if st["generation"] is None:
-        err = st["build"].get("error")
-        msg = f"Xây chỉ mục thất bại: {err}" if err else backend.not_ready_message()
-        return notice_html(msg, "error" if err else "warn")
+        return notice_html(backend.not_ready_message(), "warn")
     return (f"<div class='vr-muted'>Chỉ mục <b>{html.escape(backend.index)}</b> · thế hệ "
             f"<code>{html.escape(st['generation'])}</code></div>")
 
@@ -662,7 +812,12 @@ class Handlers:
                 fallback = notice_html("Chỉ mục chưa có vector (đang được tính hoặc không có mô hình embedding): "
                                        "kết quả dưới đây là của BM25.", "warn")
         except Exception as err:  # noqa: BLE001 - every failure becomes a friendly message
-            kind = "info" if type(err).__name__ == "QueryError" or isinstance(err, IndexNotReady) else "warn"
+            if isinstance(err, IndexBuildFailed):
+                kind = "error"
+            elif type(err).__name__ == "QueryError" or isinstance(err, IndexNotReady):
+                kind = "info"
+            else:
+                kind = "warn"
             return notice_html(friendly_error(err), kind), False, "", ""
         restored = restored_notice_html(res.query, res.searched_query)
         if as_typed:
@@ -704,9 +859,10 @@ class Handlers:
 
     # ---------------------------------------------------------------------------------------- banner
     def banner(self) -> tuple[str, bool]:
-        """→ (banner HTML, keep polling?)."""
+        """→ (banner HTML, keep polling?). Polling goes on while a build runs, while nothing serves, and
+        while a failed build is shown (so the page notices a retry)."""
         st = self.b.status()
-        return banner_html(self.b), bool(st["building"] or st["generation"] is None and not st["build"].get("error"))
+        return banner_html(self.b), bool(st["building"] or st["generation"] is None or st["failure"] is not None)
 
     # ---------------------------------------------------------------------------------------- evaluate
     def evaluate(self, dataset: str | None, upload: str | None, systems: Sequence[str] | None, limit: Any,
@@ -786,7 +942,9 @@ class Handlers:
             return "<div class='vr-muted'>Chưa có lần xây nào trong phiên này.</div>", False
         head = progress_html(snap)
         if snap.get("error"):
-            head += notice_html(f"Thất bại: {snap['error']} — thế hệ đang phục vụ không thay đổi.", "error")
+            stage = (snap.get("failure") or {}).get("stage")
+            head += notice_html(f"Thất bại ở bước {stage!r}: {snap['error']} — thế hệ đang phục vụ không thay đổi. "
+                                "Bấm «Thử xây lại» để chạy lại.", "error")
         elif not snap["running"] and isinstance(snap.get("result"), dict):
             gen = snap["result"].get("generation")
             head += notice_html(f"Xong: thế hệ {gen} đang phục vụ.", "info")
@@ -823,6 +981,18 @@ class Handlers:
             msg = self.b.admin_start_rebuild()
         except Exception as err:  # noqa: BLE001
             return notice_html(f"Không xây lại được: {err}", "warn"), False
+        return notice_html(msg, "info"), True
+
+    def retry_build(self, token: str | None) -> tuple[str, bool]:
+        """Start the failed build again → (message HTML, start polling?)."""
+        if not self.b.auth.valid_token(token):
+            return notice_html(self.DENIED, "error"), False
+        try:
+            msg = self.b.admin_retry_build()
+        except BuildBusy:
+            return notice_html("Đang có một lần xây chạy; hãy chờ nó xong.", "info"), True
+        except NothingToRetry:
+            return notice_html("Không có lần xây nào thất bại để thử lại.", "info"), False
         return notice_html(msg, "info"), True
 
     def delete(self, token: str | None, ids_text: str) -> tuple[str, bool]:
@@ -863,16 +1033,22 @@ def run_evaluation(backend: Backend, dataset: str | None, upload: str | None, sy
                    limit: Any = 0, progress: Any = None) -> EvaluationRun:
     """Evaluate ``systems`` on a bundled dataset (by name) or an uploaded BEIR ZIP with the functions of
     ``python -m search.eval`` (``load_beir``, ``open_eval_index``, ``run_eval``). ``limit`` > 0 keeps the
-    first ``limit`` judged queries. A system that cannot run (missing weights) is reported in ``errors``."""
+    first ``limit`` judged queries. A system that cannot run (missing weights) is reported in ``errors``.
+
+    ``progress(fraction, desc=...)`` (e.g. a ``gr.Progress``) is driven explicitly from the index build's and
+    ``run_eval``'s progress callbacks; nothing patches tqdm (the console bars stay as they are)."""
     from dataclasses import replace
 
     from indexing.admin import extract_beir_zip
     from search.eval import load_beir, open_eval_index, run_eval
     from search.pipeline import Pipeline, parse_pipeline
 
-    def step(frac: float, desc: str) -> None:
+    shown = [0.0]
+
+    def step(frac: float, desc: str) -> None:  # the bar never moves back (build stages restart at 0/total)
+        shown[0] = max(shown[0], min(1.0, frac))
         if progress is not None:
-            progress(frac, desc=desc)
+            progress(shown[0], desc=desc)
 
     for name in systems:
         parse_pipeline(name)
@@ -895,7 +1071,11 @@ def run_evaluation(backend: Backend, dataset: str | None, upload: str | None, sy
     need_vectors = any(parse_pipeline(s)[0] != "bm25" for s in systems)
     embedder = backend.embedder() if need_vectors else None
     step(0.05, f"chỉ mục {len(ds.passages):,} đoạn văn")
-    snap = open_eval_index(ds, embedder, progress=True)
+
+    def on_build(stage: str, done: int, total: int) -> None:
+        step(0.05 + 0.05 * (done / total if total else 0.0), f"chỉ mục: {stage} {done:,}/{total:,}")
+
+    snap = open_eval_index(ds, embedder, progress=True, progress_callback=on_build)
     reports: dict[str, Any] = {}
     errors: dict[str, str] = {}
     try:
@@ -903,8 +1083,13 @@ def run_evaluation(backend: Backend, dataset: str | None, upload: str | None, sy
         pipe = Pipeline.from_snapshot(snap, embedder, **kw)
         for i, name in enumerate(systems):
             step(0.1 + 0.9 * i / len(systems), f"{name} ({i + 1}/{len(systems)})")
+
+            def on_queries(done: int, total: int, i: int = i, name: str = name) -> None:
+                frac = (i + (done / total if total else 1.0)) / len(systems)
+                step(0.1 + 0.9 * frac, f"{name} ({i + 1}/{len(systems)}): {done:,}/{total:,} câu hỏi")
+
             try:
-                reports[name] = run_eval(ds, name, pipe, progress=True)
+                reports[name] = run_eval(ds, name, pipe, progress=True, progress_callback=on_queries)
             except Exception as err:  # noqa: BLE001 - other systems still run
                 errors[name] = friendly_error(err)
     finally:
@@ -1036,12 +1221,29 @@ def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
         if not res.ok:
             raise gr.Error(res.message, print_exception=False)
 
+    def status() -> dict:
+        """Index status for anyone: {"index", "ready", "generation", "building", "stage", "done", "total",
+        "build_failed", "failure": {"stage", "error_type", "message", "attempt", "hint"} | null, "message"}.
+        No server paths; admins get the full error from /admin_status."""
+        return backend.public_status()
+
     def admin_status(password: str, request: gr.Request) -> dict:
-        """Admin: index statistics, generations and build progress (password required)."""
+        """Admin: index statistics, generations and build progress, with the full failure of the last
+        build (password required)."""
         _admin(password, request)
         snap = backend.job.snapshot()
         snap.pop("result", None)
-        return {"stats": backend.admin_stats(), "generations": backend.admin_generations(), "build": snap}
+        return {"stats": backend.admin_stats(), "generations": backend.admin_generations(), "build": snap,
+                "failure": snap.get("failure")}
+
+    def admin_retry_build(password: str, request: gr.Request) -> dict:
+        """Admin: start the failed build (e.g. the first-start demo build) again in the background; poll
+        /status or /admin_status (password required)."""
+        _admin(password, request)
+        try:
+            return {"started": backend.admin_retry_build()}
+        except (BuildBusy, NothingToRetry) as err:
+            raise gr.Error(f"retry refused: {err}", print_exception=False) from None
 
     def admin_rollback(password: str, request: gr.Request) -> dict:
         """Admin: serve the previous complete generation (password required)."""
@@ -1067,8 +1269,9 @@ def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
         except Exception as err:  # noqa: BLE001
             raise gr.Error(f"delete failed: {err}", print_exception=False) from None
 
-    return {"search": search, "compare": compare, "admin_status": admin_status,
-            "admin_rollback": admin_rollback, "admin_rebuild": admin_rebuild, "admin_delete": admin_delete}
+    return {"search": search, "compare": compare, "status": status, "admin_status": admin_status,
+            "admin_rollback": admin_rollback, "admin_rebuild": admin_rebuild, "admin_delete": admin_delete,
+            "admin_retry_build": admin_retry_build}
 
 
 def default_compare_systems(rerankers: Sequence[str] = ("viranker", "phoranker"),
@@ -1228,6 +1431,10 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> Any:
                     ubtn = gr.Button("Kiểm tra & xây thế hệ mới", variant="primary", elem_id="admin-upload")
                     ureport = gr.HTML(elem_id="admin-upload-report")
                     bstatus = gr.HTML(elem_id="admin-build-status")
+                    with gr.Row():
+                        bretry = gr.Button("Thử xây lại", size="sm", elem_id="admin-retry-build", scale=0,
+                                           min_width=160)
+                        bretry_msg = gr.HTML(elem_id="admin-retry-msg")
                     btimer = gr.Timer(1.0, active=False)
                     gr.Markdown("### Thế hệ chỉ mục")
                     agens = gr.Dataframe(elem_id="admin-generations", interactive=False)
@@ -1249,10 +1456,12 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> Any:
         api = make_api(backend)
         gr.api(api["search"], api_name="search", concurrency_id="search")
         gr.api(api["compare"], api_name="compare", concurrency_id="search")
+        gr.api(api["status"], api_name="status", concurrency_limit=None, concurrency_id="status")
         gr.api(api["admin_status"], api_name="admin_status", concurrency_limit=1, concurrency_id="admin")
         gr.api(api["admin_rollback"], api_name="admin_rollback", concurrency_limit=1, concurrency_id="admin")
         gr.api(api["admin_rebuild"], api_name="admin_rebuild", concurrency_limit=1, concurrency_id="admin")
         gr.api(api["admin_delete"], api_name="admin_delete", concurrency_limit=1, concurrency_id="admin")
+        gr.api(api["admin_retry_build"], api_name="admin_retry_build", concurrency_limit=1, concurrency_id="admin")
 
         # ---------------------------------------------------------------------------------- wiring
         def _banner():
@@ -1286,7 +1495,10 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> Any:
         cex.click(lambda sample: sample[0], cex, cq, **priv, queue=False).then(
             h.compare, c_in, c_out, **priv, concurrency_id="search")
 
-        def _evaluate(dataset, upload, sys_names, limit, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        # gr.Progress is driven explicitly by run_evaluation's callbacks. Gradio's tqdm tracking is never
+        # used: it patches tqdm process-wide when the UI is built, and a bar alive in a build thread then
+        # dies on its next update (issue 13).
+        def _evaluate(dataset, upload, sys_names, limit, progress=gr.Progress()):  # noqa: B008
             return h.evaluate(dataset, upload, sys_names, limit, progress)
 
         ego.click(_evaluate, [ds, up, esys, lim], [estatus, emetrics, eplot, ewin, ediff, efiles], **priv,
@@ -1349,6 +1561,13 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> Any:
 
         grebuild.click(_rebuild, [token], [gmsg, btimer], **priv, concurrency_limit=1, concurrency_id="admin")
 
+        def _retry(tok):
+            msg, poll = h.retry_build(tok)
+            return msg, gr.Timer(active=poll), h.banner()[0], gr.Timer(active=poll)
+
+        bretry.click(_retry, [token], [bretry_msg, btimer, banner, banner_timer], **priv, concurrency_limit=1,
+                     concurrency_id="admin")
+
         def _delete(tok, ids):
             msg, poll = h.delete(tok, ids)
             return msg, gr.Timer(active=poll)
@@ -1380,10 +1599,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def launch(backend: Backend, host: str, port: int, concurrency: int = 4, max_queue: int = 256,
-           block: bool = True, quiet: bool = False, default_pipeline: str = "auto") -> Any:
-    """Build the UI, configure the queue and serve it (never ``share=True``) → the Blocks object."""
+           block: bool = True, quiet: bool = False, default_pipeline: str = "auto",
+           before_serve: Callable[[], Any] | None = None) -> Any:
+    """Build the UI, configure the queue, call ``before_serve()`` (``main`` starts the demo build there) and
+    serve it (never ``share=True``) → the Blocks object."""
     demo = build_ui(backend, default_pipeline)
     demo.queue(default_concurrency_limit=max(1, concurrency), max_size=max_queue)
+    if before_serve is not None:
+        before_serve()
     demo.launch(server_name=host, server_port=port, share=False, css=CSS, show_error=False, quiet=quiet,
                 prevent_thread_lock=not block, footer_links=["api"], inbrowser=False, max_file_size="50mb")
     return demo
@@ -1395,14 +1618,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     password = args.admin_password or os.environ.get("VIRANKER_ADMIN_PASSWORD")
     backend = Backend(args.index, admin_password=password, embedder_name=args.embedder,
                       echo=lambda line: print(line, file=sys.stderr, flush=True))
-    if not args.no_build and backend.ensure_index():
-        print(f"index {args.index!r} not found: building it in the background (progress below and on the page)",
-              file=sys.stderr, flush=True)
+
+    def start_build() -> None:  # after the UI is built (an extra; progress never patches tqdm anyway)
+        if not args.no_build and backend.ensure_index():
+            print(f"index {args.index!r} needs its demo build: building it in the background (progress below "
+                  "and on the page)", file=sys.stderr, flush=True)
+
     if not backend.auth.enabled:
         print("admin disabled: set --admin-password or VIRANKER_ADMIN_PASSWORD to enable it", file=sys.stderr)
     print(f"serving on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    launch(backend, args.host, args.port, args.concurrency, args.max_queue, default_pipeline=args.default_pipeline)
+    # SIGTERM → KeyboardInterrupt in the main thread: Gradio closes the server and main returns 0
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    launch(backend, args.host, args.port, args.concurrency, args.max_queue, default_pipeline=args.default_pipeline,
+           before_serve=start_build)
     return 0
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

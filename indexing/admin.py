@@ -63,6 +63,8 @@ __all__ = [
     "load_uploaded_corpus",
     "read_doc_meta",
     "BuildJob",
+    "BuildBusy",
+    "NothingToRetry",
     "dir_size",
 ]
 
@@ -511,12 +513,25 @@ def dir_size(path: str | os.PathLike[str]) -> int:
 
 
 # ------------------------------------------------------------------------------------- background builds
+class BuildBusy(RuntimeError):
+    """A build was requested while another one runs (one build at a time)."""
+
+
+class NothingToRetry(RuntimeError):
+    """:meth:`BuildJob.retry` was called but the last job did not fail (or no job ran)."""
+
+
 class BuildJob:
     """One background build at a time, with progress the UI can poll.
 
-    ``start(label, fn)`` runs ``fn(progress)`` in a daemon thread, where ``progress(stage, done=None,
-    total=None, message="")`` records progress. ``snapshot()`` returns a dict for the UI. Starting while a
-    job runs raises ``RuntimeError``.
+    ``start(label, fn, kind=...)`` runs ``fn(progress)`` in a daemon thread, where ``progress(stage,
+    done=None, total=None, message="")`` records progress. ``snapshot()`` returns a dict for the UI. Starting
+    while a job runs raises :class:`BuildBusy` (a ``RuntimeError``).
+
+    A failed job keeps a structured ``failure`` (``kind``, ``label``, the ``stage`` it was in, ``error_type``,
+    ``message``, ``finished``, ``attempt``) next to the one-line ``error``; :meth:`retry` runs the same
+    function again. Progress is recorded only through ``progress`` (nothing patches tqdm): the build
+    functions' own console tqdm bars are independent of it.
     """
 
     def __init__(self, log_lines: int = 200, echo: Callable[[str], None] | None = None) -> None:
@@ -524,13 +539,22 @@ class BuildJob:
         self._thread: threading.Thread | None = None
         self._log: deque[str] = deque(maxlen=log_lines)
         self._echo = echo
-        self._state: dict[str, Any] = {"running": False, "label": None}
+        self._state: dict[str, Any] = {"running": False, "label": None, "kind": None, "error": None,
+                                       "failure": None, "attempt": 0}
+        self._last: tuple[str, Callable[[Callable[..., None]], Any], str] | None = None
 
     @property
     def running(self) -> bool:
         """True while a job thread is alive."""
         with self._lock:
             return bool(self._state.get("running"))
+
+    @property
+    def failure(self) -> dict[str, Any] | None:
+        """The last job's failure (see the class doc), or None when it succeeded, runs, or none ran."""
+        with self._lock:
+            f = self._state.get("failure")
+            return dict(f) if f else None
 
     def log(self, line: str) -> None:
         """Append a time-stamped log line (and echo it to the console when configured)."""
@@ -550,27 +574,51 @@ class BuildJob:
             extra = f" {done}/{total}" if total else ""
             self.log(f"{stage}{extra}{': ' + message if message else ''}")
 
-    def start(self, label: str, fn: Callable[[Callable[..., None]], Any]) -> None:
-        """Run ``fn(self.progress)`` in a background thread. Raises RuntimeError if a job is running."""
+    def start(self, label: str, fn: Callable[[Callable[..., None]], Any], kind: str = "build") -> None:
+        """Run ``fn(self.progress)`` in a background thread. Raises :class:`BuildBusy` if a job is running.
+
+        ``kind`` tags the job (the app uses ``"demo"`` for its first-start build) in snapshots and failures;
+        ``attempt`` counts consecutive starts of the same label and kind."""
         with self._lock:
             if self._state.get("running"):
-                raise RuntimeError(f"a build is already running: {self._state.get('label')}")
+                raise BuildBusy(f"a build is already running: {self._state.get('label')}")
+            same = self._last is not None and self._last[0] == label and self._last[2] == kind
+            attempt = int(self._state.get("attempt") or 0) + 1 if same else 1
+            self._last = (label, fn, kind)
             self._state = {
-                "running": True, "label": label, "stage": "starting", "done": None, "total": None,
-                "message": "", "started": time.time(), "finished": None, "error": None, "result": None,
+                "running": True, "label": label, "kind": kind, "stage": "starting", "done": None, "total": None,
+                "message": "", "started": time.time(), "finished": None, "error": None, "failure": None,
+                "result": None, "attempt": attempt,
             }
             self._thread = threading.Thread(target=self._run, args=(fn,), name=f"build:{label}", daemon=True)
-        self.log(f"started: {label}")
+        self.log(f"started: {label}" + (f" (attempt {attempt})" if attempt > 1 else ""))
         self._thread.start()
+
+    def retry(self) -> str:
+        """Run the last job's function again when it failed → its label. Raises :class:`NothingToRetry`
+        when the last job did not fail, :class:`BuildBusy` while a job runs."""
+        with self._lock:
+            if self._state.get("running"):
+                raise BuildBusy(f"a build is already running: {self._state.get('label')}")
+            if self._last is None or not self._state.get("failure"):
+                raise NothingToRetry("the last build did not fail; nothing to retry")
+            label, fn, kind = self._last
+        self.start(label, fn, kind)
+        return label
 
     def _run(self, fn: Callable[[Callable[..., None]], Any]) -> None:
         try:
             result = fn(self.progress)
         except BaseException as err:  # noqa: BLE001 - reported to the UI, the app keeps serving
             with self._lock:
-                self._state.update(running=False, finished=time.time(), error=f"{type(err).__name__}: {err}",
-                                   stage="failed")
-            self.log(f"FAILED: {type(err).__name__}: {err}")
+                failure = {
+                    "kind": self._state.get("kind"), "label": self._state.get("label"),
+                    "stage": self._state.get("stage") or "starting", "error_type": type(err).__name__,
+                    "message": str(err), "finished": time.time(), "attempt": self._state.get("attempt"),
+                }
+                self._state.update(running=False, finished=failure["finished"], failure=failure,
+                                   error=f"{type(err).__name__}: {err}", stage="failed")
+            self.log(f"FAILED: {type(err).__name__}: {err} (stage {failure['stage']!r})")
             self.log(traceback.format_exc(limit=3).strip().splitlines()[-1])
             return
         with self._lock:
@@ -586,9 +634,12 @@ class BuildJob:
         return not t.is_alive()
 
     def snapshot(self) -> dict[str, Any]:
-        """Copy of the state (``running``, ``label``, ``stage``, ``done``, ``total``, ``message``,
-        ``started``, ``finished``, ``error``, ``result``) plus ``log`` (list of lines)."""
+        """Copy of the state (``running``, ``label``, ``kind``, ``stage``, ``done``, ``total``, ``message``,
+        ``started``, ``finished``, ``error``, ``failure``, ``attempt``, ``result``) plus ``log`` (list of
+        lines)."""
         with self._lock:
             snap = dict(self._state)
+            if snap.get("failure"):
+                snap["failure"] = dict(snap["failure"])
             snap["log"] = list(self._log)
         return snap

@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,11 +162,32 @@ def _index_name(dataset: BeirDataset, model_id: str | None) -> str:
     return f"eval-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
+def _precomputed_vectors(dataset: BeirDataset, embedder: Any | None) -> Any | None:
+    """Vectors shipped in the dataset folder (``vectors-*.json`` + ``.npy``, see
+    :class:`indexing.build.PrecomputedVectors`) for ``embedder``'s model, if any: they seed the embedding cache,
+    so a bundled set is not embedded again."""
+    if embedder is None:
+        return None
+    from indexing.build import BuildError, PrecomputedVectors
+
+    for meta in sorted(Path(dataset.path).glob("vectors-*.json")):
+        try:
+            pre = PrecomputedVectors.load(meta)
+        except (BuildError, OSError, ValueError) as err:
+            print(f"{meta}: ignored ({err})", file=sys.stderr)
+            continue
+        if pre.model_id == getattr(embedder, "model_id", None):
+            return pre
+    return None
+
+
 def open_eval_index(dataset: BeirDataset, embedder: Any | None, cache_dir: str | os.PathLike[str] | None = None,
-                    progress: bool = True) -> Any:
+                    progress: bool = True, progress_callback: Callable[[str, int, int], None] | None = None) -> Any:
     """The cached index of ``dataset`` (built when missing) → an open :class:`indexing.build.IndexSnapshot`.
 
     ``embedder`` None builds BM25 only (and reuses a cached index with vectors when there is one).
+    ``progress_callback(stage, done, total)`` receives the build's stage progress (see
+    :func:`indexing.build.build_generation`); ``progress`` only controls the console tqdm bars.
     """
     from indexing import generations as gens
     from indexing.build import build_generation, open_generation
@@ -185,7 +206,8 @@ def open_eval_index(dataset: BeirDataset, embedder: Any | None, cache_dir: str |
     name = names[-1]
     print(f"indexing {len(dataset.passages):,} passages into {root / 'indexes' / name}", file=sys.stderr)
     build_generation(name, dataset.passages, embedder, root=root, progress=progress,
-                     cache=EmbeddingCache(settings.cache_path()), keep=1)
+                     cache=EmbeddingCache(settings.cache_path()), keep=1, progress_callback=progress_callback,
+                     precomputed=_precomputed_vectors(dataset, embedder))
     return open_generation(name, root=root, vectors=with_vectors)
 
 
@@ -250,9 +272,14 @@ def run_eval(
     depth: int = RUN_DEPTH,
     batch: int = 64,
     progress: bool = True,
+    progress_callback: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """Run every query of ``dataset`` through ``pipe`` → :class:`EvalReport` (queries that fail validation
-    get an empty ranking)."""
+    get an empty ranking).
+
+    ``progress`` shows a console tqdm bar; ``progress_callback(done, total)`` (queries) is called once before
+    the first batch and after each batch — the way a UI follows the run (the app drives ``gr.Progress``
+    from it; nothing patches tqdm)."""
     parse_pipeline(pipeline_name)
     start = time.perf_counter()
     qids = list(dataset.queries)
@@ -265,6 +292,8 @@ def run_eval(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(qids), desc=f"eval {pipeline_name}", unit="query", mininterval=1.0)
+    if progress_callback is not None:
+        progress_callback(0, len(qids))
     for i in range(0, len(qids), batch):
         chunk_ids, chunk = qids[i:i + batch], texts[i:i + batch]
         try:
@@ -279,6 +308,8 @@ def run_eval(
                     print(f"query {qid}: {err}; counted with no results", file=sys.stderr)
         if bar is not None:
             bar.update(len(chunk_ids))
+        if progress_callback is not None:
+            progress_callback(min(i + batch, len(qids)), len(qids))
     if bar is not None:
         bar.close()
     run = {q: _doc_ranking(results[q]) if q in results else [] for q in qids}

@@ -45,6 +45,12 @@ __all__ = [
     "compare_html",
     "stats_html",
     "progress_html",
+    "BUILD_STAGES_VI",
+    "BUILD_RETRY_HINT",
+    "redact_paths",
+    "short_error",
+    "build_failure_text",
+    "build_failure_html",
     "pre_rerank_rank",
     "STOPWORDS",
     "STOPWORDS_FOLDED",
@@ -300,6 +306,62 @@ def progress_html(snap: dict[str, Any]) -> str:
     count = f" {done:,}/{total:,} ({100 * frac:.0f}%)" if frac is not None else ""
     label = html.escape(str(snap.get("label") or "build"))
     return f"<b>{label}</b> — {html.escape(str(stage))}{count}{bar}"
+
+
+# Build stages (``BuildJob.progress`` / ``indexing.build`` callback names) → Vietnamese, for failure messages.
+BUILD_STAGES_VI = {
+    "starting": "khởi động",
+    "read corpus": "đọc kho tài liệu",
+    "precomputed vectors": "nạp vector tính sẵn",
+    "bm25-only generation": "thế hệ chỉ có BM25",
+    "passages": "ghi các đoạn văn",
+    "bm25": "xây chỉ mục BM25",
+    "embed": "tính vector",
+    "vectors": "ghi vector vào Qdrant",
+    "restorer": "bộ khôi phục dấu",
+    "manifest": "ghi manifest",
+}
+BUILD_RETRY_HINT = ("Cách khắc phục: quản trị viên đăng nhập tab Admin và bấm «Thử xây lại», hoặc khởi động lại "
+                    "ứng dụng (lần khởi động sau sẽ tự xây lại; thế hệ đang phục vụ, nếu có, được giữ nguyên). "
+                    "Chi tiết lỗi nằm trong log của máy chủ.")
+_PATH_RE = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/:,;()\[\]<>]+){2,}[\\/]?")
+
+
+def redact_paths(text: str) -> str:
+    """Absolute file-system paths in ``text`` → ``…/<last part>`` (server paths are not shown to visitors)."""
+    def one(m: re.Match[str]) -> str:
+        parts = [x for x in re.split(r"[\\/]", m.group(0)) if x]
+        return "…/" + parts[-1] if parts else "…"
+
+    return _PATH_RE.sub(one, text or "")
+
+
+def short_error(error_type: str, message: str, limit: int = 160) -> str:
+    """``"<ErrorClass>: <message>"`` with paths redacted, one line, at most ``limit`` characters."""
+    msg = " ".join(redact_paths(message).split())
+    text = f"{error_type}: {msg}" if msg else error_type
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def build_failure_text(failure: Mapping[str, Any], index: str, serving: str | None = None) -> str:
+    """A failed build (``BuildJob.failure``) → one Vietnamese message for visitors: which stage failed, the
+    error class and a short message (no server paths), and what to do."""
+    stage = str(failure.get("stage") or "starting")
+    stage_vi = BUILD_STAGES_VI.get(stage, stage)
+    err = short_error(str(failure.get("error_type") or "Error"), str(failure.get("message") or ""))
+    if serving:
+        head = (f"Lần xây gần nhất của chỉ mục '{index}' thất bại ở bước «{stage_vi}» ({err}). "
+                f"Tìm kiếm vẫn dùng thế hệ đang phục vụ ({serving}).")
+    else:
+        head = f"Xây chỉ mục '{index}' thất bại ở bước «{stage_vi}» ({err}), nên chưa thể tìm kiếm."
+    return f"{head} {BUILD_RETRY_HINT}"
+
+
+def build_failure_html(failure: Mapping[str, Any], index: str, serving: str | None = None) -> str:
+    """:func:`build_failure_text` as the page banner (``error`` without a serving generation, else ``warn``)."""
+    kind = "warn" if serving else "error"
+    return (f"<div class='vr-notice vr-{kind}' id='build-failed'>⚠️ "
+            f"{html.escape(build_failure_text(failure, index, serving))}</div>")
 
 
 def _doc_badge(label: str, idx: int) -> str:

@@ -1,7 +1,10 @@
 """Test kit for the app tests: a tiny corpus (with an XSS document), a fast hashing embedder, a word-overlap
-reranker, and an in-process app server on a free 127.0.0.1 port over a temporary ``VIRANKER_HOME``.
+reranker, an in-process app server on a free 127.0.0.1 port over a temporary ``VIRANKER_HOME``, a backend
+whose demo build fails on purpose (:func:`flaky_backend`), and :func:`fresh_start`: ``python app.py`` as a
+subprocess on an empty home, timed to its first served search result.
 
-Used by ``tests/test_app_api.py`` and ``tests/test_app_browser.py``.
+Used by ``tests/test_app_api.py``, ``tests/test_app_browser.py``, ``tests/test_app_start.py``,
+``tests/test_progress_no_tqdm_patch.py`` and ``bench/fresh_start.py``.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -21,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from indexing.normalize import folded_syllables
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ADMIN_PASSWORD = "test-admin-pw"
 XSS_TITLE = "<img src=x onerror=\"window.__xss=1;alert('xss')\">Tiêu đề độc"
@@ -160,6 +168,30 @@ class RunningApp:
 
 
 @contextmanager
+def serve_backend(backend: Any, *, before_serve: Any = None) -> Iterator[tuple[str, Any]]:
+    """Launch the app for ``backend`` in-process on a free port → ``(url, demo)``; closed on exit.
+    ``before_serve`` is passed to :func:`app.launch` (called after the UI is built, like ``main``)."""
+    import app as app_module
+
+    port = free_port()
+    demo = app_module.launch(backend, "127.0.0.1", port, concurrency=4, block=False, quiet=True,
+                             before_serve=before_serve)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read(100)
+            break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield url, demo
+    finally:
+        demo.close()
+        backend.job.wait(30)
+
+
+@contextmanager
 def running_app(home: Path, *, password: str | None = ADMIN_PASSWORD) -> Iterator[RunningApp]:
     """Build the tiny index in ``home`` (BM25 + hash vectors), start the app in-process, yield, stop."""
     import app as app_module
@@ -189,22 +221,128 @@ def running_app(home: Path, *, password: str | None = ADMIN_PASSWORD) -> Iterato
         reranker_status=lambda: dict(RERANKER_STATUS),
         rerankers=rerankers,
     )
-    port = free_port()
-    demo = app_module.launch(backend, "127.0.0.1", port, concurrency=4, block=False, quiet=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).read(100)
-            break
-        except OSError:
-            time.sleep(0.2)
     try:
-        yield RunningApp(url, backend, home, demo)
+        with serve_backend(backend) as (url, demo):
+            yield RunningApp(url, backend, home, demo)
     finally:
-        demo.close()
-        backend.job.wait(30)
         if old_home is None:
             os.environ.pop("VIRANKER_HOME", None)
         else:
             os.environ["VIRANKER_HOME"] = old_home
+
+
+# ----------------------------------------------------------------------------------- failing builds
+class InjectedBuildError(OSError):
+    """A build failure injected by the test kit (typed, so the app's handling is checked by class)."""
+
+
+def flaky_backend(index: str, corpus: Path, *, failures: int = 1, fail_stage: str = "bm25",
+                  password: str | None = ADMIN_PASSWORD, embedder: Any = None, **kw: Any) -> Any:
+    """An :class:`app.Backend` whose demo build raises :class:`InjectedBuildError` (its message names a
+    server path, which visitors must not see) in stage ``fail_stage`` on its first ``failures`` attempts,
+    then builds for real. ``backend.build_attempts`` counts the attempts."""
+    import app as app_module
+    from indexing.admin import AdminAuth
+
+    class FlakyBackend(app_module.Backend):
+        build_attempts = 0
+
+        def _build_demo(self, progress: Any) -> dict[str, Any]:
+            self.build_attempts += 1
+            if self.build_attempts <= failures:
+                progress(fail_stage, 0, 7)
+                raise InjectedBuildError(f"No space left on device: '{self.index_dir}/generations/x/bm25'")
+            return super()._build_demo(progress)
+
+    embedder = embedder if embedder is not None else HashEmbedder()
+    kw.setdefault("service_factory", make_service_factory(embedder, {"overlap": OverlapReranker()}))
+    kw.setdefault("reranker_status", lambda: {"overlap": "available: built into the test kit"})
+    kw.setdefault("auth", AdminAuth(password, base_delay=0.01, max_failures=50, lockout_s=1))
+    return FlakyBackend(index, embedder=embedder, demo_corpus=corpus, precomputed=None, **kw)
+
+
+# --------------------------------------------------------------------------------- fresh app starts
+FRESH_START_QUERY = "thủ đô của Việt Nam"
+
+
+@dataclass
+class StartResult:
+    """One ``python app.py`` start on an empty home (see :func:`fresh_start`)."""
+
+    ok: bool
+    seconds: float | None  # spawn → first served search result (None when none came)
+    hits: list[dict[str, Any]]
+    error: str
+    output: str
+    returncode: int | None
+    status: dict[str, Any] | None = None
+
+    def output_tail(self, chars: int = 6000) -> str:
+        return self.output[-chars:]
+
+
+def fresh_start(home: Path, *, timeout: float = 240.0, query: str = FRESH_START_QUERY, pipeline: str = "hybrid",
+                log_path: Path | None = None, extra_args: Sequence[str] = ()) -> StartResult:
+    """Start ``python app.py --port <free port>`` with ``VIRANKER_HOME=home`` (created empty when missing)
+    and the env of a fresh machine (``GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1``,
+    no admin password, no Qdrant server); poll ``/status`` until the demo build is done (a failed build
+    ends the wait at once), run ``query`` through ``/search`` with ``pipeline`` (hybrid needs the vectors,
+    so a BM25-only index does not count), then stop the app with SIGTERM. Never raises for an app problem:
+    the result says what happened, with the app's console output."""
+    from gradio_client import Client
+
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = log_path or home.parent / f"{home.name}.app.log"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIRANKER_ADMIN_PASSWORD", "QDRANT_URL", "QDRANT_API_KEY")}
+    env.update(VIRANKER_HOME=str(home), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               PYTHONUNBUFFERED="1")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    seconds, hits, error, status = None, [], "", None
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while True:  # the server answers
+                if proc.poll() is not None:
+                    raise RuntimeError(f"app exited with {proc.returncode} before serving")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no HTTP answer from {url} within {timeout:.0f} s")
+                try:
+                    urllib.request.urlopen(url, timeout=2).read(100)
+                    break
+                except OSError:
+                    time.sleep(0.3)
+            client = Client(url, verbose=False, analytics_enabled=False)
+            while True:  # the demo build is done
+                status = client.predict(api_name="/status")
+                if status.get("build_failed"):
+                    raise RuntimeError(f"demo build failed: {status.get('message')}")
+                if status.get("ready") and not status.get("building"):
+                    break
+                if proc.poll() is not None:
+                    raise RuntimeError(f"app exited with {proc.returncode} during the build")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"demo build not done within {timeout:.0f} s (last status: {status})")
+                time.sleep(0.5)
+            hits = client.predict(query, pipeline, 10, api_name="/search")
+            seconds = time.monotonic() - t0
+            if not hits:
+                error = "the search returned no results"
+        except Exception as err:  # noqa: BLE001 - reported in the result
+            error = f"{type(err).__name__}: {err}"
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+                    error = error or "the app did not stop within 30 s of SIGTERM"
+    output = log_path.read_text(encoding="utf-8", errors="replace")
+    return StartResult(ok=not error and bool(hits), seconds=seconds, hits=list(hits or []), error=error,
+                       output=output, returncode=proc.returncode, status=status)

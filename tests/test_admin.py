@@ -13,7 +13,9 @@ import pytest
 
 from indexing.admin import (
     AdminAuth,
+    BuildBusy,
     BuildJob,
+    NothingToRetry,
     UploadError,
     extract_zip_safely,
     load_uploaded_corpus,
@@ -235,6 +237,49 @@ def test_build_job_failure_is_reported():
     job.start("again", lambda p: 1)  # a failed job does not block the next one
     job.wait(5)
     assert job.snapshot()["result"] == 1
+
+
+def test_build_job_failure_is_structured_and_retry_runs_it_again():
+    """A failure records the stage it happened in, the error class and message, and the job's kind; retry()
+    runs the same function again (attempt 2) and clears the failure when it succeeds."""
+    job = BuildJob()
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def flaky(progress):
+        calls.append(1)
+        progress("vectors", 3, 10)
+        if len(calls) == 1:
+            raise MemoryError("batch too large")
+        gate.wait(5)
+        return {"generation": "g2"}
+
+    with pytest.raises(NothingToRetry):
+        job.retry()  # nothing ran yet
+    job.start("demo build", flaky, kind="demo")
+    assert job.wait(5)
+    failure = job.failure
+    assert failure["stage"] == "vectors" and failure["error_type"] == "MemoryError"
+    assert failure["message"] == "batch too large" and failure["kind"] == "demo" and failure["attempt"] == 1
+    snap = job.snapshot()
+    assert snap["stage"] == "failed" and snap["error"] == "MemoryError: batch too large" and snap["kind"] == "demo"
+    assert any("FAILED: MemoryError" in line and "'vectors'" in line for line in snap["log"])
+    assert job.retry() == "demo build"
+    assert job.failure is None  # a running retry clears the shown failure
+    with pytest.raises(BuildBusy):
+        job.retry()
+    with pytest.raises(BuildBusy):  # BuildBusy is a RuntimeError, as before
+        job.start("other", lambda p: None)
+    assert issubclass(BuildBusy, RuntimeError)
+    gate.set()
+    assert job.wait(5)
+    snap = job.snapshot()
+    assert snap["result"] == {"generation": "g2"} and snap["failure"] is None and snap["attempt"] == 2
+    assert len(calls) == 2
+    with pytest.raises(NothingToRetry):
+        job.retry()
+    job.start("something else", lambda p: 1)
+    assert job.wait(5) and job.snapshot()["attempt"] == 1
 
 
 def test_build_job_echo(capsys):

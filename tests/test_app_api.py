@@ -43,8 +43,8 @@ def handlers(served):
 # ------------------------------------------------------------------------------------------------ API
 def test_only_public_endpoints_are_listed(client):
     info = client.view_api(print_info=False, return_format="dict")
-    assert set(info["named_endpoints"]) == {"/search", "/compare", "/admin_status", "/admin_rollback",
-                                            "/admin_rebuild", "/admin_delete"}
+    assert set(info["named_endpoints"]) == {"/search", "/compare", "/status", "/admin_status", "/admin_rollback",
+                                            "/admin_rebuild", "/admin_delete", "/admin_retry_build"}
     assert not info["unnamed_endpoints"]
     params = [p["parameter_name"] for p in info["named_endpoints"]["/search"]["parameters"]]
     assert params == ["query", "pipeline", "top_k"]
@@ -270,3 +270,165 @@ def test_bm25_only_index_falls_back_with_a_note(served):
     h = app_module.Handlers(backend)
     notice, _btn, _t, results = h.search("Đà Lạt", "hybrid", None, 5)
     assert "BM25" in notice and "pipeline <code>bm25</code>" in results and "<mark>Đà</mark>" in results
+
+
+# ------------------------------------------------------------------------------------------- failed builds
+def test_status_endpoint_when_ready(client):
+    st = client.predict(api_name="/status")
+    assert st["ready"] and not st["building"] and not st["build_failed"] and st["failure"] is None
+    assert st["index"] == "test" and st["generation"]
+
+
+def test_failed_demo_build_is_shown_and_retry_fixes_it(tmp_path):
+    """Backend level: a demo build that fails says so (stage, error class, what to do) in the banner, the
+    search answer and the public status (no server paths); the admin retry starts it again and, once it
+    succeeds, searches work. Without a token the retry is refused."""
+    backend = kit.flaky_backend("flaky-unit", kit.write_corpus(tmp_path / "corpus.jsonl"), failures=1)
+    h = app_module.Handlers(backend)
+    assert backend.ensure_index()
+    assert backend.job.wait(60)
+    failure = backend.job.failure
+    assert failure and failure["kind"] == "demo" and failure["stage"] == "bm25"
+    assert failure["error_type"] == "InjectedBuildError"
+    # the Search tab: banner and search answer
+    banner, polling = h.banner()
+    assert "id='build-failed'" in banner and "thất bại" in banner and "InjectedBuildError" in banner
+    assert "xây chỉ mục BM25" in banner and "Thử xây lại" in banner and polling
+    assert str(backend.index_dir) not in banner
+    notice, _, _, results = h.search("Hà Nội", "bm25", None, 5)
+    assert "thất bại" in notice and "chưa có dữ liệu" not in notice and "vr-error" in notice and not results
+    with pytest.raises(app_module.IndexBuildFailed) as info:
+        backend.search("Hà Nội", "bm25", 3)
+    assert info.value.failure["error_type"] == "InjectedBuildError"
+    assert isinstance(info.value, app_module.IndexNotReady)
+    st = backend.public_status()
+    assert st["build_failed"] and not st["ready"] and st["failure"]["stage"] == "bm25"
+    assert st["failure"]["error_type"] == "InjectedBuildError" and "Admin" in st["failure"]["hint"]
+    assert str(tmp_path) not in json.dumps(st, ensure_ascii=False) and "No space left" in st["failure"]["message"]
+    # retry: refused without a token, starts with one
+    assert "đăng nhập" in h.retry_build(None)[0]
+    tok, _ = h.login(kit.ADMIN_PASSWORD, "10.0.0.20")
+    assert tok
+    msg, polling = h.retry_build(tok)
+    assert polling and "Đang xây lại" in msg, msg
+    assert backend.job.wait(60)
+    snap = backend.job.snapshot()
+    assert snap["error"] is None and snap["failure"] is None and snap["attempt"] == 2, snap["log"][-5:]
+    assert backend.build_attempts == 2
+    assert backend.search("Hà Nội", "hybrid", 3).hits[0].id == "hn"
+    banner, polling = h.banner()
+    assert "thất bại" not in banner and not polling
+    assert not backend.public_status()["build_failed"]
+    # nothing failed any more: a retry is refused with a message
+    msg, polling = h.retry_build(tok)
+    assert "Không có lần xây nào thất bại" in msg and not polling
+    assert {g["status"] for g in backend.admin_generations()} == {"complete"}  # BM25-first, then the full one
+
+
+class _GatedFailingEmbedder(kit.HashEmbedder):
+    """The test kit's embedder (same model id), failing its first ``fail`` passage batches and blocking on
+    ``gate`` (when given) before answering."""
+
+    def __init__(self, fail: int = 0, gate: threading.Event | None = None) -> None:
+        self.fail, self.gate = fail, gate
+
+    def encode_passages(self, texts):
+        if self.fail > 0:
+            self.fail -= 1
+            raise MemoryError("embedding batch did not fit")
+        if self.gate is not None:
+            assert self.gate.wait(60)
+        return super().encode_passages(texts)
+
+
+def test_next_start_resumes_a_failed_demo_build_and_keeps_serving(tmp_path, monkeypatch):
+    """A demo build that fails after its BM25-only generation went live leaves an incomplete generation.
+    The next start (a new Backend on the same home) retries it by itself: the BM25-only generation keeps
+    serving meanwhile, the incomplete generation is resumed, and no incomplete generation is left."""
+    from indexing import generations as gens
+
+    monkeypatch.setenv("VIRANKER_HOME", str(tmp_path / "home"))  # an empty embedding cache: the embedder runs
+
+    corpus = kit.write_corpus(tmp_path / "corpus.jsonl")
+    first = app_module.Backend("resume-demo", embedder=_GatedFailingEmbedder(fail=1), demo_corpus=corpus,
+                               precomputed=None, reranker_status=lambda: {})
+    assert first.ensure_index() and first.job.wait(60)
+    failure = first.job.failure
+    assert failure and failure["error_type"] == "MemoryError" and failure["kind"] == "demo"
+    infos = gens.list_generations(first.index_dir)
+    assert [g.status for g in infos] == ["complete", "incomplete"]
+    serving, unfinished = infos[0].name, infos[1].name
+    assert first.current_generation() == serving
+    assert first.demo_build_reason() == "vectors"
+    banner = app_module.banner_html(first)
+    assert "thất bại" in banner and serving in banner and "vẫn dùng" in banner
+    notice, *_ = app_module.Handlers(first).search("Đà Lạt", "bm25", None, 3)
+    assert "thất bại" not in notice  # BM25 still answers from the serving generation
+    # "restart": a new process would create a new Backend; its start retries the build by itself
+    gate = threading.Event()
+    second = app_module.Backend("resume-demo", embedder=_GatedFailingEmbedder(gate=gate), demo_corpus=corpus,
+                                precomputed=None, reranker_status=lambda: {})
+    assert second.ensure_index()
+    time.sleep(0.3)
+    assert second.job.running and second.current_generation() == serving
+    notice, *_ = app_module.Handlers(second).search("Đà Lạt", "bm25", None, 3)
+    assert "thất bại" not in notice and "đang được xây" not in notice
+    gate.set()
+    assert second.job.wait(60) and second.job.snapshot()["error"] is None
+    infos = gens.list_generations(second.index_dir)
+    assert all(g.status == "complete" for g in infos)
+    assert second.current_generation() == unfinished  # resumed, not rebuilt from scratch
+    assert second.demo_build_reason() is None and not second.ensure_index()
+    assert second.admin_stats()["vectors"] == len(kit.CORPUS)
+
+
+def test_start_cleans_up_incomplete_generations_of_a_complete_index(tmp_path):
+    from indexing import generations as gens
+    from indexing.build import build_generation
+    from indexing.corpus import load_corpus
+
+    corpus = kit.write_corpus(tmp_path / "corpus.jsonl")
+    passages, _ = load_corpus(corpus)
+    build_generation("tidy", passages, None, progress=False, operation="upload")
+    backend = app_module.Backend("tidy", embedder=kit.HashEmbedder(), demo_corpus=corpus, precomputed=None,
+                                 reranker_status=lambda: {})
+    serving = backend.current_generation()
+    leftover, _ = gens.new_generation(backend.index_dir)  # a crashed builder's generation
+    assert not backend.ensure_index()
+    assert [g.name for g in gens.list_generations(backend.index_dir)] == [serving]
+    assert backend.current_generation() == serving
+
+
+def test_failed_build_through_the_api_then_retry(tmp_path):
+    """Through gradio_client: /status reports the failed build (no server paths), /search answers with the
+    failure, /admin_retry_build needs the password and starts the build again; then searches work."""
+    backend = kit.flaky_backend("flaky-api", kit.write_corpus(tmp_path / "corpus.jsonl"), failures=1)
+    with kit.serve_backend(backend, before_serve=backend.ensure_index) as (url, _demo):
+        c = Client(url, verbose=False, analytics_enabled=False)
+        assert backend.job.wait(60)
+        st = c.predict(api_name="/status")
+        assert st["build_failed"] and not st["ready"] and not st["building"]
+        assert st["failure"]["stage"] == "bm25" and st["failure"]["error_type"] == "InjectedBuildError"
+        assert "thất bại" in st["message"] and st["failure"]["hint"]
+        assert str(tmp_path) not in json.dumps(st, ensure_ascii=False)
+        assert "/generations/" not in json.dumps(st, ensure_ascii=False)
+        with pytest.raises(AppError) as info:
+            c.predict("Hà Nội", "bm25", 3, api_name="/search")
+        assert "thất bại" in str(info.value) and "chưa có dữ liệu" not in str(info.value)
+        with pytest.raises(AppError, match="Wrong password"):
+            c.predict("nope", api_name="/admin_retry_build")
+        time.sleep(0.05)  # the test backend's back-off after a wrong password
+        full = c.predict(kit.ADMIN_PASSWORD, api_name="/admin_status")
+        assert full["failure"]["error_type"] == "InjectedBuildError" and str(backend.index_dir) in full["failure"]["message"]
+        assert "Đang xây lại" in c.predict(kit.ADMIN_PASSWORD, api_name="/admin_retry_build")["started"]
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            st = c.predict(api_name="/status")
+            if st["ready"] and not st["building"]:
+                break
+            time.sleep(0.3)
+        assert st["ready"] and not st["build_failed"] and st["failure"] is None, st
+        hits = c.predict("Hà Nội", "hybrid", 3, api_name="/search")
+        assert hits[0]["id"] == "hn"
+        with pytest.raises(AppError, match="retry refused"):
+            c.predict(kit.ADMIN_PASSWORD, api_name="/admin_retry_build")
