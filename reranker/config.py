@@ -2,6 +2,14 @@
 
 Defaults are the multilingual-e5-small dimensions (the encoder we initialize from), with RoPE and the
 Blockwise Parallel Transformer switched on, as in ViRanker (arXiv 2509.09131).
+
+``architecture`` picks the model class (one config, one factory: :func:`reranker.factory.create_model`):
+
+* ``"joint"`` (default; every model dir written before the switch existed): :class:`reranker.model.ViRanker`,
+  query and passage encoded jointly as ``<s> q </s></s> p </s>``.
+* ``"gated"``: :class:`reranker.gated.GatedRanker`, e5's bi-encoder (two segments, e5's absolute positions)
+  plus per-head tanh-gated cross-segment attention that starts closed; ``rope`` must be False there (RoPE
+  only on the cross path, switched by ``cross_rope``) and the head is the pair head.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CONFIG_NAME = "config.json"
+ARCHITECTURES = ("joint", "gated")
 
 
 @dataclass
@@ -22,6 +31,7 @@ class ViRankerConfig:
     every index listed here gets an extra early-exit head.
     """
 
+    architecture: str = "joint"  # "joint" | "gated" (see the module docstring)
     vocab_size: int = 250037
     hidden_size: int = 384
     num_layers: int = 12
@@ -32,7 +42,8 @@ class ViRankerConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 1
     hidden_act: str = "gelu"  # exact erf GELU, as BERT / XLM-R
-    rope: bool = True
+    rope: bool | None = None  # None -> True for "joint", False for "gated" (e5's absolute positions kept)
+    cross_rope: bool = True  # "gated" only: RoPE on the cross-segment path (query then passage, one index space)
     rope_base: float = 10000.0
     use_bpt: bool = True  # blockwise attention + chunked FFN; False -> torch SDPA + whole FFN
     attn_block_size: int = 128
@@ -45,7 +56,8 @@ class ViRankerConfig:
     # "pair" = the query tokens' mean q and the passage tokens' mean p of the joint encoding, scored as
     # MLP([q*p, |q-p|]) + s * cos(q, p) with a learnable s starting at ``pair_cos_init``: the
     # head starts from the encoder's own similarity instead of noise (see reranker.model.PairScoreHead).
-    pooling: str = "cls"
+    # "gated" needs "pair" (None resolves to it): the means of each e5 segment, specials included, as e5 pools.
+    pooling: str | None = None  # None -> "cls" for "joint", "pair" for "gated"
     pair_cos_init: float = 20.0
     sep_token_id: int = 2  # </s>: splits query and passage for pooling="pair" (pairs are <s> q </s></s> p </s>)
     exit_layers: tuple[int, ...] = field(default_factory=tuple)
@@ -56,12 +68,24 @@ class ViRankerConfig:
     max_length: int = 256  # whole pair, specials included
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        gated = self.architecture == "gated"
+        if self.rope is None:
+            self.rope = not gated
+        if self.pooling is None:
+            self.pooling = "pair" if gated else "cls"
+        if gated and self.rope:
+            raise ValueError("architecture 'gated' keeps e5's absolute positions (rope must be False); "
+                             "RoPE sits on the cross path only (cross_rope)")
+        if gated and self.pooling != "pair":
+            raise ValueError(f"architecture 'gated' scores the two segment means (pooling 'pair'), got {self.pooling!r}")
         self.exit_layers = tuple(sorted({int(i) for i in self.exit_layers}))
         if self.head_hidden_size is None:
             self.head_hidden_size = self.hidden_size
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
-        if self.rope and (self.hidden_size // self.num_heads) % 2:
+        if (self.rope or (gated and self.cross_rope)) and (self.hidden_size // self.num_heads) % 2:
             raise ValueError("RoPE needs an even head dimension")
         for i in self.exit_layers:
             if not 1 <= i <= self.num_layers:

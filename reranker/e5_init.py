@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from reranker.config import ViRankerConfig
-from reranker.model import LoadReport, ViRanker, load_encoder_weights
+from reranker.factory import RerankerModel, create_model
+from reranker.model import LoadReport, load_encoder_weights
 
 QK = 32
 _BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (QK // 2,))])  # 18 bytes, as block_q4_0
@@ -166,29 +167,37 @@ def e5_state_dict(path: str | Path | None = None, num_layers: int | None = None)
 
 def build_from_e5(
     num_layers: int | None = None,
-    rope: bool = True,
+    rope: bool | None = None,
     exit_layers: tuple[int, ...] = (),
     path: str | Path | None = None,
     return_report: bool = False,
+    architecture: str = "joint",
     **config_overrides: Any,
-) -> ViRanker | tuple[ViRanker, LoadReport]:
-    """A :class:`ViRanker` with e5-small dims and encoder weights (first ``num_layers`` layers, default 12).
+) -> RerankerModel | tuple[RerankerModel, LoadReport]:
+    """A reranker with e5-small dims and encoder weights (first ``num_layers`` layers, default 12).
 
-    The scoring heads are freshly initialized (and with rope=True so is the positional signal: e5's absolute
-    position table is dropped, the encoder has to adapt to RoPE during fine-tuning). ``config_overrides``
-    sets any other :class:`ViRankerConfig` field (``use_bpt``, ``dropout``, ``head_activation``, ...).
+    ``architecture="joint"`` (:class:`reranker.model.ViRanker`): the scoring heads are freshly initialized, and
+    with ``rope`` (the joint default) so is the positional signal: e5's absolute position table is dropped and
+    the encoder has to adapt to RoPE during fine-tuning.
+
+    ``architecture="gated"`` (:class:`reranker.gated.GatedRanker`): e5's absolute positions are kept (``rope``
+    must stay None/False), the cross gates and the heads' interaction MLP output start at 0, so with all 12
+    layers the model scores ``s * cos`` of e5's own query / passage embeddings.
+
+    ``config_overrides`` sets any other :class:`ViRankerConfig` field (``use_bpt``, ``dropout``, ``cross_rope``...).
     """
     dims = dict(E5_DIMS)
     if num_layers is not None:
         if not 1 <= num_layers <= dims["num_layers"]:
             raise ValueError(f"num_layers must be in 1..{dims['num_layers']}, got {num_layers}")
         dims["num_layers"] = int(num_layers)
-    dims.update(rope=rope, exit_layers=tuple(exit_layers))
+    dims.update(architecture=architecture, rope=rope, exit_layers=tuple(exit_layers))
     dims.update(config_overrides)
     config = ViRankerConfig(**dims)
-    model = ViRanker(config)
+    model = create_model(config)
     report = load_encoder_weights(model, e5_state_dict(path, config.num_layers))
-    unexpected_missing = [k for k in report.missing if not k.startswith("heads.")]
+    fresh = [k for k in report.missing if k.startswith("heads.") or k.endswith(".attn.cross_gate")]
+    unexpected_missing = sorted(set(report.missing) - set(fresh))
     assert not unexpected_missing and not report.unexpected, str(report)
     return (model, report) if return_report else model
 

@@ -21,6 +21,12 @@ this reranker against the first stage; arguments passed to :meth:`ViRankerScorer
 Long passages: with ``long_passages="windows"`` a passage that does not fit next to the query is scored in
 overlapping windows and the pair keeps its maximum window logit; ``"truncate"`` keeps the head only (what a
 stock cross-encoder does).
+
+Both architectures (``config.architecture``, the model from :func:`reranker.factory.load_model`) are scored the
+same way; for ``"gated"`` each input is ``<s> query: q </s><s> passage: p </s>`` (every window gets the
+``passage:`` prefix again), the default for long passages is ``"truncate"`` (the head of the passage, as e5 sees
+it; max over windows favours long passages, docs/benchmarks.md §3 finding 3) and ``pack`` has no effect (the
+gated model never pads inside a segment's attention anyway). ``quantize`` works for both (approximate).
 """
 
 from __future__ import annotations
@@ -34,8 +40,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from reranker.model import ViRanker
-from reranker.tokenizer import build_pair, collate, load_tokenizer, tokenize_texts
+from reranker.factory import RerankerModel, load_model
+from reranker.tokenizer import (
+    E5_MAX_CONTENT,
+    PASSAGE_PREFIX,
+    QUERY_PREFIX,
+    build_pair,
+    build_segment_pair,
+    collate,
+    load_tokenizer,
+    tokenize_segments,
+    tokenize_texts,
+)
 from reranker.vocab import VocabMap
 
 INFERENCE_NAME = "inference.json"
@@ -82,18 +98,19 @@ def passage_windows(p_ids: Sequence[int], room: int, overlap: int) -> list[Seque
 
 
 class ViRankerScorer:
-    """Scores (query, passage) pairs with a :class:`ViRanker`; returns raw logits as float32 numpy."""
+    """Scores (query, passage) pairs with a ViRanker model of either architecture; returns raw logits as
+    float32 numpy."""
 
     def __init__(
         self,
-        model: ViRanker,
+        model: RerankerModel,
         tokenizer: Any,
         vocab_map: VocabMap | None = None,
         *,
         batch_size: int = 32,
         max_query_length: int | None = None,
         max_length: int | None = None,
-        long_passages: str = "windows",
+        long_passages: str | None = None,  # None: "windows" for "joint", "truncate" for "gated"
         window_overlap: int = 32,
         exit_layer: int | None = None,
         attn_impl: str = "sdpa",
@@ -101,9 +118,12 @@ class ViRankerScorer:
         quantize: bool = False,
         num_threads: int | None = None,
     ) -> None:
+        cfg = model.config
+        self.gated = cfg.architecture == "gated"
+        if long_passages is None:
+            long_passages = "truncate" if self.gated else "windows"
         if long_passages not in ("windows", "truncate"):
             raise ValueError(f"long_passages must be 'windows' or 'truncate', got {long_passages!r}")
-        cfg = model.config
         if exit_layer is not None and exit_layer not in cfg.all_exit_layers:
             raise ValueError(f"exit_layer {exit_layer} has no head; choose one of {cfg.all_exit_layers}")
         if num_threads:
@@ -126,23 +146,40 @@ class ViRankerScorer:
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, tokenizer_path: str | Path | None = None, **kw: Any):
         """Load model, tokenizer (the dir's tokenizer.json if present, else the bundled XLM-R one) and
-        the vocab map (if the model was pruned) from a :meth:`ViRanker.save_pretrained` directory; the dir's
+        the vocab map (if the model was pruned) from a ``save_pretrained`` directory of either architecture; the dir's
         ``inference.json`` supplies defaults for ``kw`` (``settings`` keeps what was applied)."""
         model_dir = Path(model_dir)
         settings = read_inference_settings(model_dir)
         defaults = {k: settings[k] for k in INFERENCE_KEYS if k in settings}
-        model = ViRanker.from_pretrained(model_dir)
+        model = load_model(model_dir)
         if tokenizer_path is None and (model_dir / "tokenizer.json").is_file():
             tokenizer_path = model_dir
         scorer = cls(model, load_tokenizer(tokenizer_path), VocabMap.load(model_dir), **{**defaults, **kw})
         scorer.settings = {**settings, **kw}
         return scorer
 
+    def _tokenize(self, texts: Sequence[str], is_query: bool) -> list[list[int]]:
+        """Content ids: plain for "joint", with e5's ``query: `` / ``passage: `` prefix for "gated"."""
+        if not self.gated:
+            return tokenize_texts(self.tokenizer, texts)
+        return tokenize_segments(self.tokenizer, texts, QUERY_PREFIX if is_query else PASSAGE_PREFIX)
+
     def _pair_sequences(self, q_ids: Sequence[int], p_ids: list[list[int]]) -> tuple[list[list[int]], list[int]]:
         """All model inputs (windows included) and, for each, the index of its passage."""
         q_ids = q_ids[: self.max_query_length]
-        room = self.max_length - len(q_ids) - 4
         seqs, owner = [], []
+        if self.gated:
+            prefix = tokenize_texts(self.tokenizer, [PASSAGE_PREFIX.strip()])[0]  # the "passage:" pieces
+            room = min(self.max_length - len(q_ids) - 4, E5_MAX_CONTENT) - len(prefix)
+            for i, p in enumerate(p_ids):
+                body = p[len(prefix):] if list(p[: len(prefix)]) == prefix else p
+                long = self.long_passages == "windows" and len(body) > room
+                parts = [prefix + list(w) for w in passage_windows(body, room, self.window_overlap)] if long else [p]
+                for part in parts:
+                    seqs.append(build_segment_pair(q_ids, part, self.max_query_length, self.max_length))
+                    owner.append(i)
+            return seqs, owner
+        room = self.max_length - len(q_ids) - 4
         for i, p in enumerate(p_ids):
             parts = passage_windows(p, room, self.window_overlap) if self.long_passages == "windows" else [p]
             for part in parts:
@@ -177,8 +214,8 @@ class ViRankerScorer:
             raise TypeError("passages must be a sequence of strings, not one str")
         if len(passages) == 0:
             return np.zeros(0, dtype=np.float32)
-        q_ids = tokenize_texts(self.tokenizer, [query])[0]
-        seqs, owner = self._pair_sequences(q_ids, tokenize_texts(self.tokenizer, passages))
+        q_ids = self._tokenize([query], True)[0]
+        seqs, owner = self._pair_sequences(q_ids, self._tokenize(passages, False))
         window_scores = self._score_sequences(seqs)
         scores = np.full(len(passages), -np.inf, dtype=np.float32)
         np.maximum.at(scores, np.asarray(owner), window_scores)
@@ -191,8 +228,8 @@ class ViRankerScorer:
         if len(queries) == 0:
             return np.zeros(0, dtype=np.float32)
         uniq = list(dict.fromkeys(queries))
-        q_ids = dict(zip(uniq, tokenize_texts(self.tokenizer, uniq), strict=True))
-        p_ids = tokenize_texts(self.tokenizer, passages)
+        q_ids = dict(zip(uniq, self._tokenize(uniq, True), strict=True))
+        p_ids = self._tokenize(passages, False)
         seqs, owner = [], []
         for i, (q, p) in enumerate(zip(queries, p_ids, strict=True)):
             s, _ = self._pair_sequences(q_ids[q], [p])

@@ -307,11 +307,65 @@ def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
 
 
-class ViRanker(nn.Module):
-    """Cross-encoder reranker. See the module docstring for the data flow."""
+class PretrainedMixin:
+    """Persistence shared by every reranker class (``config.json`` + ``model.safetensors``); the class needs
+    ``config``, ``state_dict`` and ``embeddings.word``. Load any model dir with :func:`reranker.factory.load_model`
+    (it picks the class from ``config.architecture``)."""
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            n -= self.embeddings.word.weight.numel()
+        return n
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, save_dir: str | Path, tokenizer: Any = None, vocab_map: Any = None) -> Path:
+        """Write config.json + model.safetensors (+ tokenizer files, + vocab_map.safetensors)."""
+        save_dir = Path(save_dir)
+        save_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save(save_dir)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(save_dir / WEIGHTS_NAME), metadata={"format": "pt", "model": "viranker"})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(save_dir))
+        if vocab_map is not None:
+            vocab_map.save(save_dir)
+        return save_dir
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        **config_overrides: Any,
+    ) -> Any:
+        """Load a directory written by :meth:`save_pretrained` (strict: every weight must be present).
+
+        ``config_overrides`` change run-time fields (e.g. ``use_bpt=False``, ``dropout=0.0``); fields that
+        change weight shapes fail the strict load.
+        """
+        model_dir = Path(model_dir)
+        weights = model_dir / WEIGHTS_NAME
+        if not (model_dir / CONFIG_NAME).is_file() or not weights.is_file():
+            raise FileNotFoundError(f"{model_dir} is not a ViRanker model dir (needs {CONFIG_NAME} + {WEIGHTS_NAME})")
+        config = ViRankerConfig.load(model_dir)
+        if config_overrides:
+            config = config.replace(**config_overrides)
+        model = cls(config)
+        model.load_state_dict(load_file(str(weights)), strict=True)
+        model.to(device=device, dtype=dtype)
+        return model.eval()
+
+
+class ViRanker(PretrainedMixin, nn.Module):
+    """Cross-encoder reranker (``architecture="joint"``). See the module docstring for the data flow."""
 
     def __init__(self, config: ViRankerConfig) -> None:
         super().__init__()
+        if config.architecture != "joint":
+            raise ValueError(f"ViRanker is the 'joint' architecture, config says {config.architecture!r}: "
+                             "build with reranker.factory.create_model / load with reranker.factory.load_model")
         self.config = config
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
@@ -485,51 +539,6 @@ class ViRanker(nn.Module):
         m = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, L, 1)
         return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
 
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        n = sum(p.numel() for p in self.parameters())
-        if exclude_embeddings:
-            n -= self.embeddings.word.weight.numel()
-        return n
-
-    # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, save_dir: str | Path, tokenizer: Any = None, vocab_map: Any = None) -> Path:
-        """Write config.json + model.safetensors (+ tokenizer files, + vocab_map.safetensors)."""
-        save_dir = Path(save_dir)
-        save_dir.mkdir(parents=True, exist_ok=True)
-        self.config.save(save_dir)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(save_dir / WEIGHTS_NAME), metadata={"format": "pt", "model": "viranker"})
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(save_dir))
-        if vocab_map is not None:
-            vocab_map.save(save_dir)
-        return save_dir
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_dir: str | Path,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
-        **config_overrides: Any,
-    ) -> ViRanker:
-        """Load a directory written by :meth:`save_pretrained` (strict: every weight must be present).
-
-        ``config_overrides`` change run-time fields (e.g. ``use_bpt=False``, ``dropout=0.0``); fields that
-        change weight shapes fail the strict load.
-        """
-        model_dir = Path(model_dir)
-        weights = model_dir / WEIGHTS_NAME
-        if not (model_dir / CONFIG_NAME).is_file() or not weights.is_file():
-            raise FileNotFoundError(f"{model_dir} is not a ViRanker model dir (needs {CONFIG_NAME} + {WEIGHTS_NAME})")
-        config = ViRankerConfig.load(model_dir)
-        if config_overrides:
-            config = config.replace(**config_overrides)
-        model = cls(config)
-        model.load_state_dict(load_file(str(weights)), strict=True)
-        model.to(device=device, dtype=dtype)
-        return model.eval()
-
 
 # ---------------------------------------------------------------------- HF weight import / export
 @dataclass
@@ -598,9 +607,10 @@ def _normalize_hf_key(key: str) -> str:
     return key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
 
 
-def load_encoder_weights(model: ViRanker, src: dict[str, torch.Tensor] | str | Path) -> LoadReport:
+def load_encoder_weights(model: nn.Module, src: dict[str, torch.Tensor] | str | Path) -> LoadReport:
     """Copy a Hugging Face BERT / XLM-R encoder checkpoint into ``model`` (explicit key map).
 
+    ``model``: a :class:`ViRanker` or a :class:`reranker.gated.GatedRanker` (same encoder key names).
     ``src`` is a state dict or a checkpoint file / directory. Query/key/value are concatenated into the
     fused ``qkv`` projection; position embeddings are dropped when ``config.rope``; layers beyond
     ``config.num_layers`` are dropped (keeps the first N). An HF ``classifier.dense`` / ``out_proj`` pair

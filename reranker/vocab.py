@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from reranker.model import ViRanker
+from reranker.factory import RerankerModel
 from reranker.tokenizer import UNK_ID
 
 VOCAB_MAP_NAME = "vocab_map.safetensors"
@@ -110,7 +110,9 @@ def collect_token_ids(
     return torch.tensor(sorted(seen), dtype=torch.long)
 
 
-def prune_vocab(model: ViRanker, kept_ids: torch.Tensor | Sequence[int]) -> tuple[ViRanker, VocabMap]:
+def prune_vocab(
+    model: RerankerModel, kept_ids: torch.Tensor | Sequence[int]
+) -> tuple[RerankerModel, VocabMap]:
     """A copy of ``model`` whose word embeddings keep only ``kept_ids`` rows, and the id map to use with it.
 
     ``kept_ids`` is sorted/deduplicated and the specials are added. The original model is left untouched.

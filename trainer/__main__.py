@@ -349,7 +349,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     model_cfg = dict(cfg.get("model", {}))
     data_cfg.setdefault("max_query_length", model_cfg.get("max_query_length", 32))
     data_cfg.setdefault("max_length", model_cfg.get("max_length", 192))
-    dm = RerankDataModule(**data_cfg, seed=int(cfg.get("seed", 13)))
     loss_cfg = dict(cfg.get("loss", {}))
     optim_cfg = dict(cfg.get("optim", {}))
     module = RerankerModule(
@@ -368,6 +367,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         total_steps=max_steps,
         min_lr_ratio=float(optim_cfg.get("min_lr_ratio", 0.0)),
     )
+    data_cfg.setdefault("architecture", module.model.config.architecture)  # the pair format follows the model
+    dm = RerankDataModule(**data_cfg, seed=int(cfg.get("seed", 13)))
     ckpt_dir = run_dir / "checkpoints"
     callbacks: list = [
         ModelCheckpoint(

@@ -279,6 +279,7 @@ class GroupCollator:
     max_query_length: int = 32
     max_length: int = 192
     pad_to_multiple_of: int | None = 8
+    architecture: str = "joint"  # the pair format of reranker.tokenizer.encode_pairs; stamped on the batch
 
     def __call__(self, groups: Sequence[dict]) -> dict[str, Any]:
         from reranker.tokenizer import encode_pairs
@@ -295,8 +296,10 @@ class GroupCollator:
             self.max_query_length,
             self.max_length,
             pad_to_multiple_of=self.pad_to_multiple_of,
+            architecture=self.architecture,
         )
         batch["group_size"] = g
+        batch["architecture"] = self.architecture
         return batch
 
 
@@ -384,6 +387,7 @@ class CandidateCollator:
     tokenizer: Any
     max_query_length: int = 32
     max_length: int = 192
+    architecture: str = "joint"
 
     def __call__(self, pairs: Sequence[tuple[str, str, str, str]]) -> dict[str, Any]:
         from reranker.tokenizer import encode_pairs
@@ -394,7 +398,9 @@ class CandidateCollator:
             [p[3] for p in pairs],
             self.max_query_length,
             self.max_length,
+            architecture=self.architecture,
         )
+        batch["architecture"] = self.architecture
         batch["qids"] = [p[0] for p in pairs]
         batch["pids"] = [p[1] for p in pairs]
         return batch
@@ -411,7 +417,8 @@ class RerankDataModule(L.LightningDataModule):
         n_neg, batch_size (groups per batch), eval_batch_size (pairs), max_query_length, max_length,
         fold_prob / fold_partial (diacritic augmentation), bucket_multiplier, num_workers, seed,
         max_train_records, val_max_queries / val_max_candidates (keep validation cheap),
-        match_ict_lengths (see the module docstring), source_weights ({source: repeats}).
+        match_ict_lengths (see the module docstring), source_weights ({source: repeats}),
+        architecture (the model's pair format: "joint" or "gated", see reranker.tokenizer).
     """
 
     def __init__(
@@ -435,6 +442,7 @@ class RerankDataModule(L.LightningDataModule):
         val_max_candidates: int | None = None,
         match_ict_lengths: bool = True,
         source_weights: dict[str, float] | None = None,
+        architecture: str = "joint",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
@@ -475,7 +483,8 @@ class RerankDataModule(L.LightningDataModule):
             self.train_set,
             batch_sampler=sampler,
             num_workers=h.num_workers,
-            collate_fn=GroupCollator(self.tokenizer, h.max_query_length, h.max_length),
+            collate_fn=GroupCollator(self.tokenizer, h.max_query_length, h.max_length,
+                                     architecture=h.get("architecture", "joint")),
             persistent_workers=h.num_workers > 0,
         )
 
@@ -488,5 +497,6 @@ class RerankDataModule(L.LightningDataModule):
             batch_size=h.eval_batch_size,
             shuffle=False,
             num_workers=0,
-            collate_fn=CandidateCollator(self.tokenizer, h.max_query_length, h.max_length),
+            collate_fn=CandidateCollator(self.tokenizer, h.max_query_length, h.max_length,
+                                         h.get("architecture", "joint")),
         )

@@ -4,7 +4,8 @@
     with and without diacritics) → dtype (fp16 by default) → save_pretrained(dir, tokenizer, vocab_map)
     → README.md (data, steps, hardware, metrics, the command to reproduce)
 
-The directory loads with ``reranker.model.ViRanker.from_pretrained`` / ``reranker.inference.ViRankerScorer``.
+The directory loads with ``reranker.factory.load_model`` / ``reranker.inference.ViRankerScorer`` (either
+architecture; the config says which).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 from reranker.config import ViRankerConfig
-from reranker.model import ViRanker
+from reranker.factory import RerankerModel, create_model
 from trainer.mine import open_text
 
 __all__ = ["load_checkpoint_model", "iter_corpus_texts", "export_model", "write_model_card"]
@@ -34,14 +35,14 @@ DTYPES = {
 }
 
 
-def load_checkpoint_model(ckpt_path: str | os.PathLike[str]) -> tuple[ViRanker, dict[str, Any]]:
-    """A Lightning checkpoint of :class:`trainer.module.RerankerModule` → (ViRanker in fp32, eval mode,
+def load_checkpoint_model(ckpt_path: str | os.PathLike[str]) -> tuple[RerankerModel, dict[str, Any]]:
+    """A Lightning checkpoint of :class:`trainer.module.RerankerModule` → (the model in fp32, eval mode,
     the checkpoint's metadata: global_step, epoch, hyper_parameters, callbacks' state)."""
     ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
     if "viranker_config" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{ckpt_path} is not a trainer checkpoint (no viranker_config / state_dict)")
     config = ViRankerConfig.from_dict(ckpt["viranker_config"])
-    model = ViRanker(config)
+    model = create_model(config)
     state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state, strict=True)
     meta = {k: ckpt.get(k) for k in ("global_step", "epoch", "hyper_parameters")}
@@ -81,7 +82,7 @@ def _with_folded(texts: Iterable[str]) -> Iterator[str]:
 
 
 def export_model(
-    model: ViRanker,
+    model: RerankerModel,
     out_dir: str | os.PathLike[str],
     tokenizer: Any = None,
     vocab_texts: Iterable[str] | None = None,
@@ -123,6 +124,22 @@ _HEADS = {
 }
 
 
+def _architecture_lines(cfg: dict[str, Any]) -> list[str]:
+    """The model card's description of the architecture in ``cfg`` (a ViRankerConfig dict)."""
+    if cfg.get("architecture") == "gated":
+        return [
+            "A Vietnamese reranker built on multilingual-e5-small's bi-encoder: query and passage are encoded as e5",
+            "encodes them (`query: ` / `passage: ` segments, e5's absolute positions), scored by a learnable-scale",
+            "cosine of the two mean-pooled segments plus an interaction MLP, with per-head tanh-gated cross-segment",
+            "attention (RoPE on that path) that starts closed, so training starts exactly from e5's ranking;",
+        ]
+    return [
+        "A Vietnamese cross-encoder reranker in the ViRanker style (arXiv 2509.09131): an XLM-R-family encoder",
+        "initialized from multilingual-e5-small, rotary position embeddings (RoPE), Blockwise Parallel Transformer",
+        f"layers and an MLP scoring head ({_HEADS.get(str(cfg.get('pooling', 'cls')), cfg.get('pooling'))}),",
+    ]
+
+
 def _fmt_metrics(metrics: dict[str, float]) -> str:
     if not metrics:
         return "_no validation metrics recorded_"
@@ -144,6 +161,7 @@ def write_model_card(out_dir: str | os.PathLike[str], info: dict[str, Any]) -> P
     """``README.md`` for an exported model from ``info`` (keys: config, export, train, data, metrics, commands)."""
     out_dir = Path(out_dir)
     cfg = info.get("config", {})
+    gated = cfg.get("architecture") == "gated"
     train = info.get("train", {})
     data = info.get("data", {})
     commands = info.get("commands", {})
@@ -161,22 +179,23 @@ def write_model_card(out_dir: str | os.PathLike[str], info: dict[str, Any]) -> P
         "",
         f"# {info.get('name', out_dir.name)}",
         "",
-        "A Vietnamese cross-encoder reranker in the ViRanker style (arXiv 2509.09131): an XLM-R-family encoder",
-        "initialized from multilingual-e5-small, rotary position embeddings (RoPE), Blockwise Parallel Transformer",
-        f"layers and an MLP scoring head ({_HEADS.get(str(cfg.get('pooling', 'cls')), cfg.get('pooling'))}),",
+        *_architecture_lines(cfg),
         "trained on inverse-cloze and question–paragraph triplets with hybrid hard negatives",
         "(BM25 top-20 → dense re-rank → MMR) and a triplet ranking loss.",
         "",
         "## Model",
         "",
-        f"- layers: {cfg.get('num_layers')}, hidden {cfg.get('hidden_size')}, heads {cfg.get('num_heads')},"
-        f" RoPE: {cfg.get('rope')}, BPT: {cfg.get('use_bpt')}, early-exit heads at {cfg.get('exit_layers')}",
+        f"- architecture: {cfg.get('architecture', 'joint')}; layers: {cfg.get('num_layers')}, hidden"
+        f" {cfg.get('hidden_size')}, heads {cfg.get('num_heads')}, RoPE: {cfg.get('rope')}"
+        + (f" (cross path: {cfg.get('cross_rope')})" if gated else "")
+        + f", BPT: {cfg.get('use_bpt')}, early-exit heads at {cfg.get('exit_layers')}",
         f"- vocabulary: {info.get('export', {}).get('vocab_size')} of "
         f"{info.get('export', {}).get('vocab_size_before')} XLM-R pieces kept (ids a Vietnamese corpus uses,"
         " with and without diacritics; others map to `<unk>` through `vocab_map.safetensors`)",
         f"- weights: {info.get('export', {}).get('dtype')} safetensors, "
         f"{info.get('export', {}).get('parameters', 0) / 1e6:.1f} M parameters",
-        f"- input: `<s> query </s></s> passage </s>`, query ≤ {cfg.get('max_query_length')} tokens,"
+        f"- input: `{'<s> query: q </s><s> passage: p </s>' if gated else '<s> query </s></s> passage </s>'}`,"
+        f" query ≤ {cfg.get('max_query_length')} tokens,"
         f" pair ≤ {cfg.get('max_length')} tokens; output: one relevance logit (sigmoid → [0, 1])",
         "",
         "## Training",

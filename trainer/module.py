@@ -1,16 +1,19 @@
-"""The LightningModule that trains a :class:`reranker.model.ViRanker` (loss, optimizer, schedule, logging).
+"""The LightningModule that trains a ViRanker model of either architecture (``joint``: reranker.model.ViRanker,
+``gated``: reranker.gated.GatedRanker) — loss, optimizer, schedule, logging.
 
 The plain model lives in ``reranker/``; this module only adds training concerns:
 
 - ``training_step``: groups of ``1 + n_neg`` pairs → logits of every scoring head (``forward_exits``) →
   a ranking loss per head (:mod:`trainer.losses`) → weighted sum (early exits trained jointly).
 - ``validation_step`` / ``on_validation_epoch_end``: rerank fixed first-stage candidates, log MRR@10 and
-  NDCG@10 per head (``search.metrics.evaluate``, pytrec_eval) and the first-stage baseline.
+  NDCG@10 per head (``search.metrics.evaluate``, pytrec_eval) and the first-stage baseline; for the gated
+  architecture also the cross-attention gates, mean |tanh g| per layer (``gates/mean_abs_tanh_l{i}``).
 - ``configure_optimizers``: AdamW or Lion (:mod:`trainer.optim`), linear warmup + cosine decay per step.
 
 The model is built from ``model_config``: ``init`` = ``"e5"`` (multilingual-e5-small weights via
 ``reranker.e5_init.build_from_e5``), ``"random"`` (a fresh :class:`ViRankerConfig`, for tests) or a model
-directory (``ViRanker.from_pretrained``); the remaining keys are :class:`ViRankerConfig` fields (plus
+directory (``reranker.factory.load_model``); the remaining keys are :class:`ViRankerConfig` fields (``architecture``
+included) plus
 ``freeze_word_embeddings``). The final ViRanker config is stored in every checkpoint
 (``checkpoint["viranker_config"]``) so :mod:`trainer.export` needs neither e5 nor the YAML.
 """
@@ -27,7 +30,7 @@ import torch
 from lightning.pytorch.callbacks import Timer
 
 from reranker.config import ViRankerConfig
-from reranker.model import ViRanker
+from reranker.factory import RerankerModel, create_model, load_model
 from trainer.losses import get_loss, multi_exit_loss
 from trainer.optim import build_optimizer, build_scheduler
 
@@ -36,8 +39,9 @@ __all__ = ["build_model", "ranking_metrics", "RerankerModule", "FitScheduleToTim
 _MODEL_ONLY_KEYS = ("init", "freeze_word_embeddings")
 
 
-def build_model(model_config: dict[str, Any]) -> ViRanker:
-    """``{"init": "e5"|"random"|<dir>, **ViRankerConfig fields, "freeze_word_embeddings": bool}`` → ViRanker."""
+def build_model(model_config: dict[str, Any]) -> RerankerModel:
+    """``{"init": "e5"|"random"|<dir>, **ViRankerConfig fields, "freeze_word_embeddings": bool}`` → a model of
+    ``architecture`` (default "joint")."""
     cfg = dict(model_config)
     init = str(cfg.pop("init", "e5"))
     freeze = bool(cfg.pop("freeze_word_embeddings", False))
@@ -47,13 +51,13 @@ def build_model(model_config: dict[str, Any]) -> ViRanker:
         from reranker.e5_init import build_from_e5
 
         num_layers = cfg.pop("num_layers", None)
-        rope = cfg.pop("rope", True)
+        rope = cfg.pop("rope", None)  # None: the architecture's default (joint: RoPE, gated: e5's positions)
         exits = cfg.pop("exit_layers", ())
         model = build_from_e5(num_layers=num_layers, rope=rope, exit_layers=exits, **cfg)
     elif init == "random":
-        model = ViRanker(ViRankerConfig(**cfg))
+        model = create_model(ViRankerConfig(**cfg))
     else:
-        model = ViRanker.from_pretrained(init, **cfg).train()
+        model = load_model(init, **cfg).train()
     if freeze:
         model.embeddings.word.weight.requires_grad_(False)
     return model
@@ -90,7 +94,7 @@ class RerankerModule(L.LightningModule):
         warmup_ratio: float = 0.06,
         total_steps: int | None = None,
         min_lr_ratio: float = 0.0,
-        model: ViRanker | None = None,
+        model: RerankerModel | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
@@ -110,7 +114,14 @@ class RerankerModule(L.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[int, torch.Tensor]:
         return self.model.forward_exits(input_ids, attention_mask)
 
+    def _check_format(self, batch: dict[str, Any]) -> None:
+        """A batch tokenized for the other architecture would be scored as garbage: refuse it."""
+        fmt = batch.get("architecture")
+        if fmt is not None and fmt != self.model.config.architecture:
+            raise ValueError(f"batch was tokenized for {fmt!r}, the model is {self.model.config.architecture!r}")
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        self._check_format(batch)
         g = int(batch["group_size"])
         exits = self(batch["input_ids"], batch["attention_mask"])
         scores = {layer: s.float().view(-1, g) for layer, s in exits.items()}
@@ -129,12 +140,17 @@ class RerankerModule(L.LightningModule):
         self._val = defaultdict(lambda: defaultdict(dict))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._check_format(batch)
         exits = self(batch["input_ids"], batch["attention_mask"])
         for layer, s in exits.items():
             for qid, pid, v in zip(batch["qids"], batch["pids"], s.float().cpu().tolist(), strict=True):
                 self._val[layer][qid][pid] = v
 
     def on_validation_epoch_end(self) -> None:
+        gate_values = getattr(self.model, "gate_values", None)
+        if callable(gate_values):  # how far each layer's cross-segment path has opened
+            for i, row in enumerate(gate_values(), start=1):
+                self.log(f"gates/mean_abs_tanh_l{i}", float(row.abs().mean()))
         dm = getattr(self.trainer, "datamodule", None)
         val_set = getattr(dm, "val_set", None)
         if val_set is None or not self._val:

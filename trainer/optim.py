@@ -89,8 +89,9 @@ _NO_DECAY_TYPES = (nn.LayerNorm, nn.Embedding)
 def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
                  head_lr_scale: float = 1.0) -> list[dict]:
     """Trainable parameters grouped as decayed (Linear weights) or not (biases, norms, embeddings), and as
-    encoder or freshly initialized scoring heads (``heads.*``), whose lr is ``lr * head_lr_scale``: a new
-    head must grow its output scale quickly while the pretrained encoder should move slowly."""
+    encoder or freshly initialized parameters — scoring heads (``heads.*``) and the gated architecture's
+    cross-attention gates (``*.cross_gate``) — whose lr is ``lr * head_lr_scale``: a new head must grow its output
+    scale quickly (and a gate must open) while the pretrained encoder should move slowly."""
     no_decay: set[int] = set()
     for module in model.modules():
         if isinstance(module, _NO_DECAY_TYPES):
@@ -100,7 +101,7 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
         if not p.requires_grad:
             continue
         decayed = not (id(p) in no_decay or name.endswith("bias") or p.dim() < 2)
-        is_head = name.startswith("heads.")
+        is_head = name.startswith("heads.") or name.endswith(".cross_gate")
         buckets.setdefault((is_head, decayed), []).append(p)
     groups = []
     for (is_head, decayed), params in sorted(buckets.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
