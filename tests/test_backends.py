@@ -201,17 +201,43 @@ def test_inference_json_sets_scorer_defaults_and_blend(pruned_dir, tmp_path, mon
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,env", [("viranker-hf", "VIRANKER_HF_PATH"), ("bge-reranker-v2-m3", "BGE_RERANKER_PATH")])
-def test_flag_backends_score_our_exported_weights_identically(name, env, xlmr_tokenizer, tmp_path, monkeypatch):
+def test_classifier_backends_score_our_exported_weights_identically(name, env, xlmr_tokenizer, tmp_path, monkeypatch):
+    from transformers import AutoModelForSequenceClassification
+
     model = _tiny_viranker(rope=False, head_activation="tanh")
     hf_dir = export_hf_classifier(model, tmp_path / "hf", tokenizer=xlmr_tokenizer)
     monkeypatch.setenv(env, str(hf_dir))
     r = load_reranker(name)
+    assert isinstance(r, backends.CrossEncoderReranker)
     out = r.rerank(QUERY, PASSAGES)
     ours = _direct_scores(model, xlmr_tokenizer, QUERY, PASSAGES)
     np.testing.assert_allclose(out.raw, ours, rtol=1e-4, atol=1e-4)
     assert out.raw.std() > 1e-3  # scores are not all alike
     assert r.rerank(QUERY, []).raw.shape == (0,)
     assert r.rerank(QUERY, PASSAGES[:1]).raw.shape == (1,)
+    # what FlagReranker computes: the classifier's logit on the pair truncated to max_length (passage first)
+    long_passage = " ".join(PASSAGES * 40)
+    hf = AutoModelForSequenceClassification.from_pretrained(hf_dir).eval()
+    batch = xlmr_tokenizer([QUERY, QUERY], [PASSAGES[0], long_passage], truncation="only_second",
+                           max_length=r.max_length, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = hf(**batch).logits[:, 0].numpy()
+    np.testing.assert_allclose(r.rerank(QUERY, [PASSAGES[0], long_passage]).raw, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_package_that_does_not_import_is_named_not_the_weights(xlmr_tokenizer, tmp_path, monkeypatch):
+    """sentence-transformers missing/broken -> DependencyUnavailable naming the package and the lock, not
+    "check that <dir> holds a complete ..." (the weights are fine)."""
+    import sys
+
+    hf_dir = export_hf_classifier(_tiny_viranker(rope=False, head_activation="tanh"), tmp_path / "hf",
+                                  tokenizer=xlmr_tokenizer)
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import raises ImportError
+    with pytest.raises(backends.DependencyUnavailable) as e:
+        load_reranker("bge-reranker-v2-m3", path=hf_dir)
+    assert isinstance(e.value, ModelUnavailable)  # callers that list unavailable models keep working
+    assert "sentence-transformers" in e.value.reason and "constraints.txt" in e.value.how_to_fix
+    assert "holds a complete" not in str(e.value)
 
 
 def _word_level_phobert_dir(path, texts: list[str]):

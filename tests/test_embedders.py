@@ -106,6 +106,23 @@ def test_bge_m3_from_local_dir(tiny_xlmr: Path):
     _check_matrix(p, 1, TINY_DIM)
     np.testing.assert_allclose(emb.encode_passages(["Hà Nội là thủ đô của Việt Nam."]), p, atol=1e-6)
     assert emb.encode_passages([]).shape == (0, TINY_DIM)
+    texts = ["xin chào", "Hà Nội là thủ đô của Việt Nam."]  # BGE-M3 = normalized CLS state, not the mean
+    np.testing.assert_allclose(emb.encode_passages(texts), _hf_states(tiny_xlmr, texts)[0], atol=1e-5)
+
+
+def _hf_states(model_dir: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Straight from transformers: (normalized CLS (n, d), last hidden (n, L, d), input ids)."""
+    import torch
+    from transformers import AutoModel
+
+    from reranker.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    batch = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = AutoModel.from_pretrained(model_dir).eval()(**batch).last_hidden_state
+    cls = torch.nn.functional.normalize(hidden[:, 0], dim=-1)
+    return cls.numpy(), hidden.numpy(), batch["input_ids"].tolist()
 
 
 @pytest.mark.slow
@@ -126,9 +143,25 @@ def test_bge_m3_sparse_weights(tiny_xlmr: Path, tmp_path: Path):
     torch.save(torch.nn.Linear(TINY_DIM, 1).state_dict(), model_dir / "sparse_linear.pt")
     torch.save(torch.nn.Linear(TINY_DIM, TINY_DIM).state_dict(), model_dir / "colbert_linear.pt")
     emb = BGEM3Embedder(model_dir, sparse=True)
-    weights = emb.lexical_weights(["hộ chiếu", "thủ đô Hà Nội"])
+    texts = ["hộ chiếu hộ chiếu", "thủ đô Hà Nội"]
+    weights = emb.lexical_weights(texts)
     assert len(weights) == 2 and all(isinstance(w, dict) for w in weights)
     assert all(isinstance(k, str) and v > 0 for w in weights for k, v in w.items())
+    # BGE-M3's rule: relu(sparse_linear(token state)), max per token id, specials dropped
+    head = torch.nn.Linear(TINY_DIM, 1)
+    head.load_state_dict(torch.load(model_dir / "sparse_linear.pt"))
+    _, hidden, ids = _hf_states(model_dir, texts)
+    with torch.no_grad():
+        w = torch.relu(head(torch.from_numpy(hidden))).squeeze(-1).numpy()
+    tok = emb._model.tokenizer
+    for row, (row_ids, row_w) in enumerate(zip(ids, w, strict=True)):
+        want: dict[str, float] = {}
+        for tid, x in zip(row_ids, row_w, strict=True):
+            if tid > 3 and x > 0:  # 0-3: <s> <pad> </s> <unk>
+                t = tok.convert_ids_to_tokens(tid)
+                want[t] = max(want.get(t, 0.0), float(x))
+        assert set(weights[row]) == set(want)
+        np.testing.assert_allclose([weights[row][t] for t in want], list(want.values()), atol=1e-5)
 
 
 def test_bge_m3_missing_model_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -196,3 +229,14 @@ def test_embedders_never_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         SentenceTransformerEmbedder("someone/not-cached-model")
     assert time.perf_counter() - start < 10
     assert os.environ.get("HF_HOME") == str(tmp_path / "hf")
+
+
+def test_a_package_that_does_not_import_is_named(tiny_xlmr: Path, monkeypatch: pytest.MonkeyPatch):
+    """sentence-transformers missing or broken → the reason names the package and the fix is the lock."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # `import` raises ImportError
+    for make in (lambda: BGEM3Embedder(tiny_xlmr), lambda: SentenceTransformerEmbedder(tiny_xlmr)):
+        with pytest.raises(EmbedderUnavailable) as err:
+            make()
+        assert "sentence-transformers" in err.value.reason and "constraints.txt" in err.value.how_to_fix
