@@ -96,6 +96,12 @@ def tokenize_segments(tokenizer: Any, texts: Sequence[str], prefix: str) -> list
     return [[UNK_ID if i in (BOS_ID, PAD_ID, EOS_ID) else i for i in row] for row in ids]
 
 
+def prefix_ids(tokenizer: Any) -> list[int]:
+    """The pieces of e5's prefixes (``query:``, ``passage:``): a vocabulary pruned for a gated model must keep
+    them (every segment starts with one; the text after it tokenizes on its own, words split at spaces)."""
+    return sorted({i for row in tokenize_texts(tokenizer, [QUERY_PREFIX.strip(), PASSAGE_PREFIX.strip()]) for i in row})
+
+
 def build_segment_pair(q_ids: Sequence[int], p_ids: Sequence[int], max_query_length: int, max_length: int) -> list[int]:
     """``<s> q </s><s> p </s>`` (q, p: prefixed content ids from :func:`tokenize_segments`): the query cut to
     ``max_query_length`` (and e5's 510), then the passage to fit ``max_length`` (and e5's 510)."""

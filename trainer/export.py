@@ -92,9 +92,10 @@ def export_model(
     """Write ``model`` as a ``from_pretrained`` dir; returns what was done (vocab sizes, dtype, bytes).
 
     ``vocab_texts``: when given, the word embeddings are pruned to the token ids those texts use (plus their
-    folded forms when ``fold_vocab``) and ``vocab_map.safetensors`` is written; tokens outside it map to <unk>.
+    folded forms when ``fold_vocab``, plus e5's ``query:`` / ``passage:`` pieces for a gated model) and
+    ``vocab_map.safetensors`` is written; tokens outside it map to <unk>.
     """
-    from reranker.tokenizer import load_tokenizer
+    from reranker.tokenizer import load_tokenizer, prefix_ids
     from reranker.vocab import collect_token_ids, prune_vocab
 
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
@@ -106,7 +107,8 @@ def export_model(
     info: dict[str, Any] = {"vocab_size_before": model.config.vocab_size}
     if vocab_texts is not None:
         texts = _with_folded(vocab_texts) if fold_vocab else vocab_texts
-        kept = collect_token_ids(tokenizer, texts)
+        extra = prefix_ids(tokenizer) if model.config.architecture == "gated" else ()
+        kept = collect_token_ids(tokenizer, texts, extra_ids=extra)
         model, vmap = prune_vocab(model, kept)
     info["vocab_size"] = model.config.vocab_size
     model = model.to(torch_dtype)
