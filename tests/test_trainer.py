@@ -476,3 +476,91 @@ def test_ict_length_matching_and_source_weights():
     weighted = weight_sources([cut, real, kept], {"nanibot-qa-train": 2, "ict": 1})
     assert weighted == [cut, real, real, kept]
     assert weight_sources([cut, real], {"ict": 0}) == [real] and weight_sources([cut], None) == [cut]
+
+
+# ---------------------------------------------------------------------------------------------- gated architecture
+TINY_GATED_TRAIN = {**{k: v for k, v in TINY.items() if k != "rope"}, "architecture": "gated",
+                    "max_position_embeddings": 66}
+
+
+def _config_sections(name: str) -> dict:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "trainer" / "configs" / name
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_named_configs_validate_and_joint_is_the_shipped_recipe():
+    from reranker.config import ViRankerConfig
+    from reranker.e5_init import E5_DIMS
+
+    small, joint, gated = (_config_sections(f"viranker-{n}-cpu.yaml") for n in ("small", "joint", "gated"))
+    for section in ("data", "loss", "optim"):
+        assert joint[section] == small[section], section
+    assert {**small["model"], "architecture": "joint"} == joint["model"]
+    assert joint["export"]["out_dir"] != small["export"]["out_dir"]  # the ablation never overwrites the shipped model
+    for cfg, arch in ((joint, "joint"), (gated, "gated")):
+        fields = {k: v for k, v in cfg["model"].items() if k not in ("init", "freeze_word_embeddings")}
+        fields["exit_layers"] = tuple(fields["exit_layers"])
+        c = ViRankerConfig(**{**E5_DIMS, **fields})
+        assert c.architecture == arch and set(cfg["loss"]["exit_weights"]) == set(c.all_exit_layers)
+    assert gated["model"]["num_layers"] == 12 and not ViRankerConfig(**{**E5_DIMS, "architecture": "gated"}).rope
+
+
+def test_gates_train_at_the_head_lr():
+    model = build_model(dict(TINY_GATED_TRAIN))
+    groups = param_groups(model, 0.01, lr=1e-4, head_lr_scale=20)
+    gate_ids = {id(p) for n, p in model.named_parameters() if n.endswith("cross_gate")}
+    assert len(gate_ids) == TINY["num_layers"]
+    fast = [g for g in groups if g["lr"] == pytest.approx(2e-3)]
+    assert gate_ids <= {id(p) for g in fast for p in g["params"]}
+
+
+def test_gated_collators_and_format_guard(tokenizer):
+    groups = [GroupDataset(_records(), 3, fold_prob=0.0)[i] for i in range(2)]
+    batch = GroupCollator(tokenizer, 16, 48, architecture="gated")(groups)
+    assert batch["architecture"] == "gated"
+    row = batch["input_ids"][0].tolist()
+    assert row[0] == 0 and row[row.index(2) + 1] == 0  # <s> query: .. </s><s> passage: ..
+    joint_batch = GroupCollator(tokenizer, 16, 48)(groups)
+    module = RerankerModule(dict(TINY_GATED_TRAIN))
+    with pytest.raises(ValueError, match="tokenized for 'joint'"):
+        module.training_step(joint_batch, 0)
+    assert module.training_step(batch, 0).requires_grad
+
+
+@pytest.mark.slow
+def test_gated_tiny_fit_opens_gates_and_logs_them(tmp_path, tokenizer):
+    import csv
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from trainer.data import RerankDataModule
+
+    torch.manual_seed(0)
+    recs = _records(32)
+    dm = RerankDataModule([], tokenizer=tokenizer, n_neg=3, batch_size=8, max_query_length=16, max_length=48,
+                          fold_prob=0.0, architecture="gated")
+    dm.train_set = GroupDataset(recs, 3, seed=0, fold_prob=0.0)
+    dm.val_set = CandidateDataset([
+        {"query_id": f"q{i}", "query": r["query"], "positives": ["p"],
+         "candidates": [{"id": "p", "text": r["pos"][0], "score": 0.0}]
+         + [{"id": f"n{j}", "text": t, "score": 1.0 - j} for j, t in enumerate(r["neg"])]}
+        for i, r in enumerate(recs[:6])
+    ])
+    module = RerankerModule(dict(TINY_GATED_TRAIN), lr=1e-3, head_lr_scale=10, warmup_steps=2, total_steps=20,
+                            exit_weights={1: 0.5})
+    assert module.model.gate_values().eq(0).all()
+    trainer = L.Trainer(max_steps=20, accelerator="cpu", logger=CSVLogger(str(tmp_path)), enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, val_check_interval=10,
+                        check_val_every_n_epoch=None,
+                        num_sanity_val_steps=0, log_every_n_steps=1)
+    trainer.fit(module, dm)
+    gates = module.model.gate_values()
+    assert trainer.global_step == 20 and gates.abs().min() > 0  # every gate opened a little
+    with open(next(tmp_path.rglob("metrics.csv")), encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    logged = [float(r["gates/mean_abs_tanh_l2"]) for r in rows if r.get("gates/mean_abs_tanh_l2")]
+    assert len(logged) == 2 and logged[-1] == pytest.approx(float(gates[1].abs().mean()), rel=1e-5)
+    assert any(r.get("val/mrr@10") for r in rows)
