@@ -156,7 +156,8 @@ class ViRankerReranker:
         self.path = path
         self.scorer = ViRankerScorer.from_pretrained(path, **kw)
         # the model's recommended weight against the first stage (inference.json), read by search.pipeline
-        blend = self.scorer.settings.get("rerank_blend")
+        self.settings: dict[str, Any] = dict(self.scorer.settings)  # inference.json (search.blend reads it)
+        blend = self.settings.get("rerank_blend")
         self.blend: float | None = None if blend is None else float(blend)
 
     def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:

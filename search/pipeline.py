@@ -36,12 +36,14 @@ from typing import Any
 import numpy as np
 
 from indexing.normalize import normalize
+from search.blend import BlendError, LearnedBlend, blend_with_first_stage, candidate, learned_blend_of
 from search.diacritics import DiacriticRestorer, diacritic_level
-from search.fusion import DEFAULT_FUSION, DEFAULT_MINMAX_WEIGHTS, FUSIONS, fuse, weighted_minmax
+from search.fusion import DEFAULT_FUSION, DEFAULT_MINMAX_WEIGHTS, FUSIONS, fuse
 
 __all__ = [
     "Hit",
     "SearchResult",
+    "blend_with_first_stage",
     "QueryError",
     "Pipeline",
     "PreparedQuery",
@@ -135,14 +137,6 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
-def blend_with_first_stage(
-    first_stage: Sequence[tuple[str, float]], reranker: Sequence[tuple[str, float]], alpha: float
-) -> list[tuple[str, float]]:
-    """``(id, score)`` lists over the same window → ``α · minmax(reranker) + (1 − α) · minmax(first stage)``,
-    best first (ties keep the reranker's order)."""
-    return weighted_minmax([list(reranker), list(first_stage)], [alpha, 1.0 - alpha])
-
-
 class _RerankerCache:
     """Loads rerankers by name on first use (``reranker.backends.load_reranker``) and keeps them."""
 
@@ -186,8 +180,10 @@ class Pipeline:
         rerank_blend: weight of the reranker when its order is blended with the first stage's over the
             reranked window: ``α · minmax(reranker logits) + (1 − α) · minmax(first-stage scores)``
             (:func:`search.fusion.weighted_minmax`); 1.0 = the reranker's order alone. Default (None): the
-            reranker's own recommendation (its ``blend`` attribute, from a ViRanker model's ``inference.json``),
-            else 1.0.
+            reranker's own recommendation: its learned blend (:mod:`search.blend`, a LightGBM ranker in its model
+            dir) if it ships one, else its ``blend`` attribute (``inference.json``), else 1.0.
+        blend_features: also compute the learned blend's extra signals (BM25 on the exact and the folded field
+            alone) for every reranked passage, into ``Hit.stage_scores`` (fitting a blend needs them).
         query_cache / query_cache_size: LRU of query vectors (text → vector); pass one ``OrderedDict`` to several
             pipelines over the same embedder to share it (benchmarks).
     """
@@ -208,6 +204,7 @@ class Pipeline:
         routed_bm25: str = "restored",
         rerank_with_title: bool = False,
         rerank_blend: float | None = None,
+        blend_features: bool = False,
         max_query_chars: int = MAX_QUERY_CHARS,
         max_query_syllables: int = MAX_QUERY_SYLLABLES,
         query_cache: OrderedDict[str, np.ndarray] | None = None,
@@ -224,6 +221,8 @@ class Pipeline:
         if rerank_blend is not None and not 0.0 <= float(rerank_blend) <= 1.0:
             raise ValueError(f"rerank_blend must be in [0, 1], got {rerank_blend}")
         self.rerank_blend = None if rerank_blend is None else float(rerank_blend)
+        self.blend_features = blend_features
+        self._learned: dict[int, LearnedBlend | None] = {}
         self.bm25 = bm25
         self.vectors = vectors
         self.embedder = embedder
@@ -429,9 +428,19 @@ class Pipeline:
                                    f"for {len(window)} passages")
             order = sorted(range(len(window)), key=lambda j: -raw[j])  # stable: ties keep first-stage order
             reranked = [(window[j][0], float(norm[j])) for j in order]
-            alpha = self.blend_for(reranker)
-            if alpha < 1.0:
-                reranked = blend_with_first_stage(window, [(window[j][0], float(raw[j])) for j in order], alpha)
+            learned = self.learned_blend_for(reranker)
+            if learned is not None or self.blend_features:
+                self._add_field_scores(p, depth, [pid for pid, _ in window], stage_scores)
+            if learned is not None:
+                start = time.perf_counter()
+                cands = [candidate(pid, raw[j], stage_scores[pid], stage_ranks.get(pid, {}), passages[pid].text)
+                         for j, (pid, _) in enumerate(window)]
+                reranked = learned.rank(cands)
+                timings["blend"] = _ms(start)
+            else:
+                alpha = self.blend_for(reranker)
+                if alpha < 1.0:
+                    reranked = blend_with_first_stage(window, [(window[j][0], float(raw[j])) for j in order], alpha)
             record("rerank", reranked)
             for j in range(len(window)):
                 stage_scores[window[j][0]]["rerank_raw"] = float(raw[j])
@@ -459,6 +468,30 @@ class Pipeline:
         if final_stage == "rerank" and len(ranked) > self.rerank_top and top_k > self.rerank_top:
             notes.append(f"ranks after {self.rerank_top} are first-stage order (not reranked)")
         return SearchResult(p.typed, p.searched, p.level, hits, timings, pipeline, notes)
+
+    def _add_field_scores(self, p: PreparedQuery, depth: int, ids: list[str],
+                          stage_scores: dict[str, dict[str, float]]) -> None:
+        """BM25 on the exact and on the folded field alone (what the default ``both`` search mixes), for ``ids``:
+        ``stage_scores[id]["bm25_exact" | "bm25_folded"]`` where the field ranks the passage in its top ``depth``."""
+        wanted = set(ids)
+        query = p.searched if p.routed and self.restorer is not None else p.text
+        for field_name in ("exact", "folded"):
+            for pid, score in self.bm25.search(query, depth, field=field_name):
+                if pid in wanted:
+                    stage_scores.setdefault(pid, {})[f"bm25_{field_name}"] = float(score)
+
+    def learned_blend_for(self, reranker: Any) -> LearnedBlend | None:
+        """The reranker's learned blend (loaded once per reranker), or None: when the pipeline was given a
+        fixed ``rerank_blend``, or the model ships none. A blend that fails to load is an error, not ignored."""
+        if self.rerank_blend is not None:
+            return None
+        key = id(reranker)
+        if key not in self._learned:
+            try:
+                self._learned[key] = learned_blend_of(reranker)
+            except BlendError as err:
+                raise RuntimeError(f"reranker {getattr(reranker, 'name', '?')}: {err}") from err
+        return self._learned[key]
 
     def blend_for(self, reranker: Any) -> float:
         """The reranker weight used with ``reranker``: the pipeline's ``rerank_blend``, else the reranker's own

@@ -81,7 +81,11 @@ class _LockedReranker:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.name = getattr(model, "name", "?")
-        self.blend = getattr(model, "blend", None)  # the model's recommended first-stage blend (search.pipeline)
+        # what the blend stage reads (search.pipeline.Pipeline.blend_for / learned_blend_for): the model's
+        # recommended first-stage weight, its inference settings (a learned blend) and its model dir
+        self.blend = getattr(model, "blend", None)
+        self.settings = getattr(model, "settings", None)
+        self.path = getattr(model, "path", None)
         self._lock = threading.Lock()
 
     def rerank(self, query: str, passages: Sequence[str]) -> Any:
