@@ -62,15 +62,16 @@ INFERENCE_KEYS = ("exit_layer", "long_passages", "max_length", "max_query_length
 def read_inference_settings(model_dir: str | Path) -> dict[str, Any]:
     """``inference.json`` of a model dir → dict ({} when absent). Unknown keys are an error (a typo must not
     silently change how a model runs); ``rerank_blend``, ``use_by_default`` (False: the app does not make this
-    model its default pipeline, e.g. because it did not beat the first stage on held-out data) and ``note`` are
-    allowed besides :data:`INFERENCE_KEYS`."""
+    model its default pipeline, e.g. because it did not beat the first stage on held-out data), ``note`` and
+    ``learned_blend`` (a LightGBM blend in the model dir, read by :mod:`search.blend`) are allowed besides
+    :data:`INFERENCE_KEYS`."""
     import json
 
     path = Path(model_dir) / INFERENCE_NAME
     if not path.is_file():
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
-    unknown = sorted(set(data) - set(INFERENCE_KEYS) - {"rerank_blend", "use_by_default", "note"})
+    unknown = sorted(set(data) - set(INFERENCE_KEYS) - {"rerank_blend", "use_by_default", "note", "learned_blend"})
     if unknown:
         raise ValueError(f"{path}: unknown keys {unknown}")
     blend = data.get("rerank_blend")
