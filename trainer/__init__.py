@@ -19,5 +19,7 @@ The shipped run (``python -m trainer --help`` for every option)::
     python -m trainer candidates --out var/train/dev-candidates.jsonl
     bash bench/train_ablations.sh        # the ablation runs (docs/benchmarks.md §3c), same data
     python -m trainer fit --config trainer/configs/viranker-small-cpu.yaml   # validates, checkpoints, exports
+    python -m trainer fit --config trainer/configs/viranker-gated-cpu.yaml   # e5 bi-encoder + gated cross attention
+    python -m trainer fit --config trainer/configs/viranker-joint-cpu.yaml   # its ablation (= the shipped recipe)
     python -m trainer export runs/viranker-small-cpu/checkpoints/final.ckpt assets/models/viranker-small
 """
