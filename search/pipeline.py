@@ -41,8 +41,10 @@ from search.diacritics import DiacriticRestorer, diacritic_level
 from search.fusion import DEFAULT_FUSION, DEFAULT_MINMAX_WEIGHTS, FUSIONS, fuse
 
 __all__ = [
+    "DEFAULT_PIPELINE",
     "Hit",
     "SearchResult",
+    "default_pipeline_for",
     "blend_with_first_stage",
     "QueryError",
     "Pipeline",
@@ -505,6 +507,19 @@ class Pipeline:
         if self.rerank_with_title and psg.title:
             return f"{psg.title} {psg.text}"
         return psg.text
+
+
+DEFAULT_PIPELINE = "default"  # the app's default, by name (search.eval --pipeline default)
+
+
+def default_pipeline_for(available: Sequence[str], reranker: str | None,
+                         recommended: Callable[[str], bool]) -> str:
+    """The app's default pipeline: ``hybrid+<reranker>`` when the index has vectors and the reranker recommends
+    itself (``recommended(name)``, e.g. :func:`reranker.backends.recommended_by_default`: its model beat the first
+    stage on held-out data); else the best first stage in ``available`` (``hybrid`` or ``bm25``)."""
+    if reranker and "hybrid" in available and recommended(reranker):
+        return f"hybrid+{reranker}"
+    return "hybrid" if "hybrid" in available else "bm25"
 
 
 def same_model(a: str, b: str) -> bool:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from search.pipeline import Pipeline, SearchResult, parse_pipeline, same_model
+from search.pipeline import Pipeline, SearchResult, default_pipeline_for, parse_pipeline, same_model
 
 __all__ = ["SearchService", "ServiceError"]
 
@@ -333,11 +333,8 @@ class SearchService:
         (:func:`reranker.backends.recommended_by_default`) and the index has vectors; else the best first stage
         the index supports."""
         names = self.pipelines()
-        if self.default_reranker and f"hybrid+{self.default_reranker}" in names and self._recommended(
-            self.default_reranker
-        ):
-            return f"hybrid+{self.default_reranker}"
-        return "hybrid" if "hybrid" in names else "bm25"
+        reranker = self.default_reranker if f"hybrid+{self.default_reranker}" in names else None
+        return default_pipeline_for(names, reranker, self._recommended)
 
     def _recommended(self, name: str) -> bool:
         """Whether reranker ``name`` recommends itself as the default (read once: model dirs do not change
