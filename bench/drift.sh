@@ -38,7 +38,9 @@ def pins(path):
     out = {}
     if path.is_file():
         for line in path.read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
+            line, _, marker = line.split("#", 1)[0].strip().partition(";")
+            if marker.strip() and ("linux" in marker) != (sys.platform == "linux"):
+                continue  # a pin for another platform
             if "==" in line:
                 n, v = line.split("==", 1)
                 out[n.strip().lower().replace("_", "-")] = v.strip()
