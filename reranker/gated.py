@@ -196,6 +196,10 @@ class GatedRanker(PretrainedMixin, nn.Module):
             raise ValueError("the gated model gives every token type 0 (as e5); got non-zero token_type_ids")
         q_ids, q_mask, p_ids, p_mask = split_segments(input_ids, attention_mask, self.config.pad_token_id)
         lq = q_ids.shape[1]
+        longest = max(lq, p_ids.shape[1])
+        if longest > self.config.max_position_embeddings - 2:  # XLM-R positions start at pad_token_id + 1
+            raise ValueError(f"a segment of {longest} tokens exceeds the {self.config.max_position_embeddings - 2} "
+                             "absolute positions")
         x = torch.cat([self.embeddings(q_ids), self.embeddings(p_ids)], dim=1)  # (B, Lq + Lp, d)
         masks = (None if bool(q_mask.all()) else q_mask, None if bool(p_mask.all()) else p_mask)
         rope = None

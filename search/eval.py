@@ -36,7 +36,14 @@ import numpy as np
 from indexing import settings
 from indexing.normalize import fold, normalize
 from search.metrics import DEFAULT_METRICS, evaluate, evaluate_per_query
-from search.pipeline import Pipeline, QueryError, SearchResult, parse_pipeline
+from search.pipeline import (
+    DEFAULT_PIPELINE,
+    Pipeline,
+    QueryError,
+    SearchResult,
+    default_pipeline_for,
+    parse_pipeline,
+)
 
 __all__ = [
     "BeirDataset",
@@ -312,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
-    p.add_argument("--pipeline", default="hybrid", help="bm25 | dense | hybrid | <first>+<reranker> (default hybrid)")
+    p.add_argument("--pipeline", default="hybrid",
+                   help="bm25 | dense | hybrid | <first>+<reranker> | default (the app's default pipeline: "
+                        "hybrid+viranker when the shipped model recommends itself, else hybrid; the JSON names it)")
     p.add_argument("--split", default="test", help="qrels split (default test)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object (last stdout line)")
     p.add_argument("--strip-query-diacritics", action="store_true",
@@ -344,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.pipeline == DEFAULT_PIPELINE:
+        from reranker.backends import recommended_by_default
+
+        args.pipeline = default_pipeline_for(["bm25", "dense", "hybrid"], "viranker", recommended_by_default)
+        print(f"--pipeline default = {args.pipeline}", file=sys.stderr)
     try:
         first, reranker_name = parse_pipeline(args.pipeline)
     except ValueError as err:
