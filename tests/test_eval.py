@@ -163,7 +163,8 @@ def test_cli_train_split_and_distractors(beir_dir: Path, tmp_path: Path, capsys:
 
 
 @pytest.mark.slow
-def test_cli_dense_and_hybrid_with_e5(beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_cli_dense_and_hybrid_with_e5(beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch):
     cache = tmp_path / "cache"
     for pipeline in ("dense", "hybrid"):
         rc = main([str(beir_dir), "--pipeline", pipeline, "--json", "--index-cache", str(cache), "--no-progress"])
@@ -174,6 +175,14 @@ def test_cli_dense_and_hybrid_with_e5(beir_dir: Path, tmp_path: Path, capsys: py
     assert main([str(beir_dir), "--pipeline", "bm25", "--json", "--index-cache", str(cache), "--no-progress"]) == 0
     assert "indexing" not in capsys.readouterr().err
     assert len(list((cache / "indexes").iterdir())) == 1
+    # --pipeline default: the app's rule (search.pipeline.default_pipeline_for), by name in the JSON
+    from reranker import backends
+
+    for recommended, want in ((False, "hybrid"), (True, "hybrid+viranker")):
+        monkeypatch.setattr(backends, "recommended_by_default", lambda name, r=recommended: r and name == "viranker")
+        rc = main([str(beir_dir), "--pipeline", "default", "--json", "--index-cache", str(cache), "--no-progress"])
+        result = _last_json(capsys.readouterr().out)
+        assert rc == 0 and result["pipeline"] == want and result["queries"] == 4
 
 
 def test_cli_errors(beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
