@@ -79,6 +79,7 @@ from indexing.normalize import normalize  # noqa: E402
 from search.compare import display_scores, pairwise_stats  # noqa: E402
 from search.ui_render import (  # noqa: E402
     BUILD_RETRY_HINT,
+    BUILD_STAGES_VI,
     build_failure_html,
     build_failure_text,
     compare_html,
@@ -400,7 +401,8 @@ class Backend:
                 "hint": BUILD_RETRY_HINT,
             }
         if st["building"]:
-            message = f"Chỉ mục đang được xây dựng ({snap.get('stage')})."
+            stage = str(snap.get("stage") or "")
+            message = f"Chỉ mục đang được xây dựng ({BUILD_STAGES_VI.get(stage, stage)})."
         elif failure is not None:
             message = build_failure_text(failure, self.index, st["generation"])
         elif st["generation"] is None:
