@@ -169,6 +169,25 @@ def _index_name(dataset: BeirDataset, model_id: str | None) -> str:
     return f"eval-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
+def _precomputed_vectors(dataset: BeirDataset, embedder: Any | None) -> Any | None:
+    """Vectors shipped in the dataset folder (``vectors-*.json`` + ``.npy``, see
+    :class:`indexing.build.PrecomputedVectors`) for ``embedder``'s model, if any: they seed the embedding cache,
+    so a bundled set is not embedded again."""
+    if embedder is None:
+        return None
+    from indexing.build import BuildError, PrecomputedVectors
+
+    for meta in sorted(Path(dataset.path).glob("vectors-*.json")):
+        try:
+            pre = PrecomputedVectors.load(meta)
+        except (BuildError, OSError, ValueError) as err:
+            print(f"{meta}: ignored ({err})", file=sys.stderr)
+            continue
+        if pre.model_id == getattr(embedder, "model_id", None):
+            return pre
+    return None
+
+
 def open_eval_index(dataset: BeirDataset, embedder: Any | None, cache_dir: str | os.PathLike[str] | None = None,
                     progress: bool = True, progress_callback: Callable[[str, int, int], None] | None = None) -> Any:
     """The cached index of ``dataset`` (built when missing) → an open :class:`indexing.build.IndexSnapshot`.
@@ -194,7 +213,8 @@ def open_eval_index(dataset: BeirDataset, embedder: Any | None, cache_dir: str |
     name = names[-1]
     print(f"indexing {len(dataset.passages):,} passages into {root / 'indexes' / name}", file=sys.stderr)
     build_generation(name, dataset.passages, embedder, root=root, progress=progress,
-                     cache=EmbeddingCache(settings.cache_path()), keep=1, progress_callback=progress_callback)
+                     cache=EmbeddingCache(settings.cache_path()), keep=1, progress_callback=progress_callback,
+                     precomputed=_precomputed_vectors(dataset, embedder))
     return open_generation(name, root=root, vectors=with_vectors)
 
 
