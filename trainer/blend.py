@@ -138,14 +138,19 @@ def write_blend(model_dir: str | Path, blend: LearnedBlend | None, meta: Mapping
 
 def run(model_dir: str | Path, beir: str | Path, split: str = "train", first_stage: str = "hybrid",
         holdout: float = 0.3, seed: int = 13, params: Mapping[str, Any] | None = None,
-        extra_corpus: str | None = None, extra_limit: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Collect windows on ``beir``/``split``, fit, guard on the held-back part, write → report dict."""
+        extra_corpus: str | None = None, extra_limit: int | None = None, progress: bool = True,
+        max_queries: int | None = None) -> dict[str, Any]:
+    """Collect windows on ``beir``/``split`` (a seeded sample of ``max_queries`` questions when given: scoring
+    every window with the reranker is the cost), fit, guard on the held-back part, write → report dict."""
     from reranker.backends import load_reranker
     from search.embedders import load_embedder
     from search.eval import load_beir, open_eval_index
     from search.pipeline import Pipeline
 
     dataset = load_beir(beir, split=split, extra_corpus=extra_corpus, extra_limit=extra_limit)
+    if max_queries is not None and max_queries < len(dataset.queries):
+        keep = sorted(random.Random(seed).sample(sorted(dataset.queries), max_queries))
+        dataset.queries = {q: dataset.queries[q] for q in keep}
     embedder = load_embedder("e5-small") if first_stage != "bm25" else None
     snapshot = open_eval_index(dataset, embedder, progress=progress)
     reranker = load_reranker("viranker", path=model_dir)
@@ -156,7 +161,8 @@ def run(model_dir: str | Path, beir: str | Path, split: str = "train", first_sta
     blend = fit_blend(fit, params, seed)
     report = held_back_report(blend, held)
     keep = report["mrr@10_blend"] >= report["mrr@10_first_stage"]
-    meta = {"trained_on": f"{Path(beir).name}/{split}", "first_stage": first_stage, "holdout": holdout,
+    meta = {"trained_on": f"{Path(beir).name}/{split}", "questions": len(dataset.queries),
+            "first_stage": first_stage, "holdout": holdout,
             "seed": seed, "held_back": report}
     write_blend(model_dir, blend if keep else None, meta)
     return {"written": keep, "reason": None if keep else "the blend ranked the held-back questions below the "
@@ -173,12 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--extra-corpus", help="distractor paragraphs (JSONL, .gz ok) added to the index")
     p.add_argument("--extra-limit", type=int)
+    p.add_argument("--max-queries", type=int, help="a seeded sample of this many questions (default: all)")
     p.add_argument("--out-json", help="also write the report here")
     args = p.parse_args(argv)
     if not 0.05 <= args.holdout <= 0.9:
         p.error("--holdout must be in [0.05, 0.9]")
     report = run(args.model_dir, args.beir, args.split, args.first_stage, args.holdout, args.seed,
-                 extra_corpus=args.extra_corpus, extra_limit=args.extra_limit)
+                 extra_corpus=args.extra_corpus, extra_limit=args.extra_limit, max_queries=args.max_queries)
     line = json.dumps(report, ensure_ascii=False)
     if args.out_json:
         Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
