@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from indexing.normalize import fold  # noqa: E402
+from reranker.factory import RerankerModel  # noqa: E402
+from reranker.factory import load_model as factory_load_model  # noqa: E402
 from reranker.inference import ViRankerScorer  # noqa: E402
-from reranker.model import ViRanker  # noqa: E402
 from reranker.tokenizer import load_tokenizer  # noqa: E402
 from reranker.vocab import VocabMap  # noqa: E402
 from search.pipeline import blend_with_first_stage  # noqa: E402
@@ -41,16 +42,21 @@ from trainer.data import load_candidates  # noqa: E402
 from trainer.module import ranking_metrics  # noqa: E402
 
 
-def load_model(path: Path) -> tuple[ViRanker, VocabMap | None]:
-    """A model dir, a trainer checkpoint, or ``e5-zero-shot`` (the untrained starting point: e5-small's first 6
-    layers, RoPE, pair head, exit at 3) → (eval-mode model, vocab map or None)."""
-    if str(path) == "e5-zero-shot":
-        from reranker.e5_init import build_from_e5
+def load_model(path: Path) -> tuple[RerankerModel, VocabMap | None]:
+    """A model dir, a trainer checkpoint, or an untrained starting point → (eval-mode model, vocab map or None):
+    ``e5-zero-shot`` (the joint recipe: e5-small's first 6 layers, RoPE, pair head, exit at 3) or
+    ``e5-gated-zero-shot`` (the gated start: all 12 e5 layers, closed cross gates, exit at 6; scores = e5's
+    own cosine)."""
+    from reranker.e5_init import build_from_e5
 
+    if str(path) == "e5-zero-shot":
         return build_from_e5(num_layers=6, rope=True, pooling="pair", exit_layers=(3,), max_length=160,
                              max_query_length=32).eval(), None
+    if str(path) == "e5-gated-zero-shot":
+        return build_from_e5(num_layers=12, architecture="gated", exit_layers=(6,), max_length=160,
+                             max_query_length=32).eval(), None
     if path.is_dir():
-        return ViRanker.from_pretrained(path).eval(), VocabMap.load(path)
+        return factory_load_model(path).eval(), VocabMap.load(path)
     from trainer.export import load_checkpoint_model
 
     model, _ = load_checkpoint_model(path)
@@ -69,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alphas", type=float, nargs="*", default=[0.3, 0.5, 0.7])
     p.add_argument("--no-strip", action="store_true", help="skip the stripped-diacritics pass")
     p.add_argument("--max-length", type=int, default=None, help="pair length (default: the model's)")
-    p.add_argument("--long-passages", default="windows", choices=["windows", "truncate"])
+    p.add_argument("--long-passages", default=None, choices=["windows", "truncate"],
+                   help="default: the model's own (windows for joint, truncate for gated)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quantize", action="store_true", help="int8 dynamic quantization (as the scorer's option)")
     p.add_argument("--limit", type=int, default=None, help="only the first N queries of the candidates file")
