@@ -367,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BM25 for queries without diacritics: restored query on both fields (default) or the "
                    "typed query on the folded field")
     p.add_argument("--limit", type=int, help="evaluate only the first N queries (smoke tests)")
+    p.add_argument("--sample", type=int, help="evaluate a seeded random sample of N queries (costly pipelines)")
+    p.add_argument("--seed", type=int, default=13, help="seed of --sample (default 13)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -392,6 +394,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.sample is not None and args.sample < len(dataset.queries):
+        import random
+
+        keep = sorted(random.Random(args.seed).sample(sorted(dataset.queries), args.sample))
+        dataset.queries = {q: dataset.queries[q] for q in keep}
+        dataset.qrels = {q: dataset.qrels[q] for q in keep}
     if args.limit is not None:
         keep = list(dataset.queries)[: args.limit]
         dataset.queries = {q: dataset.queries[q] for q in keep}
