@@ -120,3 +120,30 @@ def test_learned_blend_refuses_other_features(tmp_path):
         x, np.tile([1, 0, 0, 0], 10), group=[4] * 10)
     with pytest.raises(BlendError, match="features"):
         LearnedBlend(model.booster_)
+
+
+def test_questions_about_the_same_passage_stay_on_one_side():
+    """A split by question would let the blend learn a passage's own signals and pass the guard on held-back
+    questions about the same passage (what happened with Nanibot's 8-9 questions per paragraph)."""
+    rng = random.Random(11)
+    windows = []
+    for i in range(90):
+        w = _window(f"q{i}", rng, "bm25_exact")
+        w.relevant = {f"para{i % 20}"}  # 20 passages, 4-5 questions each
+        windows.append(w)
+    fit, held = split_windows(windows, 0.3, seed=2)
+    fit_p = {p for w in fit for p in w.relevant}
+    held_p = {p for w in held for p in w.relevant}
+    assert not fit_p & held_p and 20 <= len(held) <= 40 and len(fit) + len(held) == 90
+
+
+def test_saved_windows_refit_identically(tmp_path):
+    from trainer.blend import load_windows, save_windows
+
+    rng = random.Random(13)
+    windows = [_window(f"q{i}", rng, "bm25_exact") for i in range(40)]
+    save_windows(tmp_path / "w.jsonl", windows)
+    again = load_windows(tmp_path / "w.jsonl")
+    assert [w.qid for w in again] == [w.qid for w in windows]
+    np.testing.assert_array_equal(feature_matrix(again[3].candidates), feature_matrix(windows[3].candidates))
+    assert again[3].relevant == windows[3].relevant

@@ -73,12 +73,58 @@ def collect_windows(pipe: Any, queries: Mapping[str, str], qrels: Mapping[str, M
 
 
 def split_windows(windows: Sequence[Window], holdout: float, seed: int) -> tuple[list[Window], list[Window]]:
-    """Seeded split by query → (fit, held back)."""
-    order = list(range(len(windows)))
+    """Seeded split → (fit, held back), by **positive passage**: questions that share a relevant passage fall on
+    the same side. (Split by question, 8–9 questions per Nanibot paragraph leak: the blend learns a paragraph's
+    own signals, e.g. its length, and the guard passes on held-back questions about the same paragraphs while the
+    test set loses; measured, docs/benchmarks.md "Learned blend".)"""
+    parent = list(range(len(windows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, w in enumerate(windows):  # union questions through shared relevant passages
+        for pid in w.relevant:
+            if pid in owner:
+                parent[find(i)] = find(owner[pid])
+            else:
+                owner[pid] = i
+    groups: dict[int, list[int]] = {}
+    for i in range(len(windows)):
+        groups.setdefault(find(i), []).append(i)
+    order = sorted(groups)
     random.Random(seed).shuffle(order)
-    n_held = int(round(holdout * len(windows)))
-    held = {order[i] for i in range(n_held)}
+    held: set[int] = set()
+    target = holdout * len(windows)
+    for g in order:
+        if len(held) >= target:
+            break
+        held.update(groups[g])
     return ([w for i, w in enumerate(windows) if i not in held], [w for i, w in enumerate(windows) if i in held])
+
+
+def save_windows(path: str | Path, windows: Sequence[Window]) -> None:
+    """Collected windows → JSONL (one question a line), so a refit does not score them again."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for w in windows:
+            fh.write(json.dumps({"qid": w.qid, "relevant": sorted(w.relevant), "candidates": [
+                {"id": c.id, "rerank": c.rerank, "stage_scores": dict(c.stage_scores),
+                 "stage_ranks": dict(c.stage_ranks), "length": c.length} for c in w.candidates]},
+                ensure_ascii=False) + "\n")
+
+
+def load_windows(path: str | Path) -> list[Window]:
+    """Inverse of :func:`save_windows`."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                r = json.loads(line)
+                out.append(Window(r["qid"], [Candidate(**c) for c in r["candidates"]], set(r["relevant"])))
+    return out
 
 
 def _per_query_mrr(windows: Sequence[Window], orders: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -139,7 +185,7 @@ def write_blend(model_dir: str | Path, blend: LearnedBlend | None, meta: Mapping
 def run(model_dir: str | Path, beir: str | Path, split: str = "train", first_stage: str = "hybrid",
         holdout: float = 0.3, seed: int = 13, params: Mapping[str, Any] | None = None,
         extra_corpus: str | None = None, extra_limit: int | None = None, progress: bool = True,
-        max_queries: int | None = None) -> dict[str, Any]:
+        max_queries: int | None = None, windows_out: str | None = None) -> dict[str, Any]:
     """Collect windows on ``beir``/``split`` (a seeded sample of ``max_queries`` questions when given: scoring
     every window with the reranker is the cost), fit, guard on the held-back part, write → report dict."""
     from reranker.backends import load_reranker
@@ -157,11 +203,19 @@ def run(model_dir: str | Path, beir: str | Path, split: str = "train", first_sta
     pipe = Pipeline.from_snapshot(snapshot, embedder, rerankers={"viranker": reranker}, rerank_blend=1.0,
                                   blend_features=True)
     windows = collect_windows(pipe, dataset.queries, dataset.qrels, first_stage, "viranker", progress)
+    if windows_out:
+        save_windows(windows_out, windows)
+    return fit_and_write(model_dir, windows, f"{Path(beir).name}/{split}", first_stage, holdout, seed, params)
+
+
+def fit_and_write(model_dir: str | Path, windows: Sequence[Window], trained_on: str, first_stage: str = "hybrid",
+                  holdout: float = 0.3, seed: int = 13, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Split (by positive passage), fit, guard on the held-back part, write (or remove) → report dict."""
     fit, held = split_windows(windows, holdout, seed)
     blend = fit_blend(fit, params, seed)
     report = held_back_report(blend, held)
     keep = report["mrr@10_blend"] >= report["mrr@10_first_stage"]
-    meta = {"trained_on": f"{Path(beir).name}/{split}", "questions": len(dataset.queries),
+    meta = {"trained_on": trained_on, "questions": len(windows), "split": "by positive passage",
             "first_stage": first_stage, "holdout": holdout,
             "seed": seed, "held_back": report}
     write_blend(model_dir, blend if keep else None, meta)
@@ -180,12 +234,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--extra-corpus", help="distractor paragraphs (JSONL, .gz ok) added to the index")
     p.add_argument("--extra-limit", type=int)
     p.add_argument("--max-queries", type=int, help="a seeded sample of this many questions (default: all)")
+    p.add_argument("--windows-out", help="save the collected windows here (JSONL) for refits")
+    p.add_argument("--windows-in", help="refit from saved windows (no scoring); --beir names what they came from")
     p.add_argument("--out-json", help="also write the report here")
     args = p.parse_args(argv)
     if not 0.05 <= args.holdout <= 0.9:
         p.error("--holdout must be in [0.05, 0.9]")
-    report = run(args.model_dir, args.beir, args.split, args.first_stage, args.holdout, args.seed,
-                 extra_corpus=args.extra_corpus, extra_limit=args.extra_limit, max_queries=args.max_queries)
+    if args.windows_in:
+        report = fit_and_write(args.model_dir, load_windows(args.windows_in), f"{Path(args.beir).name}/{args.split}",
+                               args.first_stage, args.holdout, args.seed)
+    else:
+        report = run(args.model_dir, args.beir, args.split, args.first_stage, args.holdout, args.seed,
+                     extra_corpus=args.extra_corpus, extra_limit=args.extra_limit, max_queries=args.max_queries,
+                     windows_out=args.windows_out)
     line = json.dumps(report, ensure_ascii=False)
     if args.out_json:
         Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
