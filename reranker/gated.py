@@ -30,7 +30,15 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from reranker.bpt import blockwise_attention, chunked_feed_forward, naive_attention
 from reranker.config import ViRankerConfig
-from reranker.model import ATTENTION_IMPLS, Embeddings, FeedForward, PairScoreHead, PretrainedMixin, ViRanker
+from reranker.model import (
+    ATTENTION_IMPLS,
+    Embeddings,
+    FeedForward,
+    PairScoreHead,
+    PretrainedMixin,
+    SelfAttention,
+    ViRanker,
+)
 from reranker.rope import RotaryEmbedding, apply_rotary
 from reranker.tokenizer import BOS_ID, EOS_ID
 
@@ -79,19 +87,12 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tenso
     return naive_attention(q, k, v, mask, p, training)
 
 
-class GatedAttention(nn.Module):
-    """Self-attention within each segment + tanh-gated cross-segment attention, one fused QKV, post-LN."""
+class GatedAttention(SelfAttention):
+    """Self-attention within each segment + tanh-gated cross-segment attention: the joint model's projections
+    (fused QKV = e5's own, output, post-LN; same weight names) plus one gate per head."""
 
     def __init__(self, cfg: ViRankerConfig) -> None:
-        super().__init__()
-        d = cfg.hidden_size
-        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
-        self.block_size = cfg.attn_block_size
-        self.attn_dropout = cfg.attention_dropout
-        self.qkv = nn.Linear(d, 3 * d)  # rows: [query; key; value] (e5's own projections)
-        self.out = nn.Linear(d, d)
-        self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.dropout)
+        super().__init__(cfg)
         self.cross_gate = nn.Parameter(torch.zeros(cfg.num_heads))  # g[l, :]; tanh(0) = 0: path closed
 
     def forward(self, x: torch.Tensor, lq: int, masks: tuple[torch.Tensor | None, torch.Tensor | None],
