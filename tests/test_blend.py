@@ -11,7 +11,7 @@ import pytest
 from search.blend import FEATURES, BlendError, LearnedBlend, candidate, feature_matrix, learned_blend_of
 from search.pipeline import Pipeline
 from tests.test_pipeline import HashEmbedder, LengthReranker, bm25, passages, restorer, vectors  # noqa: F401
-from trainer.blend import Window, fit_blend, held_back_report, split_windows, write_blend
+from trainer.blend import Window, fit_blend, guard_passes, held_back_report, split_windows, write_blend
 
 
 def _window(qid: str, rng: random.Random, signal: str, n: int = 12, rel_at: int | None = None) -> Window:
@@ -51,6 +51,7 @@ def test_fit_learns_the_signal_and_the_guard_keeps_it(tmp_path):
     rep = held_back_report(blend, held)
     assert rep["mrr@10_blend"] > 0.95 > 0.5 > rep["mrr@10_first_stage"]  # first stage puts it anywhere
     assert rep["blend_vs_first_stage"]["t_pvalue"] < 1e-6 and rep["blend_vs_first_stage"]["mean_diff"] > 0
+    assert guard_passes(rep)
     # stored in a model dir, read back through inference.json, same scores
     (tmp_path / "inference.json").write_text(json.dumps({"rerank_blend": 0.3}))
     data = write_blend(tmp_path, blend, {"held_back": rep})
@@ -74,6 +75,10 @@ def test_a_blend_worse_than_the_first_stage_is_caught(tmp_path):
     held = [_window(f"h{i}", rng, "fusion_rank", rel_at=0) for i in range(60)]
     rep = held_back_report(fit_blend(fit, {"n_estimators": 40}), held)
     assert rep["mrr@10_first_stage"] == 1.0 and rep["mrr@10_blend"] < rep["mrr@10_first_stage"]
+    assert not guard_passes(rep)
+    # "better on average" without evidence is not enough either
+    tie = {"blend_vs_first_stage": {"mean_diff": 0.007, "t_pvalue": 0.66}}
+    assert not guard_passes(tie) and guard_passes({"blend_vs_first_stage": {"mean_diff": 0.05, "t_pvalue": 0.01}})
 
 
 def test_fit_needs_windows_with_a_relevant_passage():
