@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from indexing.normalize import normalize
-from search.blend import BlendError, LearnedBlend, blend_with_first_stage, candidate, learned_blend_of
+from search.blend import LearnedBlend, blend_with_first_stage, candidate, learned_blend_of
 from search.diacritics import DiacriticRestorer, diacritic_level
 from search.fusion import DEFAULT_FUSION, DEFAULT_MINMAX_WEIGHTS, FUSIONS, fuse
 
@@ -484,15 +484,13 @@ class Pipeline:
 
     def learned_blend_for(self, reranker: Any) -> LearnedBlend | None:
         """The reranker's learned blend (loaded once per reranker), or None: when the pipeline was given a
-        fixed ``rerank_blend``, or the model ships none. A blend that fails to load is an error, not ignored."""
+        fixed ``rerank_blend``, or the model ships none. A blend that names files it cannot load raises
+        :class:`search.blend.BlendError` (never silently ignored)."""
         if self.rerank_blend is not None:
             return None
         key = id(reranker)
         if key not in self._learned:
-            try:
-                self._learned[key] = learned_blend_of(reranker)
-            except BlendError as err:
-                raise RuntimeError(f"reranker {getattr(reranker, 'name', '?')}: {err}") from err
+            self._learned[key] = learned_blend_of(reranker)
         return self._learned[key]
 
     def blend_for(self, reranker: Any) -> float:

@@ -113,7 +113,7 @@ def test_pipeline_uses_the_models_learned_blend(bm25, vectors, restorer, tmp_pat
     # a blend that names a missing file is an error, not silently ignored
     (tmp_path / "blend.lgb.txt").unlink()
     broken = Pipeline(bm25, vectors, HashEmbedder(), {"m": Shipped()}, restorer, depth=8, rerank_top=5)
-    with pytest.raises(RuntimeError, match="missing"):
+    with pytest.raises(BlendError, match="missing"):
         broken.search("cấp lại hộ chiếu", "hybrid+m", top_k=5)
 
 
