@@ -188,9 +188,13 @@ def _cmd_mine(args: argparse.Namespace) -> int:
             vectors = VectorTable([], __import__("numpy").zeros((0, 384), "float32"), embed_passages=embed_p)
         missing = [p["text"] for p in pool_list if p["text"] not in vectors]
         if missing:
+            from tqdm.auto import tqdm
+
             print(f"embedding {len(missing)} pool passages without precomputed vectors", file=sys.stderr)
-            for i in range(0, len(missing), 64):
-                vectors.get(missing[i : i + 64])
+            with tqdm(total=len(missing), desc="embed pool", unit="passage", disable=args.no_progress) as bar:
+                for i in range(0, len(missing), 64):
+                    vectors.get(missing[i : i + 64])
+                    bar.update(len(missing[i : i + 64]))
         print("building BM25 over the negative pool ...", file=sys.stderr)
         bm25 = (
             Bm25sSearcher(pool_list)
