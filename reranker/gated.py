@@ -31,7 +31,6 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from reranker.bpt import blockwise_attention, chunked_feed_forward, naive_attention
 from reranker.config import ViRankerConfig
 from reranker.model import (
-    ATTENTION_IMPLS,
     Embeddings,
     FeedForward,
     PairScoreHead,
@@ -169,13 +168,6 @@ class GatedRanker(PretrainedMixin, nn.Module):
                 head.out.bias.zero_()
 
     # ------------------------------------------------------------------ switches
-    def set_attention_impl(self, impl: str) -> GatedRanker:
-        """"bpt" (blockwise, exact, low memory), "sdpa" (torch fused) or "eager" (reference)."""
-        if impl not in ATTENTION_IMPLS:
-            raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
-        self.attn_impl = impl
-        return self
-
     def set_packing(self, enabled: bool = True) -> GatedRanker:
         """No effect (kept so callers can treat both architectures alike): segments are already unpadded per
         segment; scores never depend on the batch."""

@@ -308,9 +308,17 @@ def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class PretrainedMixin:
-    """Persistence shared by every reranker class (``config.json`` + ``model.safetensors``); the class needs
+    """Attention switch and persistence shared by every reranker class (``config.json`` + ``model.safetensors``); the class needs
     ``config``, ``state_dict`` and ``embeddings.word``. Load any model dir with :func:`reranker.factory.load_model`
     (it picks the class from ``config.architecture``)."""
+
+    def set_attention_impl(self, impl: str) -> Any:
+        """Switch attention: "bpt" (blockwise, exact, low memory), "sdpa" (torch fused) or "eager" (reference)
+        → self."""
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+        self.attn_impl = impl
+        return self
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -391,13 +399,6 @@ class ViRanker(PretrainedMixin, nn.Module):
             nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------ running
-    def set_attention_impl(self, impl: str) -> ViRanker:
-        """Switch attention: "bpt" (blockwise, exact, low memory), "sdpa" (torch fused) or "eager"."""
-        if impl not in ATTENTION_IMPLS:
-            raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
-        self.attn_impl = impl
-        return self
-
     def set_packing(self, enabled: bool = True) -> ViRanker:
         """Score padded batches as packed real tokens (exact; skips the padding in every projection, FFN
         and LayerNorm, attention still uses the padded layout). Applies to ``forward`` / ``forward_exits``."""
