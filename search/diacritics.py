@@ -463,10 +463,7 @@ def restorer_text(title: str | None, text: str | None) -> str:
 
 def _passage_texts(path: Path) -> Iterator[str]:
     """``passages.jsonl`` → :func:`restorer_text` strings."""
-    import json
+    from indexing.jsonl import read_jsonl
 
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                yield restorer_text(row.get("title"), row.get("text"))
+    for row in read_jsonl(path):
+        yield restorer_text(row.get("title"), row.get("text"))

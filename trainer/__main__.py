@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from indexing.beir import read_qrels
+from indexing.jsonl import write_jsonl
 from indexing.settings import REPO_ROOT
 
 # A JSONL file blocks all its passages; a BEIR dir blocks the passages its qrels/test.tsv names.
@@ -98,7 +100,7 @@ def _blocked_records(path: Path, read_jsonl) -> list[dict]:
     qrels = path / "qrels" / "test.tsv"
     if not qrels.is_file():
         raise SystemExit(f"--block-corpus {path}: neither a JSONL file nor a BEIR dir with qrels/test.tsv")
-    ids = {line.split("\t")[1] for line in qrels.read_text(encoding="utf-8").splitlines()[1:] if "\t" in line}
+    ids = {d for docs in read_qrels(qrels, strict=False).values() for d in docs}
     return [r for r in read_jsonl(path / "corpus.jsonl") if str(r["_id"]) in ids]
 
 
@@ -280,10 +282,7 @@ def _cmd_candidates(args: argparse.Namespace) -> int:
             if args.max_queries and len(out_recs) >= args.max_queries:
                 break
     out = _resolve(args.out) if not Path(args.out).is_absolute() else Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        for r in out_recs:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    write_jsonl(out, out_recs)
     n_pairs = sum(len(r["candidates"]) for r in out_recs)
     print(f"wrote {len(out_recs)} queries / {n_pairs} pairs to {out}", file=sys.stderr)
     return 0

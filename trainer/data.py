@@ -28,7 +28,6 @@ pass reranks a fixed, small set of pairs.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import re
@@ -40,6 +39,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from indexing.jsonl import JsonlProblem, read_jsonl
 from indexing.normalize import fold
 
 __all__ = [
@@ -130,22 +130,16 @@ def load_triplets(paths: Sequence[str | os.PathLike[str]], max_records: int | No
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"training file {path} not found (run `python -m trainer mine` first)")
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    bad += 1  # e.g. a line still being written by a background mining job
-                    continue
-                if not isinstance(rec, dict) or not rec.get("query") or not rec.get("pos"):
-                    bad += 1
-                    continue
-                rec.setdefault("neg", [])
-                records.append(rec)
-                if max_records and len(records) >= max_records:
-                    return records
+        problems: list[JsonlProblem] = []  # e.g. a line still being written by a background mining job
+        for rec in read_jsonl(path, skip_bad=True, problems=problems):
+            if not isinstance(rec, dict) or not rec.get("query") or not rec.get("pos"):
+                bad += 1
+                continue
+            rec.setdefault("neg", [])
+            records.append(rec)
+            if max_records and len(records) >= max_records:
+                return records
+        bad += len(problems)
     if not records:
         raise ValueError(f"no usable training records in {[str(p) for p in paths]} ({bad} malformed lines)")
     return records
@@ -343,15 +337,11 @@ def load_candidates(
             f"validation candidates {path} not found (run `python -m trainer candidates`)"
         )
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            rec["candidates"] = rec["candidates"][:max_candidates] if max_candidates else rec["candidates"]
-            out.append(rec)
-            if max_queries and len(out) >= max_queries:
-                break
+    for rec in read_jsonl(path):
+        rec["candidates"] = rec["candidates"][:max_candidates] if max_candidates else rec["candidates"]
+        out.append(rec)
+        if max_queries and len(out) >= max_queries:
+            break
     return out
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
+from indexing.jsonl import open_text
 from reranker.config import ViRankerConfig
 from reranker.factory import RerankerModel, create_model
-from trainer.mine import open_text
 
 __all__ = ["load_checkpoint_model", "iter_corpus_texts", "export_model", "write_model_card"]
 

@@ -19,18 +19,20 @@ and every query has its own seeded RNG, so a resumed run writes what an uninterr
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import random
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 import numpy as np
+
+from indexing.beir import read_qrels
+from indexing.jsonl import open_text, read_jsonl
 
 __all__ = [
     "MiningQuery",
@@ -47,6 +49,7 @@ __all__ = [
     "jaccard",
     "group_of",
     "text_key",
+    "open_text",
     "read_jsonl",
     "done_query_ids",
     "mine_to_jsonl",
@@ -119,24 +122,6 @@ def mmr_select(query_vec: np.ndarray, cand_vecs: np.ndarray, k: int, lambda_: fl
     return picked
 
 
-def open_text(path: str | os.PathLike[str]) -> IO[str]:
-    """A UTF-8 text file for reading, gunzipped on the fly when its name ends in ``.gz``."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    return opener(path, "rt", encoding="utf-8")
-
-
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict]:
-    """Yield the JSON objects of a JSONL file (``.gz`` too); a bad line raises ValueError naming file and line."""
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-
-
 def sample_pool(records: Sequence[dict], n: int, seed: int) -> list[dict]:
     """``n`` records drawn without replacement by a seeded RNG, in their original order (all if ``n`` <= 0)."""
     if n <= 0 or n >= len(records):
@@ -147,19 +132,11 @@ def sample_pool(records: Sequence[dict], n: int, seed: int) -> list[dict]:
 
 def done_query_ids(path: str | os.PathLike[str]) -> set[str]:
     """Query ids already written to a mining output (for resuming); a truncated last line is ignored."""
-    path = Path(path)
-    done: set[str] = set()
-    if not path.exists():
-        return done
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut off by a crash; it is rewritten below
-            if isinstance(rec, dict) and "query_id" in rec:
-                done.add(str(rec["query_id"]))
-    return done
+    if not Path(path).exists():
+        return set()
+    # skip_bad: a line cut off by a crash is rewritten by the resumed run
+    recs = read_jsonl(path, skip_bad=True)
+    return {str(rec["query_id"]) for rec in recs if isinstance(rec, dict) and "query_id" in rec}
 
 
 def _repair_tail(path: Path) -> None:
@@ -642,22 +619,11 @@ def load_beir_train_queries(
     qrels_path = beir_dir / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         raise FileNotFoundError(f"no qrels file {qrels_path}")
-    qrels: dict[str, list[str]] = {}
-    with open(qrels_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split("\t")
-            if lineno == 1 and parts[0] == "query-id":
-                continue
-            if len(parts) < 2:
-                continue
-            if len(parts) >= 3 and parts[2].strip() and float(parts[2]) <= 0:
-                continue
-            if id_prefix and not parts[0].startswith(id_prefix):
-                continue
-            qrels.setdefault(parts[0], []).append(parts[1])
+    qrels = {q: list(docs) for q, docs in read_qrels(qrels_path, strict=False, positive_only=True,
+                                                     id_prefix=id_prefix).items()}
     corpus = {str(r["_id"]): r for r in read_jsonl(beir_dir / "corpus.jsonl")}
     texts = {
-        str(r["_id"]): str(r["text"])
+        str(r["_id"]): str(r["text"])  # a query without text is an error here (KeyError), not an empty query
         for r in read_jsonl(beir_dir / "queries.jsonl")
         if str(r["_id"]) in qrels
     }
