@@ -45,7 +45,6 @@ import csv
 import html
 import json
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -77,6 +76,16 @@ from indexing.admin import (  # noqa: E402
 )
 from indexing.normalize import normalize  # noqa: E402
 from search.compare import display_scores, pairwise_stats  # noqa: E402
+from search.errors import (  # noqa: E402
+    EmptyQuery,
+    IndexBuildFailed,
+    IndexNotReady,
+    NoSearchableTerms,
+    QueryError,
+    ServiceError,
+    VectorsUnavailable,
+)
+from search.results import Note, NoteCode  # noqa: E402
 from search.ui_render import (  # noqa: E402
     BUILD_RETRY_HINT,
     BUILD_STAGES_VI,
@@ -629,18 +638,6 @@ class Backend:
         return f"Deleting {len(ids)} id(s) in the background: {', '.join(ids[:10])}"
 
 
-class IndexNotReady(RuntimeError):
-    """The index has no serving generation yet (first build running, or nothing to build from)."""
-
-
-class IndexBuildFailed(IndexNotReady):
-    """The index has no serving generation because its build failed (``failure``: ``BuildJob.failure``)."""
-
-    def __init__(self, message: str, failure: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.failure = failure
-
-
 # ====================================================================================== search logic
 def pipeline_name(mode: str, reranker: str | None) -> str:
     """UI mode + reranker → pipeline name (``rerank`` mode means ``hybrid+<reranker>``)."""
@@ -650,42 +647,45 @@ def pipeline_name(mode: str, reranker: str | None) -> str:
 
 
 def friendly_error(err: BaseException) -> str:
-    """An exception from searching → a message for users (no traceback)."""
-    name = type(err).__name__
-    if name == "ModelUnavailable":
-        return (f"Mô hình {getattr(err, 'name', '')!r} chưa có: {getattr(err, 'reason', err)}. "
-                f"Cách thêm: {getattr(err, 'how_to_fix', '')}")
-    if name == "QueryError":
-        msg = str(err)
-        if "empty" in msg:
-            return "Hãy nhập câu hỏi hoặc từ khoá để tìm kiếm."
-        if "no letters" in msg:
-            return "Câu hỏi không có chữ hoặc số nào để tìm. Hãy nhập từ khoá khác."
-        return f"Câu hỏi không hợp lệ: {msg}"
+    """An exception from searching → a message for users (no traceback), chosen by the exception's class."""
+    if isinstance(err, EmptyQuery):
+        return "Hãy nhập câu hỏi hoặc từ khoá để tìm kiếm."
+    if isinstance(err, NoSearchableTerms):
+        return "Câu hỏi không có chữ hoặc số nào để tìm. Hãy nhập từ khoá khác."
+    if isinstance(err, QueryError):
+        return f"Câu hỏi không hợp lệ: {err}"
     if isinstance(err, IndexNotReady):
         return str(err)
-    if name == "ServiceError":
-        if "needs vectors" in str(err):
-            return ("Chỉ mục hiện chưa có vector (đang được tính, hoặc chưa có mô hình embedding): "
-                    "hãy chọn pipeline BM25 trong lúc chờ.")
+    if isinstance(err, VectorsUnavailable):
+        return ("Chỉ mục hiện chưa có vector (đang được tính, hoặc chưa có mô hình embedding): "
+                "hãy chọn pipeline BM25 trong lúc chờ.")
+    if isinstance(err, ServiceError):
         return f"Không thể tìm: {err}"
-    if name == "EmbedderUnavailable":
+    from reranker.backends import ModelUnavailable  # imported here: loading torch only when a model failed
+    from search.embedders import EmbedderUnavailable
+
+    if isinstance(err, ModelUnavailable):
+        return (f"Mô hình {getattr(err, 'name', '')!r} chưa có: {getattr(err, 'reason', err)}. "
+                f"Cách thêm: {getattr(err, 'how_to_fix', '')}")
+    if isinstance(err, EmbedderUnavailable):
         return f"Mô hình embedding chưa có: {err}. Hãy dùng pipeline BM25."
     if isinstance(err, ValueError):
         return f"Không thể tìm: {err}"
-    return f"Đã xảy ra lỗi khi tìm kiếm ({name}: {err}). Hãy thử lại."
+    return f"Đã xảy ra lỗi khi tìm kiếm ({type(err).__name__}: {err}). Hãy thử lại."
 
 
-def _note_vi(note: str) -> str:
-    """Pipeline notes (English) → Vietnamese for the UI, when known."""
-    m = re.match(r"query truncated to (\d+) (characters|syllables)", note)
-    if m:
-        unit = "ký tự" if m.group(2) == "characters" else "âm tiết"
-        return f"Câu hỏi quá dài: chỉ dùng {m.group(1)} {unit} đầu tiên."
-    m = re.match(r"ranks after (\d+) are first-stage order", note)
-    if m:
-        return f"Từ hạng {int(m.group(1)) + 1} trở đi là thứ tự trước rerank (chỉ {m.group(1)} đoạn đầu được rerank)."
-    return note
+def note_vi(note: Note) -> str | None:
+    """A pipeline note → its Vietnamese text for the UI (None: not shown as a notice, e.g. the restored query,
+    which the page shows on its own)."""
+    if note.code in (NoteCode.TRUNCATED_CHARS, NoteCode.TRUNCATED_SYLLABLES):
+        unit = "ký tự" if note.code is NoteCode.TRUNCATED_CHARS else "âm tiết"
+        return f"Câu hỏi quá dài: chỉ dùng {note.params['limit']} {unit} đầu tiên."
+    if note.code is NoteCode.RERANK_WINDOW:
+        top = int(note.params["top"])
+        return f"Từ hạng {top + 1} trở đi là thứ tự trước rerank (chỉ {top} đoạn đầu được rerank)."
+    if note.code is NoteCode.RESTORED:
+        return None
+    return str(note)
 
 
 def hits_json(result: Any) -> list[dict[str, Any]]:
@@ -806,9 +806,7 @@ class Handlers:
         try:
             try:
                 res = self.b.search(query, pipeline, _clamp_k(top_k), as_typed=as_typed)
-            except Exception as err:
-                if not (type(err).__name__ == "ServiceError" and "needs vectors" in str(err)):
-                    raise
+            except VectorsUnavailable:
                 # BM25-only generation (e.g. the first start while vectors are computed): still answer
                 res = self.b.search(query, "bm25", _clamp_k(top_k), as_typed=as_typed)
                 fallback = notice_html("Chỉ mục chưa có vector (đang được tính hoặc không có mô hình embedding): "
@@ -816,7 +814,7 @@ class Handlers:
         except Exception as err:  # noqa: BLE001 - every failure becomes a friendly message
             if isinstance(err, IndexBuildFailed):
                 kind = "error"
-            elif type(err).__name__ == "QueryError" or isinstance(err, IndexNotReady):
+            elif isinstance(err, (QueryError, IndexNotReady)):
                 kind = "info"
             else:
                 kind = "warn"
@@ -824,7 +822,7 @@ class Handlers:
         restored = restored_notice_html(res.query, res.searched_query)
         if as_typed:
             restored = "<div class='vr-restored vr-muted'>Tìm chính xác như đã gõ (không thêm dấu).</div>"
-        notes = [_note_vi(n) for n in res.notes if not n.startswith("searched with diacritics restored")]
+        notes = [text for text in map(note_vi, res.notes) if text is not None]
         notice = fallback + restored + "".join(notice_html(n, "info") for n in notes)
         terms = query_terms(res.query, None if as_typed else res.searched_query)
         table = results_html(res.hits, terms, display_scores(res.hits), self.b.doc_meta())

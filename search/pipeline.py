@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,9 @@ import numpy as np
 from indexing.normalize import normalize
 from search.blend import LearnedBlend, blend_with_first_stage, candidate, learned_blend_of
 from search.diacritics import DiacriticRestorer, diacritic_level
+from search.errors import EmptyQuery, NoSearchableTerms, QueryError, VectorsUnavailable
 from search.fusion import DEFAULT_FUSION, DEFAULT_MINMAX_WEIGHTS, FUSIONS, fuse
+from search.results import Hit, Note, NoteCode, SearchResult
 
 __all__ = [
     "DEFAULT_PIPELINE",
@@ -47,6 +49,9 @@ __all__ = [
     "default_pipeline_for",
     "blend_with_first_stage",
     "QueryError",
+    "Note",
+    "NoteCode",
+    "VectorsUnavailable",
     "Pipeline",
     "PreparedQuery",
     "parse_pipeline",
@@ -64,49 +69,6 @@ _TOKEN_RE = re.compile(r"\w+")
 _RERANKER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
-class QueryError(ValueError):
-    """The query cannot be searched (empty, only whitespace/control characters, wrong type)."""
-
-
-@dataclass
-class Hit:
-    """One ranked passage with where it came from."""
-
-    id: str
-    doc_id: str
-    title: str
-    text: str
-    score: float  # final score of the stage that produced the order
-    rank: int  # 1-based final rank
-    stage_ranks: dict[str, int] = field(default_factory=dict)  # {"bm25": 3, "dense": 1, "fusion": 1, "rerank": 2}
-    stage_scores: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
-        return {"id": self.id, "doc_id": self.doc_id, "title": self.title, "text": self.text,
-                "score": float(self.score), "rank": self.rank, "stage_ranks": dict(self.stage_ranks),
-                "stage_scores": {k: float(v) for k, v in self.stage_scores.items()}}
-
-
-@dataclass
-class SearchResult:
-    """What a search returns."""
-
-    query: str  # as typed
-    searched_query: str  # after diacritic restoration (== normalized query when none was needed)
-    diacritics: str  # "full" | "partial" | "none"
-    hits: list[Hit]
-    timings_ms: dict[str, float]  # per stage, plus "total"
-    pipeline: str
-    notes: list[str] = field(default_factory=list)  # e.g. "query truncated to 64 syllables"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
-        return {"query": self.query, "searched_query": self.searched_query, "diacritics": self.diacritics,
-                "pipeline": self.pipeline, "timings_ms": dict(self.timings_ms), "notes": list(self.notes),
-                "hits": [h.to_dict() for h in self.hits]}
-
-
 @dataclass
 class PreparedQuery:
     """A validated query and how to search it (see :meth:`Pipeline.prepare`)."""
@@ -116,7 +78,7 @@ class PreparedQuery:
     level: str  # diacritic level of ``text``
     routed: bool  # searched without diacritics + restored
     searched: str  # text given to the dense retriever and the reranker
-    notes: list[str]
+    notes: list[Note]
     timings_ms: dict[str, float]
 
 
@@ -281,20 +243,20 @@ class Pipeline:
         start = time.perf_counter()
         if not isinstance(query, str):
             raise QueryError(f"query must be a string, got {type(query).__name__}")
-        notes: list[str] = []
+        notes: list[Note] = []
         text = normalize(query)  # NFC, tone marks unified, control/zero-width characters removed
         if not text:
-            raise QueryError("empty query: type a few words to search for")
+            raise EmptyQuery("empty query: type a few words to search for")
         if not _TOKEN_RE.search(text):
-            raise QueryError("the query has no letters or digits to search for")
+            raise NoSearchableTerms("the query has no letters or digits to search for")
         if len(text) > self.max_query_chars:
             cut = text[: self.max_query_chars]
             text = cut.rsplit(" ", 1)[0] if " " in cut else cut
-            notes.append(f"query truncated to {self.max_query_chars} characters")
+            notes.append(Note.truncated(self.max_query_chars, "characters"))
         tokens = list(_TOKEN_RE.finditer(text))
         if len(tokens) > self.max_query_syllables:
             text = text[: tokens[self.max_query_syllables - 1].end()]
-            notes.append(f"query truncated to {self.max_query_syllables} syllables")
+            notes.append(Note.truncated(self.max_query_syllables, "syllables"))
         timings = {"validate": _ms(start)}
         start = time.perf_counter()
         level = diacritic_level(text)
@@ -303,7 +265,7 @@ class Pipeline:
         if routed and self.restorer is not None:
             searched = self.restorer.restore(text)
             if searched != text:
-                notes.append(f"searched with diacritics restored: {searched}")
+                notes.append(Note(NoteCode.RESTORED, {"query": searched}))
         timings["diacritics"] = _ms(start)
         return PreparedQuery(query, text, level, routed, searched, notes, timings)
 
@@ -311,7 +273,8 @@ class Pipeline:
     def search(self, query: str, pipeline: str = "hybrid", top_k: int = 10, *, as_typed: bool = False) -> SearchResult:
         """Run ``pipeline`` for ``query`` → the top ``top_k`` hits.
 
-        Raises :class:`QueryError` (bad query), ValueError (unknown pipeline, or dense without vectors), and
+        Raises :class:`QueryError` (bad query), ValueError (unknown pipeline), :class:`VectorsUnavailable` (a
+        ValueError too: dense without vectors), and
         whatever loading the reranker raises (``ModelUnavailable`` when its weights are missing).
         """
         return self.search_many([query], pipeline, top_k, as_typed=as_typed)[0]
@@ -325,8 +288,9 @@ class Pipeline:
         if top_k < 1:
             raise ValueError("top_k must be >= 1")
         if first in ("dense", "hybrid") and (self.vectors is None or self.embedder is None):
-            raise ValueError(f"pipeline {pipeline!r} needs vectors and an embedder; this index has "
-                             f"{'no vectors' if self.vectors is None else 'no query embedder'}")
+            reason = "no vectors" if self.vectors is None else "no query embedder"
+            raise VectorsUnavailable(f"pipeline {pipeline!r} needs vectors and an embedder; this index has {reason}",
+                                     pipeline, reason)
         reranker = self._get_reranker(reranker_name) if reranker_name else None
         prepared = [self.prepare(q, as_typed) for q in queries]
         vectors: list[np.ndarray | None] = [None] * len(prepared)
@@ -468,7 +432,7 @@ class Pipeline:
         timings["total"] = round(sum(p.timings_ms.values()) + timings.get("embed", 0.0) + run_ms, 3)
         notes = list(p.notes)
         if final_stage == "rerank" and len(ranked) > self.rerank_top and top_k > self.rerank_top:
-            notes.append(f"ranks after {self.rerank_top} are first-stage order (not reranked)")
+            notes.append(Note(NoteCode.RERANK_WINDOW, {"top": self.rerank_top}))
         return SearchResult(p.typed, p.searched, p.level, hits, timings, pipeline, notes)
 
     def _add_field_scores(self, p: PreparedQuery, depth: int, ids: list[str],

@@ -11,9 +11,9 @@ with its ``ModelUnavailable`` message, and searching with one raises that error 
 
 An unavailable vector store never breaks it either: when Qdrant does not answer (``QDRANT_URL`` down, or a
 local path held by another process) the generation is served BM25-only — ``pipelines()`` lists only
-``bm25`` pipelines, dense/hybrid searches raise :class:`ServiceError` ("... needs vectors ...", with Qdrant's
-error) at once instead of waiting on the server — and the vectors are re-opened in the background every
-``vector_retry_s`` seconds until the server answers again.
+``bm25`` pipelines, dense/hybrid searches raise :class:`~search.errors.VectorsUnavailable` (a
+:class:`ServiceError`, with Qdrant's error) at once instead of waiting on the server — and the vectors are
+re-opened in the background every ``vector_retry_s`` seconds until the server answers again.
 """
 
 from __future__ import annotations
@@ -26,15 +26,12 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from search.errors import QueryError, ServiceError, VectorsUnavailable
 from search.pipeline import Pipeline, SearchResult, default_pipeline_for, parse_pipeline, same_model
 
-__all__ = ["SearchService", "ServiceError"]
+__all__ = ["SearchService", "ServiceError", "VectorsUnavailable"]
 
 log = logging.getLogger(__name__)
-
-
-class ServiceError(RuntimeError):
-    """The service cannot search (no index built yet, missing vectors for a dense pipeline, ...)."""
 
 
 class _LazyEmbedder:
@@ -359,19 +356,21 @@ class SearchService:
         self, query: str, pipeline: str | None = None, top_k: int = 10, *, as_typed: bool = False
     ) -> SearchResult:
         """Search the current generation. Raises ``QueryError`` (bad query), ValueError (unknown pipeline),
-        :class:`ServiceError` (no index / no vectors), ``ModelUnavailable`` / ``EmbedderUnavailable``."""
+        :class:`ServiceError` (no index; :class:`VectorsUnavailable`: no vectors), ``ModelUnavailable`` /
+        ``EmbedderUnavailable``."""
         pipeline = pipeline or self.default_pipeline
         parse_pipeline(pipeline)
         with self._lease() as state:
             return self._search_on(state, query, pipeline, top_k, as_typed)
 
     def _search_on(self, state: _State, query: str, pipeline: str, top_k: int, as_typed: bool) -> SearchResult:
-        """One search on a leased state; vector-store failures become :class:`ServiceError` ("needs vectors")."""
+        """One search on a leased state; vector-store failures become :class:`VectorsUnavailable`."""
         from indexing.vectors import VectorStoreUnavailable
 
-        def unavailable(reason: str) -> ServiceError:
-            return ServiceError(f"pipeline {pipeline!r} needs vectors, but the vector store is unavailable "
-                                f"({reason}); BM25 keeps serving: use the bm25 pipeline meanwhile")
+        def unavailable(reason: str) -> VectorsUnavailable:
+            return VectorsUnavailable(f"pipeline {pipeline!r} needs vectors, but the vector store is unavailable "
+                                      f"({reason}); BM25 keeps serving: use the bm25 pipeline meanwhile",
+                                      pipeline, reason)
 
         if parse_pipeline(pipeline)[0] != "bm25" and state.vector_error is not None:
             raise unavailable(state.vector_error)
@@ -381,18 +380,12 @@ class SearchService:
             with self._lock:
                 self._degrade(state, err)
             raise unavailable(str(err)) from err
-        except ValueError as err:
-            if "needs vectors" in str(err):
-                raise ServiceError(str(err)) from err
-            raise
 
     def compare(
         self, query: str, pipelines: Sequence[str], top_k: int = 10, *, as_typed: bool = False
     ) -> dict[str, SearchResult | Exception]:
         """Run ``query`` through each pipeline on the same generation → ``{pipeline: result or the error}``
         (a bad query raises ``QueryError`` once instead)."""
-        from search.pipeline import QueryError
-
         out: dict[str, SearchResult | Exception] = {}
         with self._lease() as state:
             state.pipeline.prepare(query, as_typed)  # QueryError for everyone at once

@@ -14,8 +14,10 @@ from indexing.normalize import syllables
 from indexing.vectors import VectorStore
 from reranker.backends import ModelUnavailable, RerankScores
 from search.diacritics import RESTORER_FILE, DiacriticRestorer
+from search.errors import VectorsUnavailable
 from search.fusion import RRF_K
 from search.pipeline import Pipeline, QueryError, SearchResult, parse_pipeline
+from search.results import Note, NoteCode
 
 TEXTS = {
     "passport": ("Hộ chiếu", "Công dân làm thủ tục cấp lại hộ chiếu tại cơ quan quản lý xuất nhập cảnh."),
@@ -170,7 +172,8 @@ def test_reranker_reorders_the_top_window(pipe: Pipeline):
         assert h.score == pytest.approx(1 / (1 + np.exp(len(TEXTS[h.id][1]) / 10)))
         assert h.stage_scores["rerank_raw"] == pytest.approx(-len(TEXTS[h.id][1]) / 10)
     assert "rerank" in res.timings_ms and res.pipeline == "hybrid+shortest"
-    assert any("not reranked" in n for n in res.notes)
+    assert Note(NoteCode.RERANK_WINDOW, {"top": 3}) in res.notes
+    assert any("not reranked" in str(n) for n in res.notes)  # the English text (CLI, JSON)
 
 
 def test_rerank_blend_mixes_reranker_and_first_stage(bm25, vectors, restorer):
@@ -213,7 +216,7 @@ def test_routing_restores_query_for_dense_and_reranker(bm25, vectors, restorer):
     assert res.searched_query == "cấp lại hộ chiếu"
     assert emb.seen == ["cấp lại hộ chiếu"] and rr.calls[0][0] == "cấp lại hộ chiếu"
     assert "passport" in [h.id for h in res.hits]
-    assert any("restored" in n for n in res.notes)
+    assert Note(NoteCode.RESTORED, {"query": "cấp lại hộ chiếu"}) in res.notes
     # BM25 searched the restored query on both fields: same scores as a direct search for it
     direct = dict(bm25.search("cấp lại hộ chiếu", 8, field="both"))
     for h in res.hits:
@@ -255,16 +258,18 @@ def test_control_characters_stripped_and_long_queries_truncated(pipe: Pipeline):
     long = " ".join(["hộ chiếu"] * 50)  # 100 syllables
     res = pipe.search(long, "bm25", top_k=1)
     assert len(re.findall(r"\w+", res.searched_query)) == 64
-    assert any("64 syllables" in n for n in res.notes)
+    assert Note(NoteCode.TRUNCATED_SYLLABLES, {"limit": 64}) in res.notes
+    assert "query truncated to 64 syllables" in res.to_dict()["notes"]
     res = pipe.search("hộchiếu" * 100, "bm25", top_k=1)  # 700 characters, one token
-    assert len(res.searched_query) == 512 and any("512 characters" in n for n in res.notes)
+    assert len(res.searched_query) == 512 and Note(NoteCode.TRUNCATED_CHARS, {"limit": 512}) in res.notes
 
 
 def test_errors_for_unknown_or_unavailable_parts(bm25, vectors):
     with pytest.raises(ValueError, match="unknown pipeline"):
         Pipeline(bm25).search("hộ chiếu", "sparse")
-    with pytest.raises(ValueError, match="needs vectors"):
+    with pytest.raises(VectorsUnavailable, match="needs vectors") as info:
         Pipeline(bm25).search("hộ chiếu", "hybrid")
+    assert isinstance(info.value, ValueError) and info.value.reason == "no vectors"
     with pytest.raises(KeyError, match="not configured"):
         Pipeline(bm25, rerankers={}).search("hộ chiếu", "bm25+viranker")
 
