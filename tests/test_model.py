@@ -10,6 +10,7 @@ import torch
 from reranker.config import ViRankerConfig
 from reranker.model import (
     ViRanker,
+    WeightMismatch,
     export_hf_classifier,
     load_encoder_weights,
     pair_segment_masks,
@@ -186,7 +187,7 @@ def test_load_encoder_weights_matches_hf_hidden_states(model_type, prefix, tmp_p
     hf.save_pretrained(tmp_path / "hf")
     rep3 = load_encoder_weights(_tiny(rope=False), tmp_path / "hf")
     assert len(rep3.loaded) == len(report.loaded)
-    with pytest.raises(AssertionError, match="shape mismatch"):
+    with pytest.raises(WeightMismatch):
         load_encoder_weights(_tiny(rope=False, intermediate_size=48), sd)
 
 
