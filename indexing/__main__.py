@@ -33,6 +33,7 @@ from indexing.corpus import (
     IngestReport,
     load_corpus,
 )
+from indexing.embedders import EmbedderMismatch, LazyEmbedder
 
 MAX_PROBLEMS_IN_MANIFEST = 1000
 
@@ -43,34 +44,14 @@ class CliError(Exception):
 
 # ------------------------------------------------------------------------------------------- embedders
 def load_embedder(name: str) -> Any:
-    """Embedder by name via ``search.embedders.load_embedder`` (imported lazily: BM25-only needs no model)."""
-    try:
-        from search.embedders import load_embedder as _load
-    except ImportError as err:
-        raise CliError(f"cannot load embedder {name!r}: search.embedders is not available ({err})") from err
+    """Embedder by name via :func:`indexing.embedders.load_embedder`; a failure becomes a :class:`CliError`
+    (``EmbedderUnavailable`` and friends carry their own how-to-fix)."""
+    from indexing.embedders import load_embedder as _load
+
     try:
         return _load(name)
-    except Exception as err:  # noqa: BLE001 - ModelUnavailable and friends carry their own how-to-fix
+    except Exception as err:  # noqa: BLE001 - reported as "error: ..." with exit status 1
         raise CliError(f"cannot load embedder {name!r}: {err}") from err
-
-
-class LazyEmbedder:
-    """The index's embedder, loaded on first use (delete/add often need no new embeddings at all)."""
-
-    def __init__(self, name: str, model_id: str, dim: int) -> None:
-        self.name, self.model_id, self.dim = name, model_id, dim
-        self._real: Any = None
-
-    def encode_passages(self, texts: list[str]) -> Any:
-        if self._real is None:
-            real = load_embedder(self.name)
-            if str(real.model_id) != self.model_id or int(real.dim) != self.dim:
-                raise CliError(
-                    f"embedder {self.name!r} is now {real.model_id!r} (dim {real.dim}) but the index was built "
-                    f"with {self.model_id!r} (dim {self.dim}); rebuild the index"
-                )
-            self._real = real
-        return self._real.encode_passages(texts)
 
 
 def _embedder_for_change(args: argparse.Namespace, manifest: dict[str, Any] | None) -> Any:
@@ -86,7 +67,8 @@ def _embedder_for_change(args: argparse.Namespace, manifest: dict[str, Any] | No
                 f"the index has vectors from {want['model_id']!r} but no embedder name was recorded; "
                 "pass --embedder NAME"
             )
-        return LazyEmbedder(want["name"], want["model_id"], int(want["dim"]))
+        # delete/add often need no new embeddings at all: the model loads on first use
+        return LazyEmbedder(want["name"], want["model_id"], int(want["dim"]), loader=load_embedder)
     return load_embedder(args.embedder)
 
 
@@ -389,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except (
         CliError,
+        EmbedderMismatch,
         IngestError,
         BuildError,
         gens.GenerationError,

@@ -16,24 +16,16 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from indexing import settings
+from indexing.embedders import PassageEmbedder
+
+# the old name of what indexing needs from an embedder (one Protocol, defined in indexing.embedders)
+Embedder = PassageEmbedder
 
 __all__ = ["Embedder", "EmbeddingCache", "text_key", "embed_with_cache"]
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """What indexing needs from an embedder (implemented in ``search/embedders.py``)."""
-
-    model_id: str
-    dim: int
-
-    def encode_passages(self, texts: list[str]) -> np.ndarray:  # (n, dim) float32, L2-normalized
-        ...
 
 
 def text_key(text: str) -> str:
@@ -138,7 +130,7 @@ class EmbeddingCache:
 
 
 def embed_with_cache(
-    embedder: Embedder,
+    embedder: PassageEmbedder,
     texts: Sequence[str],
     model_id: str | None = None,
     batch_size: int = 64,

