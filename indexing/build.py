@@ -8,7 +8,7 @@
 3. ``vectors``  — only with an embedder: vectors from the embedding cache (misses are embedded and cached
    batch by batch), upserted to Qdrant (``qdrant/`` local path, or collection ``<index>__<gen>`` on
    ``QDRANT_URL``),
-4. ``restorer`` — the diacritic restorer (:mod:`search.diacritics`, ``diacritics.npz``) learned from the
+4. ``restorer`` — the diacritic restorer (:mod:`indexing.restorer`, ``diacritics.npz``) learned from the
    passages, so the first query typed without diacritics does not pay for building it,
 5. ``manifest.json`` (written last: the generation becomes complete), then ``CURRENT`` is swapped.
 
@@ -41,6 +41,7 @@ from indexing import settings
 from indexing.bm25 import DEFAULT_EXACT_BOOST, BM25Index
 from indexing.corpus import Passage, iter_passages, write_passages
 from indexing.embed_cache import Embedder, EmbeddingCache, embed_with_cache, text_key
+from indexing.restorer import RESTORER_FILE, DiacriticRestorer, restorer_text
 from indexing.vectors import VectorStore, VectorStoreUnavailable
 
 __all__ = [
@@ -457,11 +458,8 @@ def build_generation(
         elif embedder is not None:
             n_vectors = len(passages)
 
-        # 4. diacritic restorer: a per-generation artifact the search side loads (search.diacritics)
+        # 4. diacritic restorer: a per-generation artifact the search side loads (indexing.restorer)
         if not stages.get("restorer"):
-            # lazy import: search depends on indexing, not the other way round
-            from search.diacritics import RESTORER_FILE, DiacriticRestorer, restorer_text
-
             t = time.perf_counter()
             report("restorer", 0, 1)
             restorer = DiacriticRestorer.from_texts(restorer_text(p.title, p.text) for p in passages)

@@ -8,9 +8,11 @@ import time
 
 import pytest
 
+from indexing import restorer as restorer_module
 from indexing.normalize import fold
+from indexing.restorer import RESTORER_FILE, DiacriticRestorer
 from search import diacritics
-from search.diacritics import RESTORER_FILE, DiacriticRestorer, diacritic_level, is_folded_syllable
+from search.diacritics import diacritic_level, is_folded_syllable
 
 CORPUS = [
     "Hộ chiếu là giấy tờ tùy thân do cơ quan nhà nước cấp cho công dân.",
@@ -131,4 +133,6 @@ def test_restore_is_fast_on_long_queries(restorer: DiacriticRestorer):
 
 
 def test_doctests():
-    assert doctest.testmod(diacritics).failed == 0
+    for module in (diacritics, restorer_module):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0
