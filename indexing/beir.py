@@ -137,7 +137,7 @@ def load_beir(
     """Read a BEIR directory (and optional distractors: the first ``extra_limit`` rows of ``extra_corpus``) →
     :class:`BeirDataset`, one passage per document. Raises FileNotFoundError / ValueError (:class:`QrelsError`,
     :class:`indexing.jsonl.JsonlError`) with the offending file for a malformed dataset."""
-    from indexing.corpus import Passage
+    from indexing.passages import Passage
 
     path = Path(path)
     corpus_file, queries_file, qrels_file = beir_files(path, split)

@@ -44,7 +44,7 @@ from whoosh.reading import TermNotFound
 from whoosh.scoring import BM25F
 
 from indexing import normalize as _normalize
-from indexing.corpus import Passage
+from indexing.passages import Passage
 
 __all__ = [
     "NormalizeTokenizer",

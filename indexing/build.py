@@ -39,8 +39,8 @@ import numpy as np
 from indexing import generations as gens
 from indexing import settings
 from indexing.bm25 import DEFAULT_EXACT_BOOST, BM25Index
-from indexing.corpus import Passage, iter_passages, write_passages
 from indexing.embed_cache import Embedder, EmbeddingCache, embed_with_cache, text_key
+from indexing.passages import Passage, iter_passages, write_passages
 from indexing.restorer import RESTORER_FILE, DiacriticRestorer, restorer_text
 from indexing.vectors import VectorStore, VectorStoreUnavailable
 

@@ -278,3 +278,19 @@ def test_passages_jsonl_round_trip_and_errors(tmp_path: Path) -> None:
     with pytest.raises(IngestError) as err:
         list(iter_passages(f))
     assert err.value.line == 3
+
+
+def test_one_utf8_decoder_reports_line_and_column(tmp_path):
+    from indexing.passages import Utf8Error, decode_utf8
+
+    assert decode_utf8(b"\xef\xbb\xbfXin ch\xc3\xa0o") == "Xin chào"
+    assert decode_utf8(b"\xef\xbb\xbfa", strip_bom=False) == "\ufeffa"
+    with pytest.raises(Utf8Error) as err:
+        decode_utf8(b"ab\ncd\xe9f\n")
+    assert err.value.line == 2 and "0xe9 at column 3" in err.value.reason
+    # a JSON-array file: the column is counted within the bad line (it used to be the offset in the file)
+    f = tmp_path / "arr.json"
+    f.write_bytes(b'[\n{"_id": "a", "text": "ok"},\n{"_id": "b", "text": "caf\xe9"}\n]\n')
+    with pytest.raises(IngestError) as ierr:
+        load_corpus(f)
+    assert ierr.value.line == 3 and "0xe9 at column 26" in ierr.value.reason

@@ -189,8 +189,8 @@ def run(model_dir: str | Path, beir: str | Path, split: str = "train", first_sta
         max_queries: int | None = None, windows_out: str | None = None) -> dict[str, Any]:
     """Collect windows on ``beir``/``split`` (a seeded sample of ``max_queries`` questions when given: scoring
     every window with the reranker is the cost), fit, guard on the held-back part, write → report dict."""
-    from reranker.backends import load_reranker
     from indexing.embedders import load_embedder
+    from reranker.backends import load_reranker
     from search.eval import load_beir, open_eval_index
     from search.pipeline import Pipeline
 

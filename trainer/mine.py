@@ -227,7 +227,7 @@ def _open_project_bm25(passages: Sequence[dict], index_name: str, root: str | No
     from precomputed vectors), so no Qdrant collection is built. Returns ``search(query, k)``.
     """
     from indexing.bm25 import BM25Index
-    from indexing.corpus import Passage
+    from indexing.passages import Passage
     from indexing.settings import home, validate_index_name
 
     path = home(root) / "train" / f"bm25-{validate_index_name(index_name)}"
