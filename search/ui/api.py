@@ -1,0 +1,139 @@
+"""The public HTTP API (``gr.api`` endpoints): search, compare, status and the admin actions.
+
+The functions are typed, so Gradio derives each endpoint's schema from the hints; their docstrings are the
+endpoints' descriptions. Admin endpoints check the password server-side with the Admin tab's throttling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from indexing.admin import BuildBusy, NothingToRetry
+from search.compare import display_scores
+from search.ui.backend import MAX_COMPARE
+from search.ui.context import clamp_k, client_key
+from search.ui.messages import friendly_error
+from search.ui.tab_compare import compare_systems, default_compare_systems
+
+if TYPE_CHECKING:
+    from search.results import SearchResult
+    from search.ui.backend import Backend
+
+__all__ = ["make_api", "hits_json"]
+
+
+def hits_json(result: SearchResult) -> list[dict[str, Any]]:
+    """A result's hits as the API's JSON list (score on the normalized 0–1 display scale too)."""
+    norm = display_scores(result.hits)
+    return [
+        {"id": h.id, "title": h.title, "text": h.text, "score": float(h.score), "rank": int(h.rank),
+         "doc_id": h.doc_id, "normalized_score": round(float(n), 6)}
+        for h, n in zip(result.hits, norm, strict=True)
+    ]
+
+
+def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
+    """The public API functions by endpoint name."""
+    def _query_or_refuse(query: str) -> None:
+        if not (query or "").strip():
+            raise gr.Error("query is empty", print_exception=False)
+
+    def _admin_call(password: str, request: gr.Request | None, verb: str, action: Callable[[], Any],
+                    refused: tuple[type[BaseException], ...] = (Exception,)) -> Any:
+        """Check the admin password, then ``action()``; an exception in ``refused`` becomes a ``gr.Error``
+        ``"<verb>: <error>"`` (no traceback)."""
+        res = backend.auth.check(client_key(request), password)
+        if not res.ok:
+            raise gr.Error(res.message, print_exception=False)
+        try:
+            return action()
+        except refused as err:
+            raise gr.Error(f"{verb}: {err}", print_exception=False) from None
+
+    def search(query: str, pipeline: str = "", top_k: int = 10) -> list[dict]:
+        """Search the index with ``pipeline`` (bm25, dense, hybrid, <first stage>+<reranker>; empty: the
+        service's default, hybrid+viranker when its weights are present). Returns [{"id", "title", "text",
+        "score", "rank", "doc_id", "normalized_score"}], best first."""
+        _query_or_refuse(query)
+        try:
+            res = backend.search(query, pipeline or None, clamp_k(top_k))
+        except Exception as err:  # noqa: BLE001 - clients get the friendly message, not a traceback
+            raise gr.Error(friendly_error(err), print_exception=False) from None
+        return hits_json(res)
+
+    def compare(query: str, pipelines: list[str] | None = None, top_k: int = 10) -> dict:
+        """Run several pipelines (default: the Compare tab's). Returns {"results": {pipeline: [hits]},
+        "unavailable": {pipeline: reason}, "agreement": [{"a","b","overlap","tau","shared"}],
+        "timings_ms": {pipeline: total ms}, "searched_query": {pipeline: query after restoration}}."""
+        _query_or_refuse(query)
+        if not pipelines:
+            status = backend.rerankers()
+            avail = [n for n, v in status.items() if v.startswith(("available", "loaded"))]
+            pipelines = default_compare_systems(list(status), avail)
+        names = list(dict.fromkeys(pipelines))[:MAX_COMPARE]
+        try:
+            out = compare_systems(backend, query, names, clamp_k(top_k))
+        except Exception as err:  # noqa: BLE001
+            raise gr.Error(friendly_error(err), print_exception=False) from None
+        return {
+            "results": {n: hits_json(r) for n, r in out["results"].items()},
+            "unavailable": out["errors"],
+            "agreement": [{"a": s.a, "b": s.b, "overlap": s.overlap, "tau": s.tau, "shared": s.shared}
+                          for s in out["stats"]],
+            "timings_ms": {n: r.timings_ms.get("total") for n, r in out["results"].items()},
+            "searched_query": {n: r.searched_query for n, r in out["results"].items()},
+        }
+
+    def status() -> dict:
+        """Index status for anyone: {"index", "ready", "generation", "building", "stage", "done", "total",
+        "build_failed", "failure": {"stage", "error_type", "message", "attempt", "hint"} | null, "message"}.
+        No server paths; admins get the full error from /admin_status."""
+        return backend.public_status()
+
+    def admin_status(password: str, request: gr.Request) -> dict:
+        """Admin: index statistics, generations and build progress, with the full failure of the last
+        build (password required)."""
+        def run() -> dict:
+            snap = backend.job.snapshot()
+            snap.pop("result", None)
+            return {"stats": backend.admin_stats(), "generations": backend.admin_generations(), "build": snap,
+                    "failure": snap.get("failure")}
+
+        return _admin_call(password, request, "status", run, refused=())
+
+    def admin_retry_build(password: str, request: gr.Request) -> dict:
+        """Admin: start the failed build (e.g. the first-start demo build) again in the background; poll
+        /status or /admin_status (password required)."""
+        return _admin_call(password, request, "retry refused", lambda: {"started": backend.admin_retry_build()},
+                           refused=(BuildBusy, NothingToRetry))
+
+    def admin_rollback(password: str, request: gr.Request) -> dict:
+        """Admin: serve the previous complete generation (password required)."""
+        return _admin_call(password, request, "rollback failed", lambda: {"generation": backend.admin_rollback()})
+
+    def admin_rebuild(password: str, request: gr.Request) -> dict:
+        """Admin: rebuild the current passages into a new generation in the background (password required)."""
+        return _admin_call(password, request, "rebuild failed", lambda: {"started": backend.admin_start_rebuild()})
+
+    def admin_delete(password: str, ids: list[str], request: gr.Request) -> dict:
+        """Admin: delete passages/documents by id in a background rebuild (password required)."""
+        return _admin_call(password, request, "delete failed",
+                           lambda: {"started": backend.admin_start_delete(list(ids or []))})
+
+    return {"search": search, "compare": compare, "status": status, "admin_status": admin_status,
+            "admin_rollback": admin_rollback, "admin_rebuild": admin_rebuild, "admin_delete": admin_delete,
+            "admin_retry_build": admin_retry_build}
+
+
+def register(backend: Backend) -> None:
+    """Register the endpoints on the ``gr.Blocks`` being built (before any UI event, so the public names
+    are taken first)."""
+    api = make_api(backend)
+    gr.api(api["search"], api_name="search", concurrency_id="search")
+    gr.api(api["compare"], api_name="compare", concurrency_id="search")
+    gr.api(api["status"], api_name="status", concurrency_limit=None, concurrency_id="status")
+    for name in ("admin_status", "admin_rollback", "admin_rebuild", "admin_delete", "admin_retry_build"):
+        gr.api(api[name], api_name=name, concurrency_limit=1, concurrency_id="admin")

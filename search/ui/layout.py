@@ -1,0 +1,83 @@
+"""The page: header, status banner, the four tabs and the API (:func:`build_ui`), and :func:`launch`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from search.ui import api, tab_admin, tab_compare, tab_evaluate, tab_search
+from search.ui.backend import Backend
+from search.ui.context import PRIVATE, UiContext
+from search.ui.handlers import Handlers
+
+__all__ = ["build_ui", "launch", "CSS", "initial_choice"]
+
+CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
+HEADER = ("<h2 style='margin:0'>ViRanker Search</h2><div class='vr-muted'>Tìm kiếm tiếng Việt: BM25 + "
+          "e5 (hợp nhất) + reranker ViRanker</div>")
+
+
+def initial_choice(backend: Backend, status: dict[str, str], default_pipeline: str = "auto") -> tuple[str, str]:
+    """The Search tab's initial (mode, reranker): ``auto`` → ``rerank`` with the first available reranker when
+    its model recommends itself as a default, else ``hybrid``; a pipeline name (``bm25``, ``hybrid+viranker``)
+    picks that."""
+    names = list(status)
+    available = [n for n, s in status.items() if s.startswith("available")]
+    reranker = available[0] if available else (names[0] if names else "viranker")
+    mode = "rerank" if available and backend.reranker_recommended(reranker) else "hybrid"
+    if default_pipeline and default_pipeline != "auto":
+        first, _, rr_name = default_pipeline.partition("+")
+        if rr_name:
+            mode, reranker = "rerank", rr_name if rr_name in names else reranker
+        elif first in tab_search.FIRST_STAGE_LABELS:
+            mode = first
+    return mode, reranker
+
+
+def build_ui(backend: Backend, default_pipeline: str = "auto") -> gr.Blocks:
+    """The Gradio Blocks app (not launched; call ``.queue(...)`` / ``.launch(...)``).
+
+    ``default_pipeline``: the Search tab's initial pipeline — ``auto`` (``hybrid+<first available
+    reranker>`` when its model recommends itself as a default, else ``hybrid``), or a name such as ``hybrid``,
+    ``bm25`` or ``hybrid+viranker``."""
+    handlers = Handlers(backend)
+    status = backend.rerankers()
+    mode, reranker = initial_choice(backend, status, default_pipeline)
+    with gr.Blocks(title="ViRanker Search") as page:
+        gr.HTML(HEADER)
+        banner = gr.HTML(elem_id="status-banner")
+        banner_timer = gr.Timer(2.0, active=False)
+        # the API first, so the public names are taken before any (private) UI handler is named
+        api.register(backend)
+        ctx = UiContext(page, backend, handlers, banner, banner_timer, status,
+                        available=[n for n, s in status.items() if s.startswith("available")],
+                        systems=tab_compare.system_choices(list(status)), default_mode=mode,
+                        default_reranker=reranker)
+        with gr.Tabs():
+            for tab in (tab_search, tab_compare, tab_evaluate, tab_admin):
+                tab.build(ctx)
+
+        def _banner():
+            text, poll = handlers.banner()
+            return text, gr.Timer(active=poll)
+
+        page.load(_banner, None, [banner, banner_timer], **PRIVATE, queue=False)
+        banner_timer.tick(_banner, None, [banner, banner_timer], **PRIVATE, queue=False)
+    return page
+
+
+def launch(backend: Backend, host: str, port: int, concurrency: int = 4, max_queue: int = 256,
+           block: bool = True, quiet: bool = False, default_pipeline: str = "auto",
+           before_serve: Callable[[], Any] | None = None) -> gr.Blocks:
+    """Build the UI, configure the queue, call ``before_serve()`` (``main`` starts the demo build there) and
+    serve it (never ``share=True``) → the Blocks object."""
+    page = build_ui(backend, default_pipeline)
+    page.queue(default_concurrency_limit=max(1, concurrency), max_size=max_queue)
+    if before_serve is not None:
+        before_serve()
+    page.launch(server_name=host, server_port=port, share=False, css=CSS, show_error=False, quiet=quiet,
+                prevent_thread_lock=not block, footer_links=["api"], inbrowser=False, max_file_size="50mb")
+    return page

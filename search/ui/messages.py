@@ -1,0 +1,217 @@
+"""The app's Vietnamese messages: errors chosen by exception class, notes by code, notices and the banner.
+
+Everything the handlers and the backend say to a visitor or an admin is here (widget labels stay with their
+widgets in the ``tab_*`` modules). Nothing is matched by message text: :func:`friendly_error` dispatches on
+the classes of :mod:`search.errors` (and the model errors of the layers below), :func:`note_vi` on
+:class:`search.results.NoteCode`.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+from search.errors import (
+    EmptyQuery,
+    IndexNotReady,
+    NoSearchableTerms,
+    QueryError,
+    ServiceError,
+    VectorsUnavailable,
+)
+from search.results import Note, NoteCode
+from search.ui.render import build_failure_html, build_failure_text, notice_html, progress_html
+
+if TYPE_CHECKING:
+    from search.ui.backend import Backend
+
+# ------------------------------------------------------------------------------------------- search
+EMPTY_QUERY = "Hãy nhập câu hỏi hoặc từ khoá để tìm kiếm."
+NO_TERMS = "Câu hỏi không có chữ hoặc số nào để tìm. Hãy nhập từ khoá khác."
+NO_VECTORS = ("Chỉ mục hiện chưa có vector (đang được tính, hoặc chưa có mô hình embedding): "
+              "hãy chọn pipeline BM25 trong lúc chờ.")
+BM25_FALLBACK = ("Chỉ mục chưa có vector (đang được tính hoặc không có mô hình embedding): "
+                 "kết quả dưới đây là của BM25.")
+SEARCHED_AS_TYPED = "<div class='vr-restored vr-muted'>Tìm chính xác như đã gõ (không thêm dấu).</div>"
+
+# ------------------------------------------------------------------------------------------ compare
+COMPARE_EMPTY_QUERY = "Hãy nhập một câu hỏi để so sánh."
+COMPARE_NO_SYSTEM = "Chọn ít nhất một hệ thống (tối đa 3)."
+
+# ----------------------------------------------------------------------------------------- evaluate
+EVAL_NO_SYSTEM = "Chọn ít nhất một hệ thống để đánh giá."
+
+# -------------------------------------------------------------------------------------------- admin
+DENIED = "Bạn cần đăng nhập admin để làm việc này."
+LOGGED_IN = "Đăng nhập thành công."
+LOGGED_OUT = "Đã đăng xuất."
+NO_FILES = "Chưa chọn tệp nào."
+NO_BUILD_YET = "<div class='vr-muted'>Chưa có lần xây nào trong phiên này.</div>"
+PICK_GENERATION = "Chọn một thế hệ."
+BUILD_BUSY = "Đang có một lần xây chạy; hãy chờ nó xong."
+NOTHING_TO_RETRY = "Không có lần xây nào thất bại để thử lại."
+ADMIN_STAT_LABELS = {
+    "index": "Chỉ mục", "generation": "Thế hệ đang phục vụ", "operation": "Thao tác tạo ra",
+    "created": "Tạo lúc (UTC)", "passages": "Số đoạn văn", "documents": "Số tài liệu",
+    "vectors": "Số vector", "embedder": "Mô hình embedding", "build_seconds": "Thời gian xây (s)",
+    "generations": "Số thế hệ", "disk_mb": "Dung lượng (MB)", "uploads": "Số lần tải lên",
+}
+ADMIN_FAILED = {  # action → "could not ..." prefix
+    "rollback": "Không quay lui được",
+    "switch": "Không chuyển được",
+    "rebuild": "Không xây lại được",
+    "delete": "Không xoá được",
+}
+
+
+def compare_too_many(limit: int) -> str:
+    """More systems ticked than the Compare tab runs."""
+    return f"Chọn tối đa {limit} hệ thống."
+
+
+def eval_failed(err: BaseException) -> str:
+    """The evaluation could not start (bad dataset, upload or limit)."""
+    return f"Không đánh giá được: {err}"
+
+
+def eval_system_failed(name: str, message: str) -> str:
+    """One system of an evaluation could not run."""
+    return f"{name}: không chạy được — {message}"
+
+
+def admin_failed(action: str, err: BaseException) -> str:
+    """An admin action (a key of :data:`ADMIN_FAILED`) was refused or failed."""
+    return f"{ADMIN_FAILED[action]}: {err}"
+
+
+def build_step_failed(stage: Any, error: str) -> str:
+    """The admin's build log: the build failed at ``stage``."""
+    return (f"Thất bại ở bước {stage!r}: {error} — thế hệ đang phục vụ không thay đổi. "
+            "Bấm «Thử xây lại» để chạy lại.")
+
+
+def build_done(generation: Any) -> str:
+    """The admin's build log: the build finished."""
+    return f"Xong: thế hệ {generation} đang phục vụ."
+
+
+def rolled_back(generation: str) -> str:
+    """Rollback done."""
+    return f"Đã quay lui: đang phục vụ {generation}."
+
+
+def serving(generation: str) -> str:
+    """Switch done."""
+    return f"Đang phục vụ {generation}."
+
+
+def retrying(label: str, attempt: Any) -> str:
+    """A failed build was started again."""
+    return f"Đang xây lại trong nền: {label} (lần {attempt})."
+
+
+# ------------------------------------------------------------------------------------- index status
+def index_building(stage: str) -> str:
+    """Searches wait: the first build runs (``stage``: its current step)."""
+    return f"Chỉ mục đang được xây dựng ({stage}). Vui lòng thử lại sau ít phút."
+
+
+def index_building_short(stage_vi: str) -> str:
+    """The public status while a build runs."""
+    return f"Chỉ mục đang được xây dựng ({stage_vi})."
+
+
+def index_open_failed(error: str) -> str:
+    """The search service could not open the index."""
+    return f"Không mở được chỉ mục: {error}"
+
+
+def index_empty(index: str) -> str:
+    """Nothing built and nothing to build from."""
+    return f"Chỉ mục {index!r} chưa có dữ liệu. Hãy tải tài liệu lên trong tab Admin."
+
+
+def index_ready(index: str, generation: str) -> str:
+    """The public status when the index serves."""
+    return f"Chỉ mục {index!r} sẵn sàng (thế hệ {generation})."
+
+
+# --------------------------------------------------------------------------------- errors and notes
+def friendly_error(err: BaseException) -> str:
+    """An exception from searching → a message for users (no traceback), chosen by the exception's class."""
+    if isinstance(err, EmptyQuery):
+        return EMPTY_QUERY
+    if isinstance(err, NoSearchableTerms):
+        return NO_TERMS
+    if isinstance(err, QueryError):
+        return f"Câu hỏi không hợp lệ: {err}"
+    if isinstance(err, IndexNotReady):
+        return str(err)
+    if isinstance(err, VectorsUnavailable):
+        return NO_VECTORS
+    if isinstance(err, ServiceError):
+        return f"Không thể tìm: {err}"
+    from reranker.backends import (
+        ModelUnavailable,  # imported here: it loads torch, needed only when one failed
+    )
+    from search.embedders import EmbedderUnavailable
+
+    if isinstance(err, ModelUnavailable):
+        return f"Mô hình {err.name!r} chưa có: {err.reason}. Cách thêm: {err.how_to_fix}"
+    if isinstance(err, EmbedderUnavailable):
+        return f"Mô hình embedding chưa có: {err}. Hãy dùng pipeline BM25."
+    if isinstance(err, ValueError):
+        return f"Không thể tìm: {err}"
+    return f"Đã xảy ra lỗi khi tìm kiếm ({type(err).__name__}: {err}). Hãy thử lại."
+
+
+def error_kind(err: BaseException) -> str:
+    """The notice style of a search error: ``error`` (the build failed), ``info`` (the visitor can fix it, or
+    the index is still being built), else ``warn``."""
+    from search.errors import IndexBuildFailed
+
+    if isinstance(err, IndexBuildFailed):
+        return "error"
+    if isinstance(err, (QueryError, IndexNotReady)):
+        return "info"
+    return "warn"
+
+
+def note_vi(note: Note) -> str | None:
+    """A pipeline note → its Vietnamese text for the UI (None: not shown as a notice, e.g. the restored query,
+    which the page shows on its own)."""
+    if note.code in (NoteCode.TRUNCATED_CHARS, NoteCode.TRUNCATED_SYLLABLES):
+        unit = "ký tự" if note.code is NoteCode.TRUNCATED_CHARS else "âm tiết"
+        return f"Câu hỏi quá dài: chỉ dùng {note.params['limit']} {unit} đầu tiên."
+    if note.code is NoteCode.RERANK_WINDOW:
+        top = int(note.params["top"])
+        return f"Từ hạng {top + 1} trở đi là thứ tự trước rerank (chỉ {top} đoạn đầu được rerank)."
+    if note.code is NoteCode.RESTORED:
+        return None
+    return str(note)
+
+
+# ------------------------------------------------------------------------------------------- banner
+def banner_html(backend: Backend) -> str:
+    """Top-of-page status: the serving generation, the progress of a running build, or a failed build (what
+    failed and what to do)."""
+    st = backend.status()
+    if st["building"]:
+        extra = "" if st["generation"] is None else " Tìm kiếm vẫn hoạt động trên thế hệ hiện tại."
+        return f"<div class='vr-banner'>⏳ {progress_html(st['build'])}<div class='vr-muted'>{extra}</div></div>"
+    if st["failure"] is not None:
+        return build_failure_html(st["failure"], backend.index, st["generation"])
+    if st["generation"] is None:
+        return notice_html(backend.not_ready_message(), "warn")
+    return (f"<div class='vr-muted'>Chỉ mục <b>{html.escape(backend.index)}</b> · thế hệ "
+            f"<code>{html.escape(st['generation'])}</code></div>")
+
+
+__all__ = [
+    "friendly_error",
+    "error_kind",
+    "note_vi",
+    "banner_html",
+    "build_failure_text",
+    "DENIED",
+]
