@@ -139,7 +139,7 @@ def test_exception_in_bm25_stage_and_cleanup(home: Path, monkeypatch: pytest.Mon
     build_generation("demo", PASSAGES[:2], None, home, progress=False)
     idx = settings.index_dir("demo", home)
     cur = gens.current(idx)
-    import indexing.build as b
+    import indexing.bm25 as b  # the class the bm25 stage builds with
 
     def boom(*a: object, **k: object) -> None:
         raise OSError("disk full")
