@@ -19,6 +19,7 @@ Readers never lock: they read ``CURRENT`` and use :class:`CurrentWatcher` to not
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "dir_size",
     "CURRENT_FILE",
     "MANIFEST_FILE",
     "GENERATIONS_DIR",
@@ -418,3 +420,13 @@ class CurrentWatcher:
             return False
         self.current = name
         return True
+
+
+def dir_size(path: str | os.PathLike[str]) -> int:
+    """Total bytes of the regular files under ``path`` (0 when missing), e.g. an index's disk use."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, f)).st_size
+    return total

@@ -43,26 +43,28 @@ def _is_gz(path: str | os.PathLike[str]) -> bool:
     return os.fspath(path).endswith(".gz")
 
 
-def open_text(path: str | os.PathLike[str], mode: str = "r") -> IO[str]:
-    """``path`` opened as UTF-8 text (``mode`` ``"r"``, ``"w"`` or ``"a"``), through gzip when it ends in ``.gz``."""
+def open_text(path: str | os.PathLike[str], mode: str = "r", errors: str = "strict") -> IO[str]:
+    """``path`` opened as UTF-8 text (``mode`` ``"r"``, ``"w"`` or ``"a"``), through gzip when it ends in ``.gz``;
+    ``errors`` as for :func:`open` (``"replace"`` reads bad bytes as U+FFFD instead of raising)."""
     if mode not in ("r", "w", "a"):
         raise ValueError(f"open_text mode must be 'r', 'w' or 'a', not {mode!r}")
     if _is_gz(path):
-        return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
-    return open(path, mode, encoding="utf-8")  # noqa: SIM115 - the caller closes it
+        return gzip.open(path, mode + "t", encoding="utf-8", errors=errors)  # type: ignore[return-value]
+    return open(path, mode, encoding="utf-8", errors=errors)  # noqa: SIM115 - the caller closes it
 
 
 def read_jsonl(
-    path: str | os.PathLike[str], *, skip_bad: bool = False, problems: list[JsonlProblem] | None = None
+    path: str | os.PathLike[str], *, skip_bad: bool = False, problems: list[JsonlProblem] | None = None,
+    errors: str = "strict",
 ) -> Iterator[Any]:
     """Yield the JSON value of each non-blank line of ``path`` (``.gz`` allowed), in file order.
 
     ``skip_bad`` False: a malformed line raises :class:`JsonlError` (a ``ValueError``) naming file and line.
     ``skip_bad`` True: such a line is skipped and, when ``problems`` is given, appended to it as a
     :class:`JsonlProblem` (e.g. a last line cut off by a crash, or one still being written). Values are yielded
-    as parsed; whether they are objects is the caller's check.
+    as parsed; whether they are objects is the caller's check. ``errors`` is passed to :func:`open_text`.
     """
-    with open_text(path) as f:
+    with open_text(path, errors=errors) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

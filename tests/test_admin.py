@@ -11,11 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from indexing.admin import (
-    AdminAuth,
-    BuildBusy,
-    BuildJob,
-    NothingToRetry,
+from indexing.admin import AdminAuth, BuildBusy, BuildJob, NothingToRetry
+from indexing.uploads import (
     UploadError,
     extract_zip_safely,
     load_uploaded_corpus,
@@ -295,3 +292,21 @@ def test_zip_in_memory_bad_file(tmp_path):
     bad.write_bytes(io.BytesIO(b"not a zip").getvalue())
     with pytest.raises(UploadError, match="not a readable ZIP"):
         save_uploads([bad], tmp_path / "up")
+
+
+def test_both_zip_readers_share_the_member_checks_and_the_capped_copy(tmp_path):
+    import indexing.admin
+    from indexing.uploads import extract_beir_zip
+
+    assert indexing.admin.extract_beir_zip is extract_beir_zip  # the old import path still works
+    beir = {"corpus.jsonl": b'{"_id": "d", "text": "x"}\n', "queries.jsonl": b'{"_id": "q", "text": "x"}\n',
+            "qrels/test.tsv": b"q\td\t1\n"}
+    out = extract_beir_zip(_zip(tmp_path / "ok.zip", beir), tmp_path / "ok")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(beir)
+    with pytest.raises(UploadError, match="symbolic link"):
+        extract_beir_zip(_zip(tmp_path / "l.zip", beir, symlink="qrels/dev.tsv"), tmp_path / "l")
+    with pytest.raises(UploadError, match="zip-slip"):
+        extract_beir_zip(_zip(tmp_path / "s.zip", {**beir, "../x.tsv": b""}), tmp_path / "s")
+    big = {**beir, "corpus.jsonl": b'{"_id": "d", "text": "' + b"a" * 50_000 + b'"}\n'}
+    with pytest.raises(UploadError, match="limit"):
+        extract_beir_zip(_zip(tmp_path / "b.zip", big), tmp_path / "b", max_bytes=10_000)

@@ -110,3 +110,11 @@ def test_trec_run_round_trip(tmp_path: Path):
         write_trec_run(tmp_path / name, {"q1": ["a", "b"], "q2": ["c"]}, "hybrid+viranker rerank")
         assert read_trec_run(tmp_path / name) == {"q1": {"a": 2.0, "b": 1.0}, "q2": {"c": 1.0}}
     assert (tmp_path / "r.trec").read_text(encoding="utf-8").splitlines()[0] == "q1 Q0 a 1 2 hybrid+viranker_rerank"
+
+
+def test_read_jsonl_errors_replace_reads_bad_bytes(tmp_path: Path):
+    f = tmp_path / "latin1.jsonl"
+    f.write_bytes(b'{"t": "caf\xe9"}\n{"t": "ok"}\n')
+    with pytest.raises(UnicodeDecodeError):
+        list(read_jsonl(f))
+    assert [r["t"] for r in read_jsonl(f, errors="replace")] == ["caf\ufffd", "ok"]
