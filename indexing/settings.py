@@ -4,6 +4,9 @@
   ``cache/embeddings.sqlite``.
 - ``QDRANT_URL`` / ``QDRANT_API_KEY`` — when ``QDRANT_URL`` is set, vectors go to that Qdrant server
   (collection ``<index>__<generation>``) instead of a local-mode path inside the generation.
+- ``VIRANKER_VECTOR_ENGINE`` — the embedded engine for a *new* vector path: ``edge`` (default: the Qdrant
+  engine in-process, ``qdrant-edge-py``) or ``local`` (``qdrant-client``'s pure-Python local mode). An existing
+  path is always opened with the engine that wrote it (see :mod:`indexing.vectors`).
 
 Every function reads the environment when called (not at import), so tests and the CLI can change it.
 """
@@ -22,10 +25,15 @@ __all__ = [
     "cache_path",
     "qdrant_url",
     "qdrant_api_key",
+    "vector_engine",
+    "VECTOR_ENGINES",
+    "DEFAULT_VECTOR_ENGINE",
     "validate_index_name",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+VECTOR_ENGINES = ("edge", "local")
+DEFAULT_VECTOR_ENGINE = "edge"
 _INDEX_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -75,3 +83,14 @@ def qdrant_api_key() -> str | None:
     """``$QDRANT_API_KEY`` or None."""
     key = os.environ.get("QDRANT_API_KEY", "").strip()
     return key or None
+
+
+def vector_engine() -> str:
+    """``$VIRANKER_VECTOR_ENGINE`` lower-cased (``edge`` or ``local``), default :data:`DEFAULT_VECTOR_ENGINE`.
+
+    Raises ValueError for any other value (a typo must not silently pick an engine).
+    """
+    engine = os.environ.get("VIRANKER_VECTOR_ENGINE", "").strip().lower() or DEFAULT_VECTOR_ENGINE
+    if engine not in VECTOR_ENGINES:
+        raise ValueError(f"VIRANKER_VECTOR_ENGINE={engine!r}: choose one of {', '.join(VECTOR_ENGINES)}")
+    return engine

@@ -2,13 +2,18 @@
 
 ``VectorStore.open(location, collection)`` takes
 
-- a local directory → Qdrant *local mode* (embedded, no server; one process per path — each generation has
-  its own ``qdrant/`` path, so builders and readers never share one),
+- a local directory → an embedded engine, no server; one process per path (each generation has its own
+  ``qdrant/`` path, so builders and readers never share one). A path that already holds vectors is opened
+  with the engine that wrote it; a new one gets ``settings.vector_engine()`` (``VIRANKER_VECTOR_ENGINE``):
+  ``edge`` → :class:`indexing.vectors_edge.EdgeVectorStore` (the Qdrant engine in-process, default) or
+  ``local`` → ``qdrant-client``'s pure-Python *local mode*,
 - ``":memory:"`` → in-process, nothing on disk (tests),
 - an ``http(s)://`` URL → a Qdrant server (``QDRANT_URL``; ``QDRANT_API_KEY`` is used when set). The server is
   probed once with a short timeout, so a dead URL fails fast with :class:`VectorStoreUnavailable`.
 
-All three go through the same ``qdrant_client.QdrantClient`` calls. Point ids are ``uuid5`` of the passage
+Memory, local mode and server go through the same ``qdrant_client.QdrantClient`` calls; the edge engine
+overrides the engine primitives (``_write``, ``_delete``, ``_query``, ...) and shares the rest (validation,
+batching, progress, payloads). Point ids are ``uuid5`` of the passage
 id (Qdrant ids must be ints or UUIDs); the payload keeps ``{"pid", "doc_id", "title"}`` and searches return
 ``pid``.
 """
@@ -27,7 +32,7 @@ import numpy as np
 
 from indexing import settings
 
-__all__ = ["VectorStore", "VectorStoreUnavailable", "point_id", "POINT_NAMESPACE", "is_url"]
+__all__ = ["VectorStore", "VectorStoreUnavailable", "point_id", "POINT_NAMESPACE", "is_url", "path_engine"]
 
 # Fixed namespace: the same passage id always maps to the same point id.
 POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://viranker.local/passage")
@@ -47,12 +52,24 @@ def is_url(location: str | os.PathLike[str]) -> bool:
     return isinstance(location, str) and location.lower().startswith(("http://", "https://"))
 
 
+def path_engine(path: str | os.PathLike[str]) -> str | None:
+    """The embedded engine whose files are in ``path``: ``"edge"``, ``"local"`` or None (empty / new path)."""
+    path = Path(path)
+    if (path / "meta.json").is_file() or (path / "collection").is_dir():
+        return "local"
+    if path.is_dir() and any((sub / "edge_config.json").is_file() for sub in path.iterdir() if sub.is_dir()):
+        return "edge"
+    return None
+
+
 def _describe(location: str | os.PathLike[str]) -> str:
     return str(location) if not is_url(location) else str(location).split("@")[-1]
 
 
 class VectorStore:
     """One Qdrant collection. Create with :meth:`open`; call :meth:`close` (or use ``with``) when done."""
+
+    engine = "qdrant-client"
 
     def __init__(self, client: Any, collection: str, location: str, mode: str) -> None:
         self.client = client
@@ -74,6 +91,7 @@ class VectorStore:
 
         Server mode is probed with ``timeout`` seconds; failures raise :class:`VectorStoreUnavailable`
         with the URL and the cause. A local path already opened by another process also raises it.
+        A path is opened with :func:`path_engine`'s engine, a new one with ``settings.vector_engine()``.
         """
         from qdrant_client import QdrantClient
 
@@ -102,6 +120,10 @@ class VectorStore:
         if str(location) == ":memory:":
             return cls(QdrantClient(location=":memory:"), collection, ":memory:", "memory")
         path = Path(location)
+        if (path_engine(path) or settings.vector_engine()) == "edge":
+            from indexing.vectors_edge import EdgeVectorStore
+
+            return EdgeVectorStore.open_path(path, collection)
         path.mkdir(parents=True, exist_ok=True)
         try:
             client = QdrantClient(path=str(path))
@@ -162,8 +184,6 @@ class VectorStore:
 
         ``payloads[i]`` is merged into ``{"pid": ids[i]}`` (build passes ``doc_id`` and ``title``).
         """
-        from qdrant_client import models
-
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(ids):
             raise ValueError(f"expected {len(ids)} vectors as a 2-d array, got shape {vectors.shape}")
@@ -183,15 +203,7 @@ class VectorStore:
                     {**(payloads[i] if payloads is not None else {}), "pid": ids[i]}
                     for i in range(start, stop)
                 ]
-                self.client.upsert(
-                    self.collection,
-                    points=models.Batch(
-                        ids=[point_id(p) for p in batch_ids],
-                        vectors=vectors[start:stop].tolist(),
-                        payloads=pls,
-                    ),
-                    wait=True,
-                )
+                self._write(batch_ids, vectors[start:stop], pls)
                 if bar is not None:
                     bar.update(stop - start)
                 if progress_callback is not None:
@@ -199,16 +211,48 @@ class VectorStore:
         finally:
             if bar is not None:
                 bar.close()
+        self._flush()
         return n
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove points for passage ``ids`` (unknown ids are ignored)."""
+        if ids:
+            self._delete([point_id(p) for p in ids])
+            self._flush()
+
+    # ---- engine primitives (qdrant-client; EdgeVectorStore overrides them)
+    def _write(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
+        """Upsert one batch: passage ids, float32 rows, full payloads (``pid`` included)."""
         from qdrant_client import models
 
-        if ids:
-            self.client.delete(
-                self.collection, points_selector=models.PointIdsList(points=[point_id(p) for p in ids])
-            )
+        self.client.upsert(
+            self.collection,
+            points=models.Batch(ids=[point_id(p) for p in ids], vectors=vectors.tolist(), payloads=payloads),
+            wait=True,
+        )
+
+    def _delete(self, point_ids: list[str]) -> None:
+        from qdrant_client import models
+
+        self.client.delete(self.collection, points_selector=models.PointIdsList(points=point_ids))
+
+    def _flush(self) -> None:
+        """Make the writes so far durable (qdrant-client commits every request itself)."""
+
+    def _query(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        res = self.client.query_points(self.collection, query=vector.tolist(), limit=k, with_payload=["pid"])
+        return [(p.payload["pid"], float(p.score)) for p in res.points]
+
+    def _query_many(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        from qdrant_client import models
+
+        reqs = [models.QueryRequest(query=v.tolist(), limit=k, with_payload=["pid"]) for v in vectors]
+        res = self.client.query_batch_points(self.collection, requests=reqs)
+        return [[(p.payload["pid"], float(p.score)) for p in r.points] for r in res]
+
+    def _retrieve(self, point_ids: list[str]) -> list[tuple[str, np.ndarray]]:
+        pts = self.client.retrieve(self.collection, ids=point_ids, with_payload=["pid"], with_vectors=True)
+        return [(p.payload["pid"], np.asarray(p.vector, dtype=np.float32)) for p in pts]
 
     # ---- reading
     def search(self, vector: np.ndarray | Sequence[float], k: int = 10) -> list[tuple[str, float]]:
@@ -216,51 +260,47 @@ class VectorStore:
         if k <= 0:
             return []
         try:
-            res = self.client.query_points(
-                self.collection,
-                query=np.asarray(vector, dtype=np.float32).tolist(),
-                limit=k,
-                with_payload=["pid"],
-            )
+            return self._query(np.asarray(vector, dtype=np.float32).reshape(-1), k)
         except Exception as err:
             if (outage := self._server_outage(err)) is not None:
                 raise outage from err
             raise
-        return [(p.payload["pid"], float(p.score)) for p in res.points]
 
     def search_many(self, vectors: np.ndarray, k: int = 10) -> list[list[tuple[str, float]]]:
         """:meth:`search` for each row of ``vectors`` in one request."""
-        from qdrant_client import models
-
         vectors = np.asarray(vectors, dtype=np.float32)
         if len(vectors) == 0 or k <= 0:
             return [[] for _ in range(len(vectors))]
-        reqs = [models.QueryRequest(query=v.tolist(), limit=k, with_payload=["pid"]) for v in vectors]
         try:
-            res = self.client.query_batch_points(self.collection, requests=reqs)
+            return self._query_many(vectors, k)
         except Exception as err:
             if (outage := self._server_outage(err)) is not None:
                 raise outage from err
             raise
-        return [[(p.payload["pid"], float(p.score)) for p in r.points] for r in res]
 
     def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors for passage ``ids`` → ``{pid: vector}`` (missing ids absent)."""
         out: dict[str, np.ndarray] = {}
         for start in range(0, len(ids), 256):
-            pts = self.client.retrieve(
-                self.collection,
-                ids=[point_id(p) for p in ids[start : start + 256]],
-                with_payload=["pid"],
-                with_vectors=True,
-            )
-            for p in pts:
-                out[p.payload["pid"]] = np.asarray(p.vector, dtype=np.float32)
+            for pid, vec in self._retrieve([point_id(p) for p in ids[start : start + 256]]):
+                out[pid] = vec
         return out
 
     def count(self) -> int:
         """Exact number of points in the collection."""
         return int(self.client.count(self.collection, exact=True).count)
+
+    def index_status(self) -> dict[str, Any]:
+        """How searches run: ``{"engine", "points", "indexed", "search"}`` (``search``: ``"exact"`` scan,
+        ``"hnsw"`` or ``"server"``). Local and memory mode always scan."""
+        search = "server" if self.mode == "server" else "exact"
+        points = self.count() if self.exists() else 0
+        return {"engine": self.engine, "points": points, "indexed": 0, "search": search}
+
+    def optimize(self) -> bool:
+        """Build the ANN index where the engine needs it done in-process → True when something was built.
+        A server indexes in the background itself; local mode has no index: both return False."""
+        return False
 
     def _server_outage(self, err: Exception) -> VectorStoreUnavailable | None:
         """``err`` from a query → :class:`VectorStoreUnavailable` when a Qdrant server failed, else None."""
@@ -285,4 +325,5 @@ class VectorStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"VectorStore(mode={self.mode!r}, location={_describe(self.location)!r}, collection={self.collection!r})"
+        return (f"{type(self).__name__}(mode={self.mode!r}, location={_describe(self.location)!r}, "
+                f"collection={self.collection!r})")
