@@ -10,6 +10,7 @@ Hierarchy (each also keeps the builtin base its callers used to catch):
 - :class:`ServiceError` (``RuntimeError``) — the service cannot search (closed, no generation built yet).
 - :class:`VectorsUnavailable` (``ServiceError`` and ``ValueError``) — a dense/hybrid pipeline was asked for,
   but the index has no vectors or query embedder, or its vector store does not answer; BM25 still works.
+- :class:`RerankError` (``RuntimeError``) — a reranker returned unusable scores (wrong count).
 - :class:`IndexNotReady` (``RuntimeError``) — the app's index has no serving generation yet;
   :class:`IndexBuildFailed` when its build failed (``failure``: the build job's failure record).
 """
@@ -25,6 +26,7 @@ __all__ = [
     "NoSearchableTerms",
     "ServiceError",
     "VectorsUnavailable",
+    "RerankError",
     "IndexNotReady",
     "IndexBuildFailed",
 ]
@@ -59,6 +61,10 @@ class VectorsUnavailable(ServiceError, ValueError):
         super().__init__(message)
         self.pipeline = pipeline
         self.reason = reason
+
+
+class RerankError(SearchError, RuntimeError):
+    """A reranker returned unusable scores (not one per passage)."""
 
 
 class IndexNotReady(SearchError, RuntimeError):

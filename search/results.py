@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Hit", "SearchResult", "Note", "NoteCode", "ms_since"]
+__all__ = ["Hit", "SearchResult", "Note", "NoteCode", "StageTrace", "Ranked", "ms_since"]
+
+Ranked = list[tuple[str, float]]  # (passage id, score), best first
 
 
 class NoteCode(StrEnum):
@@ -86,6 +88,26 @@ class SearchResult:
         return {"query": self.query, "searched_query": self.searched_query, "diacritics": self.diacritics,
                 "pipeline": self.pipeline, "timings_ms": dict(self.timings_ms),
                 "notes": [str(n) for n in self.notes], "hits": [h.to_dict() for h in self.hits]}
+
+
+@dataclass
+class StageTrace:
+    """What each stage of one search did: per passage, its rank and score in each stage (``bm25``, ``dense``,
+    ``fusion``, ``rerank``, plus extra signals such as ``rerank_raw``), and the stage timings in ms."""
+
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    ranks: dict[str, dict[str, int]] = field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def record(self, stage: str, ranked: Ranked) -> None:
+        """Note the 1-based rank and the score of every passage of ``ranked`` in ``stage``."""
+        for r, (pid, s) in enumerate(ranked, start=1):
+            self.ranks.setdefault(pid, {})[stage] = r
+            self.scores.setdefault(pid, {})[stage] = float(s)
+
+    def time(self, stage: str, start: float) -> None:
+        """``timings_ms[stage]`` = milliseconds since ``start``."""
+        self.timings_ms[stage] = ms_since(start)
 
 
 def ms_since(start: float) -> float:

@@ -22,60 +22,27 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from indexing.embedders import Embedder, LazyEmbedder
 from search.errors import QueryError, ServiceError, VectorsUnavailable
-from search.pipeline import Pipeline, SearchResult, default_pipeline_for, parse_pipeline, same_model
+from search.pipeline import Pipeline, SearchResult, default_pipeline_for, parse_pipeline
 
 __all__ = ["SearchService", "ServiceError", "VectorsUnavailable"]
 
+if TYPE_CHECKING:
+    from indexing.snapshot import IndexSnapshot
+    from reranker.backends import Reranker, RerankScores
+
 log = logging.getLogger(__name__)
-
-
-class _LazyEmbedder:
-    """Stands in for the index's query embedder; loads the real one on the first query (thread-safe)."""
-
-    def __init__(self, name: str, model_id: str, dim: int, loader: Any = None) -> None:
-        self.name, self.model_id, self.dim = name, model_id, dim
-        self._loader = loader
-        self._real: Any = None
-        self._error: Exception | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        with self._lock:
-            if self._real is None:
-                loader = self._loader
-                if loader is None:
-                    from search.embedders import load_embedder as loader
-                try:
-                    real = loader(self.name)
-                except Exception as err:
-                    self._error = err
-                    raise
-                if int(real.dim) != self.dim or not same_model(str(real.model_id), self.model_id):
-                    raise ServiceError(f"embedder {self.name!r} is {real.model_id!r} (dim {real.dim}) but the index "
-                                       f"vectors come from {self.model_id!r} (dim {self.dim}); rebuild the index")
-                self._real, self._error = real, None
-            return self._real
-
-    @property
-    def loaded(self) -> bool:
-        return self._real is not None
-
-    def encode_queries(self, texts: list[str]) -> Any:
-        return self.get().encode_queries(texts)
-
-    def encode_passages(self, texts: list[str]) -> Any:
-        return self.get().encode_passages(texts)
 
 
 class _LockedReranker:
     """Serializes calls to one reranker model (torch modules and tokenizers are not re-entrant)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Reranker) -> None:
         self.model = model
         self.name = getattr(model, "name", "?")
         # what the blend stage reads (search.pipeline.Pipeline.blend_for / learned_blend_for): the model's
@@ -85,7 +52,7 @@ class _LockedReranker:
         self.path = getattr(model, "path", None)
         self._lock = threading.Lock()
 
-    def rerank(self, query: str, passages: Sequence[str]) -> Any:
+    def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:
         with self._lock:
             return self.model.rerank(query, passages)
 
@@ -97,7 +64,7 @@ class _State:
     re-opening it (``time.monotonic`` seconds).
     """
 
-    def __init__(self, snapshot: Any, pipeline: Pipeline, vector_error: str | None = None) -> None:
+    def __init__(self, snapshot: IndexSnapshot, pipeline: Pipeline, vector_error: str | None = None) -> None:
         self.snapshot = snapshot
         self.pipeline = pipeline
         self.generation: str = snapshot.generation
@@ -127,7 +94,7 @@ class SearchService:
         check_interval: seconds between checks of ``CURRENT``.
         pipeline_kwargs: passed to :class:`~search.pipeline.Pipeline` (``depth``, ``rerank_top``, ``fusion``...).
         reranker_loader: ``name -> Reranker`` (default ``reranker.backends.load_reranker``); tests inject fakes.
-        embedder_loader: ``name -> Embedder`` (default ``search.embedders.load_embedder``).
+        embedder_loader: ``name -> Embedder`` (default ``indexing.embedders.load_embedder``).
         vector_retry_s: seconds between background attempts to re-open an unavailable vector store.
     """
 
@@ -140,8 +107,8 @@ class SearchService:
         *,
         check_interval: float = 1.0,
         pipeline_kwargs: dict[str, Any] | None = None,
-        reranker_loader: Any = None,
-        embedder_loader: Any = None,
+        reranker_loader: Callable[[str], Reranker] | None = None,
+        embedder_loader: Callable[[str], Embedder] | None = None,
         vector_retry_s: float = 30.0,
     ) -> None:
         from indexing import settings
@@ -158,7 +125,7 @@ class SearchService:
         self._lock = threading.RLock()
         self._state: _State | None = None
         self._checked = 0.0
-        self._embedders: dict[tuple[str, str], _LazyEmbedder] = {}
+        self._embedders: dict[tuple[str, str], LazyEmbedder] = {}
         self._rerankers: dict[str, _LockedReranker] = {}
         self._reranker_errors: dict[str, str] = {}
         self._recommendation: dict[str, bool] = {}
@@ -168,14 +135,15 @@ class SearchService:
         self._retrying = False
 
     # ------------------------------------------------------------------------------------------ state
-    def _embedder_for(self, manifest: dict[str, Any]) -> _LazyEmbedder | None:
+    def _embedder_for(self, manifest: dict[str, Any]) -> LazyEmbedder | None:
+        """The (lazily loaded) query embedder of a generation's vectors, shared across generations."""
         info = manifest.get("embedder") or {}
         if not info or not manifest.get("vectors"):
             return None
         name = info.get("name") or self.embedder_name
         key = (name, info["model_id"])
         if key not in self._embedders:
-            self._embedders[key] = _LazyEmbedder(name, info["model_id"], int(info["dim"]), self._embedder_loader)
+            self._embedders[key] = LazyEmbedder(name, info["model_id"], int(info["dim"]), self._embedder_loader)
         return self._embedders[key]
 
     def _open(self, fallback: bool = True) -> _State:

@@ -53,12 +53,14 @@ def test_a_service_error_that_mentions_vectors_is_not_a_missing_vectors_error():
 
 
 def test_model_errors_by_class():
-    from indexing.embedders import EmbedderUnavailable
+    from indexing.embedders import EmbedderMismatch, EmbedderUnavailable
     from reranker.backends import ModelUnavailable
 
     text = msg.friendly_error(ModelUnavailable("viranker", "no weights", "set VIRANKER_MODEL"))
     assert "'viranker'" in text and "no weights" in text and "set VIRANKER_MODEL" in text
     assert msg.friendly_error(EmbedderUnavailable("e5-small", "gone", "install it")).startswith("Mô hình embedding")
+    mismatch = EmbedderMismatch("e5-small", "other/model", 384, "intfloat/multilingual-e5-small", 384)
+    assert msg.friendly_error(mismatch).startswith("Không thể tìm") and "rebuild the index" in msg.friendly_error(mismatch)
     assert msg.error_kind(EmptyQuery("")) == "info" and msg.error_kind(RuntimeError()) == "warn"
     assert msg.error_kind(IndexBuildFailed("failed", {})) == "error"
 

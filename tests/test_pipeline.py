@@ -442,3 +442,18 @@ def test_cli_query(tmp_path, passages, capsys: pytest.CaptureFixture[str]):
     assert main(["query", "--index", "missing", "--root", str(tmp_path), "Huế"]) == 2
     assert "build it first" in capsys.readouterr().err
     assert main(["query", "--index", "cli", "--root", str(tmp_path), "  "]) == 2
+
+
+def test_pipeline_config_and_keyword_overrides(bm25):
+    from search.pipeline import PipelineConfig
+
+    cfg = PipelineConfig(depth=7, rerank_top=2)
+    pipe = Pipeline(bm25, config=cfg, fusion="rrf")  # keywords override the config
+    assert (pipe.depth, pipe.rerank_top, pipe.fusion) == (7, 2, "rrf") and pipe.config.depth == 7
+    assert pipe.fusion_kwargs == {}  # rrf: no min-max default weights carried over from the base config
+    assert Pipeline(bm25, config=PipelineConfig(fusion="rrf"), fusion="minmax").fusion_kwargs == {"weights": [0.5, 0.5]}
+    with pytest.raises(TypeError, match="unknown Pipeline argument"):
+        Pipeline(bm25, rerank_depth=3)
+    with pytest.raises(ValueError, match="depth"):
+        PipelineConfig(depth=0)
+

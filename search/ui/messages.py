@@ -2,7 +2,8 @@
 
 Everything the handlers and the backend say to a visitor or an admin is here (widget labels stay with their
 widgets in the ``tab_*`` modules). Nothing is matched by message text: :func:`friendly_error` dispatches on
-the classes of :mod:`search.errors` (and the model errors of the layers below), :func:`note_vi` on
+the classes of :mod:`search.errors` and the model errors of the layers below (``ModelUnavailable``,
+``EmbedderUnavailable``, ``EmbedderMismatch``), :func:`note_vi` on
 :class:`search.results.NoteCode`.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
+from indexing.embedders import EmbedderMismatch, EmbedderUnavailable
+from reranker.backends import ModelUnavailable
 from search.errors import (
     EmptyQuery,
     IndexNotReady,
@@ -151,11 +154,8 @@ def friendly_error(err: BaseException) -> str:
         return NO_VECTORS
     if isinstance(err, ServiceError):
         return f"Không thể tìm: {err}"
-    from reranker.backends import (
-        ModelUnavailable,  # imported here: it loads torch, needed only when one failed
-    )
-    from search.embedders import EmbedderUnavailable
-
+    if isinstance(err, EmbedderMismatch):  # the index must be rebuilt for the embedder it now loads
+        return f"Không thể tìm: {err}"
     if isinstance(err, ModelUnavailable):
         return f"Mô hình {err.name!r} chưa có: {err.reason}. Cách thêm: {err.how_to_fix}"
     if isinstance(err, EmbedderUnavailable):
