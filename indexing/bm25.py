@@ -1,6 +1,6 @@
 """Lexical index: Whoosh on disk, BM25 over Vietnamese syllables with and without diacritics.
 
-Schema (one Whoosh document per :class:`~indexing.corpus.Passage`):
+Schema (one Whoosh document per :class:`~indexing.passages.Passage`):
 
 =========  =====================================================================================
 ``id``     passage id (unique, stored, sortable column for fast docnum → id)
@@ -17,9 +17,10 @@ and queries are tokenized by the very same analyzer objects, so documents and qu
 A query is an OR of its syllables on ``exact`` (boost ``exact_boost``, default 2.0) plus an OR of its
 folded syllables on ``folded``. A passage that matches with the right diacritics scores on both fields and
 so outranks one that matches only without them, while a query typed without diacritics still finds its
-passage through ``folded``. Scoring is Whoosh's per-field BM25 (``BM25F`` model) with Lucene's
-non-negative IDF ``log(1 + (N - df + 0.5) / (df + 0.5))`` instead of Whoosh's ``log(N / (df + 1)) + 1``,
-which over-weights very frequent syllables such as ``của``/``và``/``là``.
+passage through ``folded``. Scoring is per-field BM25 with Lucene's non-negative IDF
+``log(1 + (N - df + 0.5) / (df + 0.5))`` instead of Whoosh's ``log(N / (df + 1)) + 1``, which over-weights very
+frequent syllables such as ``của``/``và``/``là``; it is computed over the postings with numpy in
+:mod:`indexing.bm25_scoring`.
 """
 
 from __future__ import annotations
@@ -29,26 +30,20 @@ import os
 import shutil
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from math import log
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from whoosh import index as whoosh_index
-from whoosh import query as wq
 from whoosh.analysis import Token, Tokenizer
 from whoosh.fields import ID, STORED, TEXT, Schema
-from whoosh.reading import TermNotFound
-from whoosh.scoring import BM25F
 
 from indexing import normalize as _normalize
+from indexing.bm25_scoring import PostingScorer
 from indexing.passages import Passage
 
 __all__ = [
     "NormalizeTokenizer",
-    "LuceneBM25F",
     "PostingScorer",
     "BM25Config",
     "BM25Index",
@@ -135,148 +130,7 @@ def make_schema(words: bool = False) -> Schema:
     return Schema(**fields)
 
 
-# ---------------------------------------------------------------------------------------------- scoring
-class LuceneBM25F(BM25F):
-    """Whoosh BM25F with Lucene/bm25s' IDF ``log(1 + (N - df + 0.5) / (df + 0.5))``."""
-
-    def idf(self, searcher: Any, fieldname: str, text: str) -> float:
-        parent = searcher.get_parent()
-        df = parent.doc_frequency(fieldname, text)
-        n = parent.doc_count_all()
-        return log(1.0 + (n - df + 0.5) / (df + 0.5))
-
-
-class PostingScorer:
-    """Vectorized BM25F over one Whoosh searcher: the same formula as :class:`LuceneBM25F`, computed with numpy.
-
-    Whoosh's matcher tree scores document by document in Python, which costs seconds per query once frequent
-    syllables (``là``, ``của``, ``người``...) match most of a 10k+ passage collection. This scorer reads each
-    query term's posting list from the Whoosh segment once (block by block, cached), and scores all matching
-    documents at once with the same inputs Whoosh uses: Lucene IDF from ``doc_frequency``/``doc_count_all``,
-    Whoosh's stored (byte-quantized) field lengths, ``avg_field_length``, and query-term boosts. Deleted
-    documents are skipped. Results equal Whoosh's own ``searcher.search`` (tested), ties broken by docnum.
-    """
-
-    def __init__(self, searcher: Any, k1: float, b: float, cache_postings: int = 8_000_000) -> None:
-        self.searcher = searcher
-        self.k1, self.b = float(k1), float(b)
-        reader = searcher.reader()
-        self.n_all = reader.doc_count_all()
-        self.leaves = reader.leaf_readers()
-        self._lengths: dict[str, np.ndarray] = {}
-        self._avg: dict[str, float] = {}
-        self._postings: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._cached = 0
-        self._budget = cache_postings
-        self._live: np.ndarray | None = None
-        if reader.has_deletions():
-            live = np.ones(self.n_all, dtype=bool)
-            for leaf, offset in self.leaves:
-                for d in range(leaf.doc_count_all()):
-                    if leaf.is_deleted(d):
-                        live[offset + d] = False
-            self._live = live
-
-    def lengths(self, field: str) -> np.ndarray:
-        """Stored length of ``field`` for every docnum (float64)."""
-        arr = self._lengths.get(field)
-        if arr is None:
-            arr = np.zeros(self.n_all, dtype=np.float64)
-            for leaf, offset in self.leaves:
-                dfl = leaf.doc_field_length
-                for d in range(leaf.doc_count_all()):
-                    arr[offset + d] = dfl(d, field) or 0
-            self._lengths[field] = arr
-            self._avg[field] = self.searcher.avg_field_length(field) or 1.0
-        return arr
-
-    def postings(self, field: str, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(global docnums int32, term frequencies float32) of one term; empty arrays when absent."""
-        key = (field, text)
-        hit = self._postings.get(key)
-        if hit is not None:
-            self._postings.move_to_end(key)
-            return hit
-        ids_parts: list[np.ndarray] = []
-        tf_parts: list[np.ndarray] = []
-        for leaf, offset in self.leaves:
-            try:
-                m = leaf.postings(field, text)
-            except TermNotFound:
-                continue
-            m = getattr(m, "child", m)  # FilterMatcher (deletions) → raw matcher; _live masks instead
-            ids, tfs = _read_postings(m)
-            ids_parts.append(ids + offset)
-            tf_parts.append(tfs)
-        if ids_parts:
-            out = (np.concatenate(ids_parts), np.concatenate(tf_parts))
-        else:
-            out = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
-        n = len(out[0])
-        if n <= self._budget:
-            self._postings[key] = out
-            self._cached += n
-            while self._cached > self._budget and self._postings:
-                _, (old, _) = self._postings.popitem(last=False)
-                self._cached -= len(old)
-        return out
-
-    def idf(self, field: str, text: str) -> float:
-        """Lucene IDF, from the searcher (Whoosh caches it)."""
-        return self.searcher.idf(field, text)
-
-    def top_k(self, terms: Sequence[tuple[str, str, float]], k: int) -> list[tuple[int, float]]:
-        """``terms`` = [(field, text, boost)] OR-ed → best ``k`` (docnum, score)."""
-        scores = np.zeros(self.n_all, dtype=np.float64)
-        matched = np.zeros(self.n_all, dtype=bool)
-        k1, b = self.k1, self.b
-        for field, text, boost in terms:
-            ids, tf = self.postings(field, text)
-            if not len(ids):
-                continue
-            lengths = self.lengths(field)
-            norm = k1 * ((1.0 - b) + b * lengths[ids] / self._avg[field])
-            tf64 = tf.astype(np.float64)
-            scores[ids] += boost * self.idf(field, text) * (tf64 * (k1 + 1.0)) / (tf64 + norm)
-            matched[ids] = True
-        if self._live is not None:
-            matched &= self._live
-        cand = np.flatnonzero(matched)
-        if not len(cand):
-            return []
-        if len(cand) > k:
-            part = np.argpartition(-scores[cand], k - 1)[:k]
-            kth = scores[cand[part]].min()
-            cand = cand[scores[cand] >= kth]  # keep ties at the boundary, then sort deterministically
-        order = np.lexsort((cand, -scores[cand]))[:k]
-        return [(int(cand[i]), float(scores[cand[i]])) for i in order]
-
-
-def _read_postings(m: Any) -> tuple[np.ndarray, np.ndarray]:
-    """All (docnum, weight) postings of a leaf matcher: block-wise for Whoosh's W3 codec, else one by one."""
-    ids_parts: list[np.ndarray] = []
-    w_parts: list[np.ndarray] = []
-    if all(hasattr(m, a) for a in ("_read_ids", "_read_weights", "_next_block", "_atend", "_blocklength")):
-        while not m._atend:
-            if m._blocklength:
-                m._read_ids()
-                m._read_weights()
-                ids_parts.append(np.asarray(m._ids, dtype=np.int32))
-                w_parts.append(np.asarray(m._weights, dtype=np.float32))
-            m._next_block()
-    else:  # pragma: no cover - other codecs
-        ids, ws = [], []
-        while m.is_active():
-            ids.append(m.id())
-            ws.append(m.weight())
-            m.next()
-        ids_parts.append(np.asarray(ids, dtype=np.int32))
-        w_parts.append(np.asarray(ws, dtype=np.float32))
-    if not ids_parts:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
-    return np.concatenate(ids_parts), np.concatenate(w_parts)
-
-
+# ---------------------------------------------------------------------------------------------- config
 class BM25Config(dict):
     """Search settings stored next to the index (``viranker_bm25.json``): K1, B, exact_boost, fields."""
 
@@ -299,6 +153,16 @@ def _combined(p: Passage) -> str:
     return f"{p.title}\n{p.text}" if p.title else p.text
 
 
+def _document(p: Passage, words: bool) -> dict[str, str]:
+    """The Whoosh fields of one passage (the analyzers tokenize ``exact``/``folded``/``words``)."""
+    combined = _combined(p)
+    doc = {"id": p.id, "doc_id": p.doc_id, "title": p.title, "text": p.text, "source": p.source,
+           "exact": combined, "folded": combined}
+    if words:
+        doc["words"] = combined
+    return doc
+
+
 class BM25Index:
     """A Whoosh BM25 index in one directory. Build with :meth:`build`, open with :meth:`open`.
 
@@ -313,9 +177,8 @@ class BM25Index:
         self._ix = whoosh_index.open_dir(self.path, indexname=INDEX_NAME)
         self.config = BM25Config.load(self.path)
         self.has_words = "words" in self._ix.schema.names()
-        self._weighting = LuceneBM25F(B=float(self.config["B"]), K1=float(self.config["K1"]))
         self._lock = threading.RLock()
-        self._searcher = self._ix.searcher(weighting=self._weighting)
+        self._searcher = self._ix.searcher()  # scoring is PostingScorer's; the searcher reads postings
         self._scorer: PostingScorer | None = None
         self._refresh_interval = refresh_interval
         self._checked = time.monotonic()
@@ -368,19 +231,7 @@ class BM25Index:
         n = 0
         try:
             for p in passages:
-                combined = _combined(p)
-                doc = {
-                    "id": p.id,
-                    "doc_id": p.doc_id,
-                    "title": p.title,
-                    "text": p.text,
-                    "source": p.source,
-                    "exact": combined,
-                    "folded": combined,
-                }
-                if words:
-                    doc["words"] = combined
-                writer.add_document(**doc)
+                writer.add_document(**_document(p, words))
                 n += 1
                 if n % 1000 == 0:
                     if bar is not None:
@@ -407,19 +258,7 @@ class BM25Index:
             writer = self._ix.writer()
             try:
                 for p in passages:
-                    combined = _combined(p)
-                    doc = dict(
-                        id=p.id,
-                        doc_id=p.doc_id,
-                        title=p.title,
-                        text=p.text,
-                        source=p.source,
-                        exact=combined,
-                        folded=combined,
-                    )
-                    if self.has_words:
-                        doc["words"] = combined
-                    writer.update_document(**doc)
+                    writer.update_document(**_document(p, self.has_words))
                     n += 1
                 writer.commit()
             except BaseException:
@@ -474,20 +313,12 @@ class BM25Index:
             terms += [("words", t, 1.0) for t in dict.fromkeys(self.analyze(query, "words"))]
         return terms
 
-    def build_query(
-        self, query: str, field: str = "both", exact_boost: float | None = None
-    ) -> wq.Query | None:
-        """The equivalent Whoosh query object (None when the query has no tokens)."""
-        terms = self.query_terms(query, field, exact_boost)
-        return wq.Or([wq.Term(f, t, boost=bst) for f, t, bst in terms]) if terms else None
-
     def search(
         self,
         query: str,
         k: int = 10,
         field: str = "both",
         exact_boost: float | None = None,
-        engine: str = "numpy",
     ) -> list[tuple[str, float]]:
         """Top ``k`` passages for ``query`` → ``[(passage_id, bm25_score)]``, best first.
 
@@ -495,21 +326,16 @@ class BM25Index:
         ``"folded"`` (diacritics ignored; the diacritics router uses it for queries typed without marks),
         ``"auto"`` (``"folded"`` when the query has no diacritic at all, else ``"both"``: in a query typed
         without marks, exact matches on plain syllables such as ``do``/``ban`` are noise, not evidence),
-        ``"words"`` (word-segmented variant, only if built with ``words=True``).
-        ``engine``: ``"numpy"`` (default, :class:`PostingScorer`) or ``"whoosh"`` (Whoosh's own matcher
-        and collector; same scores, much slower on large collections).
+        ``"words"`` (word-segmented variant, only if built with ``words=True``). Scored by
+        :class:`~indexing.bm25_scoring.PostingScorer` (equal to Whoosh's own BM25F with Lucene IDF, the test
+        oracle in ``tests/comparison/``).
         """
-        if engine not in ("numpy", "whoosh"):
-            raise ValueError(f"engine must be 'numpy' or 'whoosh', got {engine!r}")
         terms = self.query_terms(query, field, exact_boost)
         if not terms or k <= 0:
             return []
         with self._lock:
             s = self._current_searcher()
             ids = s.reader().column_reader("id")
-            if engine == "whoosh":
-                q = wq.Or([wq.Term(f, t, boost=bst) for f, t, bst in terms])
-                return [(ids[docnum], float(score)) for score, docnum in s.search(q, limit=k).top_n]
             if self._scorer is None:
                 self._scorer = PostingScorer(s, float(self.config["K1"]), float(self.config["B"]))
             return [(ids[docnum], score) for docnum, score in self._scorer.top_k(terms, k)]

@@ -81,32 +81,12 @@ def test_analyzers_are_the_normalize_functions(index: BM25Index) -> None:
         NormalizeTokenizer("stemmed")
 
 
-def _same(a: list[tuple[str, float]], b: list[tuple[str, float]]) -> None:
-    assert [i for i, _ in a] == [i for i, _ in b]
-    assert [s for _, s in a] == pytest.approx([s for _, s in b], rel=1e-9)
-
-
-@pytest.mark.parametrize("field", ["both", "exact", "folded"])
-def test_numpy_scorer_equals_whoosh_scoring(index: BM25Index, field: str) -> None:
-    for q in [
-        "thủ đô Việt Nam",
-        "thanh pho ho chi minh dong dan",
-        "con má xuất hiện",
-        "Hoà bình",
-        "không có",
-    ]:
-        _same(index.search(q, k=10, field=field), index.search(q, k=10, field=field, engine="whoosh"))
-
-
 def test_numpy_scorer_skips_deleted_documents(tmp_path: Path) -> None:
+    # (scores against Whoosh's own BM25F: tests/comparison/test_bm25_whoosh_oracle.py)
     ix = BM25Index.build(tmp_path / "d", PASSAGES)
     ix.add([Passage("hn", "hn", "Hà Nội", "Hà Nội có Hồ Gươm.", "z")])  # replaces (deletes) the old "hn"
     ix.add([Passage("extra", "extra", "", "Thủ đô mới", "z")])  # a second segment
-    for q in ["thủ đô Việt Nam", "Hồ Gươm", "ho guom thu do"]:
-        _same(ix.search(q, k=10), ix.search(q, k=10, engine="whoosh"))
     assert [i for i, _ in ix.search("Hồ Gươm", k=10)].count("hn") == 1
-    with pytest.raises(ValueError):
-        ix.search("x", engine="lucene")
     ix.close()
 
 
