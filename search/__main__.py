@@ -34,22 +34,21 @@ def _print_result(res, width: int) -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from search.pipeline import QueryError
-    from search.service import SearchService, ServiceError
+    from indexing.embedders import EmbedderMismatch, EmbedderUnavailable
+    from indexing.generations import GenerationError
+    from indexing.vectors import VectorStoreUnavailable
+    from reranker.backends import ModelUnavailable
+    from search.errors import SearchError
+    from search.service import SearchService
 
     query = " ".join(args.query)
     try:
         with SearchService(args.index, root=args.root) as svc:
             res = svc.search(query, args.pipeline, args.k, as_typed=args.as_typed)
-    except (QueryError, ServiceError, ValueError) as err:
+    except (SearchError, ValueError, ModelUnavailable, EmbedderUnavailable, EmbedderMismatch, GenerationError,
+            VectorStoreUnavailable) as err:  # bad input or an unavailable index / model: say why, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # ModelUnavailable / EmbedderUnavailable / GenerationError: say why, no traceback
-        name = type(err).__name__
-        if name in ("ModelUnavailable", "EmbedderUnavailable", "GenerationError", "VectorStoreUnavailable"):
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        raise
     if args.json:
         print(json.dumps(res.to_dict(), ensure_ascii=False, indent=1))
     else:

@@ -19,21 +19,20 @@ object with exactly the keys ``ndcg@3``, ``mrr@3``, ``ndcg@10``, ``mrr@10``, ``r
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
-import itertools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from indexing import settings
+from indexing.beir import BeirDataset, load_beir, read_trec_run, write_trec_run
 from indexing.normalize import fold, normalize
 from search.metrics import DEFAULT_METRICS, evaluate, evaluate_per_query
 from search.pipeline import (
@@ -57,107 +56,19 @@ __all__ = [
     "RESULT_KEYS",
 ]
 
+if TYPE_CHECKING:
+    from indexing.build import PrecomputedVectors
+    from indexing.embedders import Embedder
+    from indexing.snapshot import IndexSnapshot
+
 RESULT_KEYS = ("ndcg@3", "mrr@3", "ndcg@10", "mrr@10", "recall@100", "queries", "pipeline")
 RUN_DEPTH = 100
 _CACHE_FORMAT = 1
 
 
 # ------------------------------------------------------------------------------------------------ data
-@dataclass
-class BeirDataset:
-    """A loaded BEIR dataset: passages (normalized), the split's queries and qrels."""
-
-    path: Path
-    split: str
-    passages: list[Any]  # indexing.corpus.Passage
-    queries: dict[str, str]  # only queries judged in the split, in file order
-    qrels: dict[str, dict[str, int]]
-    corpus_sha256: str
-    extra: int = 0  # distractor passages added
-
-
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
-def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-
-
-def _file_sha256(path: Path, h: Any | None = None) -> Any:
-    h = h or hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h
-
-
-def load_beir(
-    path: str | os.PathLike[str], split: str = "test", extra_corpus: str | os.PathLike[str] | None = None,
-    extra_limit: int | None = None,
-) -> BeirDataset:
-    """Read a BEIR directory (and optional distractors) → :class:`BeirDataset`. Raises FileNotFoundError /
-    ValueError with the offending file for a malformed dataset."""
-    from indexing.corpus import Passage
-
-    path = Path(path)
-    corpus_file, queries_file, qrels_file = path / "corpus.jsonl", path / "queries.jsonl", path / "qrels" / f"{split}.tsv"
-    for f in (corpus_file, queries_file, qrels_file):
-        if not f.is_file():
-            raise FileNotFoundError(f"{f} not found: {path} is not a BEIR dataset with a {split!r} split")
-    qrels: dict[str, dict[str, int]] = {}
-    with open(qrels_file, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.rstrip("\n").split("\t")
-            if lineno == 1 and parts[0] in ("query-id", "qid", "query_id"):
-                continue
-            if not line.strip():
-                continue
-            if len(parts) < 3:
-                raise ValueError(f"{qrels_file}:{lineno}: expected query-id<TAB>corpus-id<TAB>score")
-            qrels.setdefault(parts[0], {})[parts[1]] = int(float(parts[2]))
-    queries = {}
-    for row in _iter_jsonl(queries_file):
-        qid = str(row["_id"])
-        if qid in qrels:
-            queries[qid] = str(row.get("text") or "")
-    missing = [q for q in qrels if q not in queries]
-    if missing:
-        raise ValueError(f"{queries_file}: {len(missing)} judged queries have no text, e.g. {missing[:3]}")
-    passages, seen = [], set()
-    for row in _iter_jsonl(corpus_file):
-        pid = str(row["_id"])
-        if pid in seen:
-            raise ValueError(f"{corpus_file}: duplicate _id {pid!r}")
-        seen.add(pid)
-        text = normalize(str(row.get("text") or ""))
-        if text:
-            passages.append(Passage(pid, pid, normalize(str(row.get("title") or "")), text, corpus_file.name))
-    h = _file_sha256(corpus_file)
-    n_extra = 0
-    if extra_corpus is not None:
-        extra_corpus = Path(extra_corpus)
-        h.update(f"\0extra:{extra_corpus.name}:{extra_limit}\0".encode())
-        rows = _iter_jsonl(extra_corpus)
-        if extra_limit is not None:
-            rows = itertools.islice(rows, extra_limit)
-        for row in rows:
-            pid = str(row["_id"])
-            text = normalize(str(row.get("text") or ""))
-            if pid in seen or not text:
-                continue
-            seen.add(pid)
-            h.update(f"{pid}\t{text}\n".encode())
-            passages.append(Passage(pid, pid, normalize(str(row.get("title") or "")), text, extra_corpus.name))
-            n_extra += 1
-    return BeirDataset(path, split, passages, queries, qrels, h.hexdigest(), n_extra)
+# BeirDataset, load_beir, write_trec_run and read_trec_run are indexing.beir's (the one reader of each format),
+# re-exported here for the callers of search.eval.
 
 
 # ----------------------------------------------------------------------------------------------- index
@@ -169,7 +80,7 @@ def _index_name(dataset: BeirDataset, model_id: str | None) -> str:
     return f"eval-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
-def _precomputed_vectors(dataset: BeirDataset, embedder: Any | None) -> Any | None:
+def _precomputed_vectors(dataset: BeirDataset, embedder: Embedder | None) -> PrecomputedVectors | None:
     """Vectors shipped in the dataset folder (``vectors-*.json`` + ``.npy``, see
     :class:`indexing.build.PrecomputedVectors`) for ``embedder``'s model, if any: they seed the embedding cache,
     so a bundled set is not embedded again."""
@@ -188,8 +99,8 @@ def _precomputed_vectors(dataset: BeirDataset, embedder: Any | None) -> Any | No
     return None
 
 
-def open_eval_index(dataset: BeirDataset, embedder: Any | None, cache_dir: str | os.PathLike[str] | None = None,
-                    progress: bool = True, progress_callback: Callable[[str, int, int], None] | None = None) -> Any:
+def open_eval_index(dataset: BeirDataset, embedder: Embedder | None, cache_dir: str | os.PathLike[str] | None = None,
+                    progress: bool = True, progress_callback: Callable[[str, int, int], None] | None = None) -> IndexSnapshot:
     """The cached index of ``dataset`` (built when missing) → an open :class:`indexing.build.IndexSnapshot`.
 
     ``embedder`` None builds BM25 only (and reuses a cached index with vectors when there is one).
@@ -203,7 +114,7 @@ def open_eval_index(dataset: BeirDataset, embedder: Any | None, cache_dir: str |
     root = Path(cache_dir) if cache_dir is not None else settings.home() / "eval-cache"
     names = [_index_name(dataset, embedder.model_id if embedder is not None else None)]
     if embedder is None:
-        from search.embedders import e5_small_model_id
+        from indexing.embedders import e5_small_model_id
 
         names.insert(0, _index_name(dataset, e5_small_model_id()))
     with_vectors = embedder is not None  # BM25-only runs leave Qdrant closed (local mode: one process per path)
@@ -219,29 +130,6 @@ def open_eval_index(dataset: BeirDataset, embedder: Any | None, cache_dir: str |
 
 
 # ---------------------------------------------------------------------------------------------- runs
-def write_trec_run(path: str | os.PathLike[str], run: dict[str, list[str]], tag: str) -> None:
-    """Write ``{query_id: [doc ids best first]}`` as a TREC run (``qid Q0 doc rank score tag``; score = n+1-rank)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tag = "".join(c if c.isalnum() or c in "+-_." else "_" for c in tag) or "run"
-    with open(path, "w", encoding="utf-8") as f:
-        for qid, docs in run.items():
-            n = len(docs)
-            for rank, doc in enumerate(docs, start=1):
-                f.write(f"{qid} Q0 {doc} {rank} {n + 1 - rank} {tag}\n")
-
-
-def read_trec_run(path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
-    """A TREC run file → ``{query_id: {doc_id: score}}``."""
-    run: dict[str, dict[str, float]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 5:
-                run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
-    return run
-
-
 def _doc_ranking(result: SearchResult) -> list[str]:
     """Hits → document ids, best first, each document once (a split document counts at its best passage)."""
     return list(dict.fromkeys(h.doc_id for h in result.hits))
@@ -406,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset.qrels = {q: dataset.qrels[q] for q in keep}
     embedder = None
     if first in ("dense", "hybrid"):
-        from search.embedders import EmbedderUnavailable, load_embedder
+        from indexing.embedders import EmbedderUnavailable, load_embedder
 
         try:
             embedder = load_embedder(args.embedder)

@@ -51,8 +51,8 @@ class Benchmark:
 
     @classmethod
     def load(cls, path: Path, split: str = "test") -> Benchmark:
-        """Read ``queries.jsonl`` and ``qrels/<split>.tsv`` with :func:`search.eval.load_beir`."""
-        from search.eval import load_beir
+        """Read ``queries.jsonl`` and ``qrels/<split>.tsv`` with :func:`indexing.beir.load_beir`."""
+        from indexing.beir import load_beir
 
         data = load_beir(path, split=split)
         queries = {str(q): str(t) for q, t in data.queries.items()}

@@ -55,7 +55,8 @@ def run_evaluation(backend: Backend, dataset: str | None, upload: str | None, sy
     from dataclasses import replace
 
     from indexing.admin import extract_beir_zip
-    from search.eval import load_beir, open_eval_index, run_eval
+    from indexing.beir import load_beir
+    from search.eval import open_eval_index, run_eval
     from search.pipeline import Pipeline, parse_pipeline
 
     shown = [0.0]
