@@ -23,17 +23,16 @@ import hashlib
 import json
 import os
 import random
-import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from indexing.beir import read_qrels
-from indexing.embedders import same_model
 from indexing.jsonl import open_text, read_jsonl
+from trainer.pool import Blocklist, VectorTable, group_of, jaccard, sample_pool, shingles, text_key
+from trainer.searchers import BM25Searcher, Bm25sSearcher, ProjectBM25Searcher
 
 __all__ = [
     "MiningQuery",
@@ -50,50 +49,15 @@ __all__ = [
     "jaccard",
     "group_of",
     "text_key",
+    "sample_pool",
     "open_text",
     "read_jsonl",
     "done_query_ids",
     "mine_to_jsonl",
 ]
 
-_WORD_RE = re.compile(r"\w+")
-_VIWIKI_ID_RE = re.compile(r"^(vw-[0-9a-f]+)-\d+$")
-_SPLIT_ID_RE = re.compile(r"#p\d+$")
-
 
 # ---------------------------------------------------------------------------------------------- helpers
-def text_key(text: str) -> str:
-    """The embedding-cache key of a (normalized) passage text: sha1 hex of its UTF-8 bytes."""
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
-def group_of(passage_id: str) -> str:
-    """Passage id → the document group whose members never serve as each other's negatives.
-
-    ``<doc>#pN`` → ``<doc>``; viwiki paragraph ids ``vw-<article>-<NNNN>`` → ``vw-<article>`` (paragraphs of one
-    article often answer each other's questions); anything else is its own group.
-    """
-    base = _SPLIT_ID_RE.sub("", passage_id)
-    m = _VIWIKI_ID_RE.match(base)
-    return m.group(1) if m else base
-
-
-def shingles(text: str, n: int = 3) -> frozenset[str]:
-    """Lower-cased syllable ``n``-grams of ``text`` (the near-duplicate fingerprint)."""
-    syl = _WORD_RE.findall(text.lower())
-    if len(syl) < n:
-        return frozenset([" ".join(syl)]) if syl else frozenset()
-    return frozenset(" ".join(syl[i : i + n]) for i in range(len(syl) - n + 1))
-
-
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    """Jaccard similarity of two shingle sets (0 when both are empty)."""
-    if not a or not b:
-        return 0.0
-    inter = len(a & b)
-    return inter / (len(a) + len(b) - inter)
-
-
 def mmr_select(query_vec: np.ndarray, cand_vecs: np.ndarray, k: int, lambda_: float = 0.7) -> list[int]:
     """Maximal Marginal Relevance: indices of ``k`` rows of ``cand_vecs`` (L2-normalized), in pick order.
 
@@ -121,14 +85,6 @@ def mmr_select(query_vec: np.ndarray, cand_vecs: np.ndarray, k: int, lambda_: fl
         available[best] = False
         max_sim = np.maximum(max_sim, sim[best])
     return picked
-
-
-def sample_pool(records: Sequence[dict], n: int, seed: int) -> list[dict]:
-    """``n`` records drawn without replacement by a seeded RNG, in their original order (all if ``n`` <= 0)."""
-    if n <= 0 or n >= len(records):
-        return list(records)
-    keep = sorted(random.Random(seed).sample(range(len(records)), n))
-    return [records[i] for i in keep]
 
 
 def done_query_ids(path: str | os.PathLike[str]) -> set[str]:
@@ -163,215 +119,6 @@ def _repair_tail(path: Path) -> None:
                 return
             pos = start
         f.truncate(0)
-
-
-# ---------------------------------------------------------------------------------------------- BM25
-class BM25Searcher(Protocol):
-    """A lexical first stage over the negative pool: query → ``[(passage_id, score)]`` best first."""
-
-    def search(self, query: str, k: int) -> list[tuple[str, float]]: ...
-
-
-class Bm25sSearcher:
-    """In-memory BM25 (``bm25s``) over normalized syllables of title + text; for tests and small pools."""
-
-    def __init__(self, passages: Sequence[dict]) -> None:
-        import bm25s
-
-        from indexing.normalize import syllables
-
-        self.ids = [str(p["_id"]) for p in passages]
-        corpus = [syllables(f"{p.get('title', '')} {p['text']}") for p in passages]
-        self._syllables = syllables
-        self._retriever = bm25s.BM25()
-        self._retriever.index(corpus, show_progress=False)
-
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        toks = self._syllables(query)
-        if not toks:
-            return []
-        k = min(k, len(self.ids))
-        docs, scores = self._retriever.retrieve([toks], k=k, show_progress=False)
-        return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
-
-
-class ProjectBM25Searcher:
-    """The project's Whoosh BM25 (``indexing.bm25``) over a generation built from the pool.
-
-    The generation is built once with ``indexing.build.build_generation`` into ``index_root`` (BM25 only
-    matters here; the dense side is read from precomputed vectors) and reused when already complete.
-    Passage ids of split documents (``<id>#pN``) are mapped back to the pool id, best score kept.
-    """
-
-    def __init__(
-        self, passages: Sequence[dict], index_name: str = "train-pool", root: str | None = None
-    ) -> None:
-        self._search = _open_project_bm25(passages, index_name=index_name, root=root)
-
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        out: dict[str, float] = {}
-        for pid, score in self._search(query, k * 2):
-            base = _SPLIT_ID_RE.sub("", pid)
-            if base not in out:
-                out[base] = float(score)
-            if len(out) >= k:
-                break
-        return list(out.items())
-
-
-def _open_project_bm25(passages: Sequence[dict], index_name: str, root: str | None) -> Callable:
-    """Build (or reuse) the project's Whoosh BM25 index (:class:`indexing.bm25.BM25Index`) over ``passages``.
-
-    The index lives in ``<home>/train/bm25-<index_name>`` with a fingerprint of the pool (ids + text keys);
-    it is rebuilt when the pool changes. Only the lexical side is needed for mining (the dense side comes
-    from precomputed vectors), so no Qdrant collection is built. Returns ``search(query, k)``.
-    """
-    from indexing.bm25 import BM25Index
-    from indexing.passages import Passage
-    from indexing.settings import home, validate_index_name
-
-    path = home(root) / "train" / f"bm25-{validate_index_name(index_name)}"
-    h = hashlib.sha1()
-    for p in passages:
-        h.update(f"{p['_id']}\t{text_key(str(p.get('title', '')) + chr(10) + str(p['text']))}\n".encode())
-    fingerprint = h.hexdigest()
-    stamp = path / "pool.sha1"
-    if not (stamp.is_file() and stamp.read_text().strip() == fingerprint):
-        items = [
-            Passage(
-                id=str(p["_id"]),
-                doc_id=str(p["_id"]),
-                title=str(p.get("title", "")),
-                text=str(p["text"]),
-                source="",
-            )
-            for p in passages
-        ]
-        index = BM25Index.build(path, items, progress=True)
-        stamp.write_text(fingerprint + "\n")
-    else:
-        index = BM25Index.open(path)
-    return index.search
-
-
-# ---------------------------------------------------------------------------------------------- vectors
-class VectorTable:
-    """Passage vectors by text key (sha1 of the text): precomputed rows, plus ones embedded on demand.
-
-    ``embed_passages`` (texts → L2-normalized ``(n, dim)`` float32) fills in texts that are missing.
-    """
-
-    def __init__(
-        self, keys: Sequence[str], vectors: np.ndarray, embed_passages: Callable | None = None
-    ) -> None:
-        if len(keys) != len(vectors):
-            raise ValueError(f"{len(keys)} keys but {len(vectors)} vectors")
-        self._row = {k: i for i, k in enumerate(keys)}
-        self._vectors = np.asarray(vectors, dtype=np.float32)
-        self._extra: dict[str, np.ndarray] = {}
-        self._embed = embed_passages
-
-    @classmethod
-    def from_files(
-        cls,
-        npy: str | os.PathLike[str],
-        sidecar: str | os.PathLike[str] | None = None,
-        embed_passages: Callable | None = None,
-        model_id: str | None = None,
-    ) -> VectorTable:
-        """Load ``X.npy`` + ``X.json`` (``{"model_id", "keys": [...]}``); checks the model id if given."""
-        npy = Path(npy)
-        sidecar = Path(sidecar) if sidecar else npy.with_suffix(".json")
-        if not npy.is_file() or not sidecar.is_file():
-            raise FileNotFoundError(f"precomputed vectors need both {npy} and {sidecar}")
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        if model_id and meta.get("model_id") and not same_model(str(meta["model_id"]), model_id):
-            raise ValueError(f"{sidecar}: vectors are from {meta.get('model_id')!r}, expected {model_id!r}")
-        vecs = np.load(npy).astype(np.float32)
-        return cls(meta["keys"], vecs, embed_passages)
-
-    def get_available(self, texts: Sequence[str]) -> np.ndarray:
-        """The stored rows of those ``texts`` that have one (never embeds); ``(m, dim)`` with m <= n."""
-        rows = []
-        for t in texts:
-            k = text_key(t)
-            if k in self._row:
-                rows.append(self._vectors[self._row[k]])
-            elif k in self._extra:
-                rows.append(self._extra[k])
-        return np.stack(rows) if rows else np.zeros((0, self._vectors.shape[1]), np.float32)
-
-    def __contains__(self, text: str) -> bool:
-        k = text_key(text)
-        return k in self._row or k in self._extra
-
-    def get(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts → ``(n, dim)`` float32 rows, embedding (once) the texts that have no stored vector."""
-        missing = [
-            t for t in dict.fromkeys(texts) if text_key(t) not in self._row and text_key(t) not in self._extra
-        ]
-        if missing:
-            if self._embed is None:
-                raise KeyError(
-                    f"{len(missing)} passage texts have no precomputed vector and no embedder was given"
-                )
-            vecs = np.asarray(self._embed(missing), dtype=np.float32)
-            for t, v in zip(missing, vecs, strict=True):
-                self._extra[text_key(t)] = v
-        out = []
-        for t in texts:
-            k = text_key(t)
-            out.append(self._vectors[self._row[k]] if k in self._row else self._extra[k])
-        return np.stack(out) if out else np.zeros((0, self._vectors.shape[1]), np.float32)
-
-
-# ---------------------------------------------------------------------------------------------- blocklist
-@dataclass
-class Blocklist:
-    """Passages that must never appear in training data (demo corpus, evaluation sets), by id, text or near-dup.
-
-    Near-duplicates are found through an inverted index on syllable 5-shingles: a text is blocked when a
-    blocked text shares at least ``min_containment`` of the smaller shingle set.
-    """
-
-    ids: set[str] = field(default_factory=set)
-    min_containment: float = 0.5
-    n: int = 5
-    _keys: set[str] = field(default_factory=set)
-    _index: dict[str, list[int]] = field(default_factory=dict)
-    _sizes: list[int] = field(default_factory=list)
-
-    def add_text(self, text: str) -> None:
-        self._keys.add(text_key(text))
-        sh = shingles(text, self.n)
-        doc = len(self._sizes)
-        self._sizes.append(len(sh))
-        for s in sh:
-            self._index.setdefault(s, []).append(doc)
-
-    def add_records(self, records: Iterable[dict]) -> None:
-        for r in records:
-            self.ids.add(str(r["_id"]))
-            self.add_text(str(r.get("text", "")))
-
-    def blocks(self, passage_id: str, text: str) -> bool:
-        """True when the passage is blocked by id, exact text, or near-duplicate text."""
-        if (
-            passage_id in self.ids
-            or _SPLIT_ID_RE.sub("", passage_id) in self.ids
-            or text_key(text) in self._keys
-        ):
-            return True
-        sh = shingles(text, self.n)
-        if not sh:
-            return False
-        counts: dict[int, int] = {}
-        for s in sh:
-            for d in self._index.get(s, ()):
-                counts[d] = counts.get(d, 0) + 1
-        return any(
-            c / max(1, min(len(sh), self._sizes[d])) >= self.min_containment for d, c in counts.items()
-        )
 
 
 # ---------------------------------------------------------------------------------------------- mining
