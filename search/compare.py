@@ -8,8 +8,8 @@ pipeline code and easy to test. The Compare tab of the app and the API use it.
   the ids they *share*; ``None`` when they share fewer than two ids (tau is undefined then).
 - :func:`rank_movement` — per id, how many places it moved between a "before" and an "after" list.
 - :func:`movement_marker` — a short text marker (``▲3``, ``▼1``, ``=``, ``new``) for a movement.
-- :func:`sigmoid` / :func:`minmax` — map reranker logits (sigmoid) or retrieval scores (min-max) to
-  ``[0, 1]`` so that systems can be shown on one scale.
+- :func:`minmax` — map retrieval scores to ``[0, 1]`` (reranker logits go through
+  :func:`reranker.backends.sigmoid`, the one logistic function) so that systems can be shown on one scale.
 - :func:`pairwise_stats` — overlap@k and tau for every pair of systems.
 - :func:`display_scores` — the hits of one result on that ``[0, 1]`` scale.
 """
@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
+from reranker.backends import sigmoid
+
 __all__ = [
     "overlap_at_k",
     "kendall_tau",
     "rank_movement",
     "movement_marker",
-    "sigmoid",
     "minmax",
     "PairStats",
     "pairwise_stats",
@@ -97,17 +98,6 @@ def movement_marker(delta: int | None) -> str:
     if delta < 0:
         return f"▼{-delta}"
     return "="
-
-
-def sigmoid(x: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Element-wise logistic function (numerically stable), float64 array in ``(0, 1)``."""
-    arr = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(arr)
-    pos = arr >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-arr[pos]))
-    e = np.exp(arr[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
 
 
 def minmax(x: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from reranker.backends import sigmoid
 from search.compare import (
     kendall_tau,
     minmax,
@@ -15,7 +16,6 @@ from search.compare import (
     overlap_at_k,
     pairwise_stats,
     rank_movement,
-    sigmoid,
 )
 from search.ui_render import (
     highlight,
@@ -201,8 +201,11 @@ def test_rank_movement_and_markers():
 
 
 def test_sigmoid_and_minmax():
-    s = sigmoid([0.0, 1000.0, -1000.0, 2.0])
-    assert s[0] == 0.5 and s[1] == 1.0 and s[2] == 0.0 and math.isclose(s[3], 1 / (1 + math.exp(-2)))
+    import search.compare
+
+    assert "sigmoid" not in search.compare.__all__ and search.compare.sigmoid is sigmoid  # one logistic function
+    s = sigmoid(np.asarray([0.0, 1000.0, -1000.0, 2.0]))
+    assert s[0] == 0.5 and s[1] == 1.0 and s[2] == 0.0 and math.isclose(s[3], 1 / (1 + math.exp(-2)), rel_tol=1e-6)
     assert np.allclose(minmax([2.0, 4.0, 3.0]), [0.0, 1.0, 0.5])
     assert np.allclose(minmax([7.0, 7.0]), [1.0, 1.0])
     assert minmax([]).size == 0
