@@ -50,15 +50,20 @@ class ModelUnavailable(RuntimeError):
 
 @dataclass
 class RerankScores:
-    """raw: (n,) logits; normalized: (n,) sigmoid(raw) in [0, 1], comparable across backends."""
+    """raw: (n,) logits; normalized: (n,) in [0, 1] — the model's calibrated probability of relevance when its
+    dir carries a calibration (``inference.json`` ``"calibration"``, :mod:`reranker.calibration`), else
+    sigmoid(raw)."""
 
     raw: np.ndarray
     normalized: np.ndarray
 
     @classmethod
-    def from_raw(cls, raw: Sequence[float] | np.ndarray) -> RerankScores:
+    def from_raw(cls, raw: Sequence[float] | np.ndarray,
+                 calibrate: Callable[[np.ndarray], np.ndarray] | None = None) -> RerankScores:
+        """``calibrate``: raw (n,) → probabilities (n,); None → sigmoid."""
         r = np.asarray(raw, dtype=np.float32).reshape(-1)
-        return cls(raw=r, normalized=sigmoid(r))
+        norm = sigmoid(r) if calibrate is None or r.size == 0 else np.asarray(calibrate(r), dtype=np.float32)
+        return cls(raw=r, normalized=norm)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -159,9 +164,13 @@ class ViRankerReranker:
         self.settings: dict[str, Any] = dict(self.scorer.settings)  # inference.json (search.blend reads it)
         blend = self.settings.get("rerank_blend")
         self.blend: float | None = None if blend is None else float(blend)
+        from reranker.calibration import calibration_for, scorer_signature
+
+        signature = scorer_signature(self.scorer.exit_layer, bool(self.settings.get("quantize", False)))
+        self.calibration = calibration_for(self.settings, signature)  # None: normalized is sigmoid(raw)
 
     def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:
-        return RerankScores.from_raw(self.scorer.score(query, list(passages)))
+        return RerankScores.from_raw(self.scorer.score(query, list(passages)), self.calibration)
 
 
 def _default_segmenter() -> Callable[[str], str]:

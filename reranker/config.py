@@ -21,6 +21,15 @@ from pathlib import Path
 
 CONFIG_NAME = "config.json"
 ARCHITECTURES = ("joint", "gated")
+# What config.json carries for the Hugging Face ecosystem (reranker.hf_model: AutoConfig, CrossEncoder) beside the
+# ViRankerConfig fields; read back, these keys are ignored (any other unknown key is still an error).
+HF_MODEL_TYPE = "viranker"
+HF_KEYS = frozenset({
+    "model_type", "architectures", "auto_map", "transformers_version", "torch_dtype", "dtype", "num_labels",
+    "id2label", "label2id", "problem_type", "sentence_transformers", "initializer_range", "_name_or_path",
+    "bos_token_id", "eos_token_id", "return_dict", "output_hidden_states", "output_attentions", "use_cache",
+    "tie_word_embeddings", "chunk_size_feed_forward", "is_encoder_decoder", "tokenizer_class",
+})
 
 
 @dataclass
@@ -117,23 +126,29 @@ class ViRankerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ViRankerConfig:
-        """Build from a dict; unknown keys are an error (a typo must not silently change the model)."""
+        """Build from a dict; unknown keys are an error (a typo must not silently change the model), the
+        Hugging Face keys of :data:`HF_KEYS` are skipped."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown = sorted(set(d) - names - HF_KEYS)
         if unknown:
             raise ValueError(f"unknown ViRankerConfig keys: {unknown}")
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k in names}
         if "exit_layers" in d:
             d["exit_layers"] = tuple(d["exit_layers"])
         return cls(**d)
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``config.json`` into directory ``path`` (or to ``path`` if it ends in .json)."""
+    def save(self, path: str | Path, extra: dict | None = None) -> Path:
+        """Write ``config.json`` into directory ``path`` (or to ``path`` if it ends in .json); ``extra``: keys
+        of :data:`HF_KEYS` to write beside the fields (``model_type``, ``architectures``, ``auto_map``, ...)."""
+        bad = sorted(set(extra or {}) - HF_KEYS)
+        if bad:
+            raise ValueError(f"extra config keys must be Hugging Face keys ({sorted(HF_KEYS)}), got {bad}")
         path = Path(path)
         if path.suffix != ".json":
             path.mkdir(parents=True, exist_ok=True)
             path = path / CONFIG_NAME
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        data = {**(extra or {}), **self.to_dict()}
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return path
 
     @classmethod

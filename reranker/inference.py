@@ -52,7 +52,7 @@ from reranker.tokenizer import (
     tokenize_segments,
     tokenize_texts,
 )
-from reranker.vocab import VocabMap
+from reranker.vocab import VocabMap, tokenizer_emits_model_ids
 
 INFERENCE_NAME = "inference.json"
 INFERENCE_KEYS = ("exit_layer", "long_passages", "max_length", "max_query_length", "window_overlap", "quantize",
@@ -63,17 +63,22 @@ def read_inference_settings(model_dir: str | Path) -> dict[str, Any]:
     """``inference.json`` of a model dir → dict ({} when absent). Unknown keys are an error (a typo must not
     silently change how a model runs); ``rerank_blend``, ``use_by_default`` (False: the app does not make this
     model its default pipeline, e.g. because it did not beat the first stage on held-out data), ``note`` and
-    ``learned_blend`` (a LightGBM blend in the model dir, read by :mod:`search.blend`) are allowed besides
-    :data:`INFERENCE_KEYS`."""
+    ``learned_blend`` (a LightGBM blend in the model dir, read by :mod:`search.blend`) and ``calibration`` (Platt
+    parameters, :mod:`reranker.calibration`; checked here) are allowed besides :data:`INFERENCE_KEYS`."""
     import json
 
     path = Path(model_dir) / INFERENCE_NAME
     if not path.is_file():
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
-    unknown = sorted(set(data) - set(INFERENCE_KEYS) - {"rerank_blend", "use_by_default", "note", "learned_blend"})
+    unknown = sorted(set(data) - set(INFERENCE_KEYS) - {"rerank_blend", "use_by_default", "note", "learned_blend",
+                                                          "calibration"})
     if unknown:
         raise ValueError(f"{path}: unknown keys {unknown}")
+    if "calibration" in data:
+        from reranker.calibration import read_calibration
+
+        read_calibration(data)  # CalibrationError (a ValueError) when malformed
     blend = data.get("rerank_blend")
     if blend is not None and not 0.0 <= float(blend) <= 1.0:
         raise ValueError(f"{path}: rerank_blend must be in [0, 1], got {blend}")
@@ -131,6 +136,9 @@ class ViRankerScorer:
             torch.set_num_threads(int(num_threads))
         self.tokenizer = tokenizer
         self.vocab_map = vocab_map
+        # ids go through the map only when the tokenizer is the full one (a pruned dir's own tokenizer emits
+        # the model's ids already: reranker.vocab.prune_tokenizer_json)
+        self.remap_ids = not tokenizer_emits_model_ids(tokenizer, vocab_map, cfg.vocab_size)
         self.batch_size = int(batch_size)
         self.max_query_length = int(max_query_length or cfg.max_query_length)
         self.max_length = int(max_length or cfg.max_length)
@@ -147,7 +155,7 @@ class ViRankerScorer:
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, tokenizer_path: str | Path | None = None, **kw: Any):
         """Load model, tokenizer (the dir's tokenizer.json if present, else the bundled XLM-R one) and
-        the vocab map (if the model was pruned) from a ``save_pretrained`` directory of either architecture; the dir's
+        the vocab map (if the model was pruned and the tokenizer is the full one) from a ``save_pretrained`` directory of either architecture; the dir's
         ``inference.json`` supplies defaults for ``kw`` (``settings`` keeps what was applied)."""
         model_dir = Path(model_dir)
         settings = read_inference_settings(model_dir)
@@ -155,7 +163,9 @@ class ViRankerScorer:
         model = load_model(model_dir)
         if tokenizer_path is None and (model_dir / "tokenizer.json").is_file():
             tokenizer_path = model_dir
-        scorer = cls(model, load_tokenizer(tokenizer_path), VocabMap.load(model_dir), **{**defaults, **kw})
+        # a pruned tokenizer has exactly the model's rows (a tiny test model: fewer than the usual 1000 floor)
+        tokenizer = load_tokenizer(tokenizer_path, min_vocab_size=min(1000, model.config.vocab_size))
+        scorer = cls(model, tokenizer, VocabMap.load(model_dir), **{**defaults, **kw})
         scorer.settings = {**settings, **kw}
         return scorer
 
@@ -200,7 +210,7 @@ class ViRankerScorer:
                 idx = order[s : s + self.batch_size]
                 batch = collate([seqs[i] for i in idx])
                 ids = batch["input_ids"]
-                if self.vocab_map is not None:
+                if self.remap_ids:
                     ids = self.vocab_map.apply(ids)
                 logits = model(ids.to(self.device), batch["attention_mask"].to(self.device),
                                exit_layer=self.exit_layer)

@@ -135,13 +135,25 @@ class PretrainedMixin:
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, save_dir: str | Path, tokenizer: Any = None, vocab_map: Any = None) -> Path:
-        """Write config.json + model.safetensors (+ tokenizer files, + vocab_map.safetensors)."""
+        """Write config.json (with the Hugging Face keys of :func:`reranker.hf_model.hf_config_extra`) +
+        model.safetensors + the remote-code files (+ tokenizer files, + vocab_map.safetensors).
+
+        ``tokenizer`` is the full one the model was trained with; with ``vocab_map`` (a pruned model) the dir gets
+        its pruned form (:func:`reranker.vocab.save_pruned_tokenizer`), which emits the model's ids directly.
+        """
+        from reranker.hf_model import hf_config_extra, write_remote_code
+
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
-        self.config.save(save_dir)
+        self.config.save(save_dir, extra=hf_config_extra())
+        write_remote_code(save_dir)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(save_dir / WEIGHTS_NAME), metadata={"format": "pt", "model": "viranker"})
-        if tokenizer is not None:
+        if tokenizer is not None and vocab_map is not None:
+            from reranker.vocab import save_pruned_tokenizer
+
+            save_pruned_tokenizer(tokenizer, vocab_map, save_dir)
+        elif tokenizer is not None:
             tokenizer.save_pretrained(str(save_dir))
         if vocab_map is not None:
             vocab_map.save(save_dir)

@@ -47,8 +47,8 @@ def default_tokenizer_path() -> Path:
 def load_tokenizer(path: str | Path | None = None, min_vocab_size: int = 1000) -> Any:
     """A ``PreTrainedTokenizerFast`` with XLM-R specials (<s>=0, <pad>=1, </s>=2, <unk>=3).
 
-    ``path``: a tokenizer.json file or a directory containing one (e.g. a saved model dir); default: the
-    bundled XLM-R tokenizer. Raises FileNotFoundError when there is no tokenizer.json (loading a dir
+    ``path``: a tokenizer.json file or a directory containing one (e.g. a saved model dir, whose tokenizer may
+    be the pruned one of :func:`reranker.vocab.prune_tokenizer_json`); default: the bundled XLM-R tokenizer. Raises FileNotFoundError when there is no tokenizer.json (loading a dir
     without it would silently give a 5-token vocab) and ValueError when the vocab is smaller than
     ``min_vocab_size`` or the special ids are not XLM-R's.
     """
@@ -59,7 +59,12 @@ def load_tokenizer(path: str | Path | None = None, min_vocab_size: int = 1000) -
         p = p / "tokenizer.json"
     if not p.is_file():
         raise FileNotFoundError(f"no tokenizer.json at {p}")
-    tok = PreTrainedTokenizerFast(tokenizer_file=str(p), model_max_length=512, **SPECIAL_TOKENS)
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_file(str(p))
+    # a pruned tokenizer (reranker.vocab.prune_tokenizer_json) has no <mask>: declaring it would add a new id
+    specials = {k: v for k, v in SPECIAL_TOKENS.items() if backend.token_to_id(v) is not None}
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=512, **specials)
     tok.padding_side = "right"
     if len(tok) < min_vocab_size:
         raise ValueError(f"tokenizer at {p} has only {len(tok)} tokens (< {min_vocab_size}); wrong file?")

@@ -8,11 +8,20 @@ old->new id map next to the model (``vocab_map.safetensors``) and applies it rig
 
 On text whose tokens were all kept, the pruned model scores exactly like the unpruned one (same rows,
 same computation). Specials 0..3 (<s>, <pad>, </s>, <unk>) keep their ids.
+
+A pruned model dir also carries a **pruned tokenizer** (:func:`prune_tokenizer_json`): the Unigram model keeps the
+kept pieces with their scores, renumbered to the new ids, so it emits the model's ids directly (no vocab map:
+``AutoTokenizer`` and stock tooling work on the dir) and the dir ships 2.7 MB instead of XLM-R's 17 MB
+``tokenizer.json``. On text whose full-vocabulary tokens were all kept it tokenizes exactly as
+``VocabMap.apply(full tokenizer)`` (the best Unigram path uses kept pieces only, and it is still there); on text
+with a dropped piece the full path maps that piece to ``<unk>`` while the pruned tokenizer segments it into kept
+pieces (it loses less). :func:`tokenizer_emits_model_ids` tells the two kinds apart.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,3 +138,51 @@ def prune_vocab(
     pruned.embeddings.word = emb
     pruned.config = model.config.replace(vocab_size=vmap.new_vocab_size)
     return pruned, vmap
+
+
+def prune_tokenizer_json(tokenizer_json: str | dict[str, Any], vmap: VocabMap) -> dict[str, Any]:
+    """A Hugging Face ``tokenizer.json`` (Unigram, XLM-R) → the same tokenizer over ``vmap``'s kept pieces only,
+    renumbered to the new ids (scores, normalizer, pre-tokenizer and pair template unchanged).
+
+    Added tokens whose id was not kept (``<mask>``) are dropped; the template's special ids are remapped.
+    Raises ValueError for a non-Unigram model or a tokenizer smaller than the kept ids need.
+    """
+    data = json.loads(tokenizer_json) if isinstance(tokenizer_json, str) else copy.deepcopy(tokenizer_json)
+    model = data.get("model", {})
+    if model.get("type") != "Unigram":
+        raise ValueError(f"only Unigram tokenizers can be pruned, got {model.get('type')!r}")
+    vocab = model["vocab"]
+    kept = vmap.kept_ids.tolist()
+    if kept[-1] >= len(vocab):
+        raise ValueError(f"kept id {kept[-1]} is outside the tokenizer's {len(vocab)} pieces")
+    new_of = {old: new for new, old in enumerate(kept)}
+    model["vocab"] = [vocab[old] for old in kept]
+    model["unk_id"] = new_of[int(model.get("unk_id", vmap.unk_id))]
+    data["added_tokens"] = [dict(t, id=new_of[t["id"]]) for t in data.get("added_tokens", []) if t["id"] in new_of]
+    post = data.get("post_processor") or {}
+    for spec in (post.get("special_tokens") or {}).values():
+        spec["ids"] = [new_of[i] for i in spec["ids"]]
+    return data
+
+
+def save_pruned_tokenizer(tokenizer: Any, vmap: VocabMap, out_dir: str | Path) -> Any:
+    """Write the pruned form of ``tokenizer`` (a ``PreTrainedTokenizerFast`` over the full vocabulary) into
+    ``out_dir`` (tokenizer.json + tokenizer_config.json) and return it as a loaded tokenizer."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from reranker.tokenizer import SPECIAL_TOKENS
+
+    pruned = Tokenizer.from_str(json.dumps(prune_tokenizer_json(tokenizer.backend_tokenizer.to_str(), vmap)))
+    specials = {k: v for k, v in SPECIAL_TOKENS.items() if pruned.token_to_id(v) is not None}
+    fast = PreTrainedTokenizerFast(tokenizer_object=pruned, model_max_length=512, **specials)
+    fast.padding_side = "right"
+    fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def tokenizer_emits_model_ids(tokenizer: Any, vmap: VocabMap | None, model_vocab_size: int) -> bool:
+    """True when ``tokenizer``'s ids index the model's embedding rows as they are (an unpruned model, or the
+    pruned tokenizer of a pruned one); False when they must go through ``vmap`` first (the full XLM-R tokenizer
+    in front of a pruned model)."""
+    return vmap is None or len(tokenizer) == model_vocab_size

@@ -114,10 +114,18 @@ def test_config_architecture_switch(tmp_path):
                                                  vocab_size=100, num_layers=1)), GatedRanker)
 
 
-def test_shipped_model_dir_loads_as_joint():
+def test_shipped_model_dir_loads_as_joint(tmp_path):
     shipped = Path(__file__).resolve().parents[1] / "assets" / "models" / "viranker-small"
-    assert "architecture" not in json.loads((shipped / "config.json").read_text(encoding="utf-8"))
     model = load_model(shipped)
+    assert type(model) is ViRanker and model.config.architecture == "joint" and model.config.rope
+    # a dir written before the key existed (config.json without "architecture") is "joint" too
+    cfg = json.loads((shipped / "config.json").read_text(encoding="utf-8"))
+    cfg.pop("architecture")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    (old / "model.safetensors").symlink_to(shipped / "model.safetensors")
+    model = load_model(old)
     assert type(model) is ViRanker and model.config.architecture == "joint" and model.config.rope
 
 
@@ -332,7 +340,12 @@ def test_export_pruned_fp16_roundtrip(tiny_gated_model, xlmr_tokenizer, tmp_path
     kept = VocabMap.load(tmp_path / "fp16").kept_ids.tolist()
     assert set(prefix_ids(xlmr_tokenizer)) <= set(kept)  # every gated segment starts with "query:" / "passage:"
     reloaded = ViRankerScorer.from_pretrained(tmp_path / "fp16", attn_impl="eager")
-    assert type(reloaded.model) is GatedRanker and reloaded.vocab_map is not None
+    assert type(reloaded.model) is GatedRanker
+    # the dir's pruned tokenizer emits the model's ids itself (the vocab map stays for the full tokenizer)
+    assert reloaded.vocab_map is not None and not reloaded.remap_ids and len(reloaded.tokenizer) == info["vocab_size"]
+    with_map = ViRankerScorer.from_pretrained(tmp_path / "fp16", tokenizer_path=None, attn_impl="eager")
+    via_full = ViRankerScorer(with_map.model, xlmr_tokenizer, VocabMap.load(tmp_path / "fp16"), attn_impl="eager")
+    np.testing.assert_array_equal(via_full.score(q, ps), reloaded.score(q, ps))
     # fp16 weights: the logits s * cos (s = 20) move by well under 1% of s
     print("FP16DIFF", np.abs(reloaded.score(q, ps) - ref).max())
     np.testing.assert_allclose(reloaded.score(q, ps), ref, atol=0.01 * model.config.pair_cos_init)

@@ -24,7 +24,7 @@ from indexing.jsonl import open_text
 from reranker.config import ViRankerConfig
 from reranker.factory import RerankerModel, create_model
 
-__all__ = ["load_checkpoint_model", "iter_corpus_texts", "export_model", "write_model_card"]
+__all__ = ["load_checkpoint_model", "iter_corpus_texts", "export_model", "upgrade_model_dir", "write_model_card"]
 
 DTYPES = {
     "float16": torch.float16,
@@ -117,6 +117,26 @@ def export_model(
     info["parameters"] = model.num_parameters()
     info["weights_bytes"] = (out_dir / "model.safetensors").stat().st_size
     return info
+
+
+def upgrade_model_dir(model_dir: str | os.PathLike[str], tokenizer: Any = None) -> list[str]:
+    """Bring a dir written before model dirs carried their tokenizer and Hugging Face keys up to date, weights
+    untouched: config.json gets ``model_type`` / ``architectures`` / ``auto_map``, the remote-code files are
+    written, and the tokenizer (pruned when the dir has a vocab map) is saved. Returns the files written."""
+    from reranker.hf_model import hf_config_extra, write_remote_code
+    from reranker.tokenizer import load_tokenizer
+    from reranker.vocab import VocabMap, save_pruned_tokenizer
+
+    model_dir = Path(model_dir)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
+    ViRankerConfig.load(model_dir).save(model_dir, extra=hf_config_extra())
+    written = ["config.json", *(p.name for p in write_remote_code(model_dir))]
+    vmap = VocabMap.load(model_dir)
+    if vmap is not None:
+        save_pruned_tokenizer(tokenizer, vmap, model_dir)
+    else:
+        tokenizer.save_pretrained(str(model_dir))
+    return [*written, "tokenizer.json", "tokenizer_config.json"]
 
 
 _HEADS = {
