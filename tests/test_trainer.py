@@ -564,3 +564,20 @@ def test_gated_tiny_fit_opens_gates_and_logs_them(tmp_path, tokenizer):
     logged = [float(r["gates/mean_abs_tanh_l2"]) for r in rows if r.get("gates/mean_abs_tanh_l2")]
     assert len(logged) == 2 and logged[-1] == pytest.approx(float(gates[1].abs().mean()), rel=1e-5)
     assert any(r.get("val/mrr@10") for r in rows)
+
+
+def test_fit_config_is_the_one_place_for_loss_and_optim_defaults():
+    import inspect
+
+    from trainer.config import FitConfig, LossConfig, OptimConfig
+    from trainer.module import RerankerModule
+
+    params = inspect.signature(RerankerModule.__init__).parameters
+    kw = FitConfig().module_kwargs()
+    assert {k: params[k].default for k in kw} == kw  # the module's defaults are the config's
+    cfg = FitConfig.from_sections({"loss": {"name": "listwise", "temperature": "0.5"},
+                                   "optim": {"lr": "3e-5", "warmup_steps": 20}})
+    assert cfg.loss == LossConfig(name="listwise", temperature=0.5) and cfg.optim.lr == 3e-5
+    assert cfg.optim == OptimConfig(lr=3e-5, warmup_steps=20)
+    with pytest.raises(ValueError, match="unknown key"):
+        FitConfig.from_sections({"optim": {"learning_rate": 1e-4}})

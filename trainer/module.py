@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Timer
 
 from reranker.config import ViRankerConfig
 from reranker.factory import RerankerModel, create_model, load_model
+from trainer.config import LOSS, OPTIM
 from trainer.losses import get_loss, multi_exit_loss
 from trainer.optim import build_optimizer, build_scheduler
 
@@ -81,19 +82,19 @@ class RerankerModule(L.LightningModule):
     def __init__(
         self,
         model_config: dict[str, Any],
-        loss: str = "triplet",
-        margin: float = 1.0,
-        temperature: float = 1.0,
-        exit_weights: dict[int, float] | None = None,
-        optimizer: str = "adamw",
-        lr: float = 5e-5,
-        head_lr_scale: float = 1.0,
-        weight_decay: float = 0.01,
-        betas: tuple[float, float] | None = None,
-        warmup_steps: int | None = None,
-        warmup_ratio: float = 0.06,
+        loss: str = LOSS.name,
+        margin: float = LOSS.margin,
+        temperature: float = LOSS.temperature,
+        exit_weights: dict[int, float] | None = LOSS.exit_weights,
+        optimizer: str = OPTIM.name,
+        lr: float = OPTIM.lr,
+        head_lr_scale: float = OPTIM.head_lr_scale,
+        weight_decay: float = OPTIM.weight_decay,
+        betas: tuple[float, float] | None = OPTIM.betas,
+        warmup_steps: int | None = OPTIM.warmup_steps,
+        warmup_ratio: float = OPTIM.warmup_ratio,
         total_steps: int | None = None,
-        min_lr_ratio: float = 0.0,
+        min_lr_ratio: float = OPTIM.min_lr_ratio,
         model: RerankerModel | None = None,
     ) -> None:
         super().__init__()
