@@ -20,7 +20,8 @@ real questions weigh more than pseudo-queries.
 Batches are length-bucketed (sorted by length inside shuffled mega-buckets, then batch order shuffled) and
 padded per batch (dynamic padding), tokenized with :func:`reranker.tokenizer.encode_pairs`.
 
-Validation uses a *candidates* JSONL (``python -m trainer candidates``): per query, its first-stage top-k
+Augmentation lives in :mod:`trainer.augment`, validation candidates in :mod:`trainer.candidates` (both
+re-exported here). Validation uses a *candidates* JSONL (``python -m trainer candidates``): per query, its first-stage top-k
 ``{"query_id", "query", "positives": [ids], "candidates": [{"id", "text", "score"}]}``, so each validation
 pass reranks a fixed, small set of pairs.
 """
@@ -30,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,8 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from indexing.jsonl import JsonlProblem, read_jsonl
-from indexing.normalize import fold
+from trainer.augment import augment_diacritics, drop_random_sentence, strip_diacritics
+from trainer.candidates import CandidateCollator, CandidateDataset, load_candidates
 
 __all__ = [
     "strip_diacritics",
@@ -58,22 +59,6 @@ __all__ = [
     "RerankDataModule",
 ]
 
-_WORD_RE = re.compile(r"\w+")
-_SENT_END_RE = re.compile(r"(?<=[.!?…])\s+(?=\S)")
-
-
-def drop_random_sentence(text: str, rng: random.Random) -> str:
-    """``text`` without one of its sentences (picked by ``rng``); unchanged when it has only one.
-
-    Sentences are cut after ``. ! ? …`` followed by whitespace: cheap, and precise enough for matching the
-    length of a paragraph that lost its pseudo-query sentence."""
-    sents = _SENT_END_RE.split(text.strip())
-    if len(sents) < 2:
-        return text
-    del sents[rng.randrange(len(sents))]
-    return " ".join(sents)
-
-
 def weight_sources(records: Sequence[dict], weights: dict[str, float] | None) -> list[dict]:
     """Records with those of ``source`` s repeated ``round(weights[s])`` times (0 drops them); others once."""
     if not weights:
@@ -87,37 +72,6 @@ def weight_sources(records: Sequence[dict], weights: dict[str, float] | None) ->
 def _query_was_cut(record: dict, positive: str) -> bool:
     """An ICT record whose pseudo-query is not inside the positive (it was cut out of the paragraph)."""
     return str(record.get("source", "")) == "ict" and record["query"].strip() not in positive
-
-
-# ---------------------------------------------------------------------------------------------- augmentation
-def strip_diacritics(query: str, rng: random.Random, fraction: float = 1.0) -> str:
-    """``query`` with the diacritics of a random ``fraction`` of its syllables removed (1.0 = all).
-
-    With ``fraction < 1`` at least one syllable that has marks is folded (when there is one).
-    """
-    if fraction >= 1.0:
-        return fold(query)
-    spans = [m.span() for m in _WORD_RE.finditer(query)]
-    marked = [s for s in spans if fold(query[s[0] : s[1]]) != query[s[0] : s[1]]]
-    if not marked:
-        return query
-    chosen = {s for s in marked if rng.random() < fraction} or {rng.choice(marked)}
-    out, last = [], 0
-    for a, b in spans:
-        out.append(query[last:a])
-        out.append(fold(query[a:b]) if (a, b) in chosen else query[a:b])
-        last = b
-    out.append(query[last:])
-    return "".join(out)
-
-
-def augment_diacritics(
-    query: str, rng: random.Random, fold_prob: float = 0.25, fold_partial: float = 0.5
-) -> str:
-    """With probability ``fold_prob``: strip all diacritics, or (probability ``fold_partial``) half of them."""
-    if fold_prob <= 0 or rng.random() >= fold_prob:
-        return query
-    return strip_diacritics(query, rng, 0.5 if rng.random() < fold_partial else 1.0)
 
 
 # ---------------------------------------------------------------------------------------------- training set
@@ -324,76 +278,6 @@ class ResumableDataLoader(DataLoader):
         if isinstance(sampler, BucketBatchSampler):
             sampler.set_epoch(int(state.get("epoch", 0)))
             sampler.skip = int(state.get("batches", 0)) % max(1, len(sampler))
-
-
-# ---------------------------------------------------------------------------------------------- validation
-def load_candidates(
-    path: str | os.PathLike[str], max_queries: int | None = None, max_candidates: int | None = None
-) -> list[dict]:
-    """Candidates JSONL → records (first ``max_queries`` queries, first ``max_candidates`` candidates each)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"validation candidates {path} not found (run `python -m trainer candidates`)"
-        )
-    out = []
-    for rec in read_jsonl(path):
-        rec["candidates"] = rec["candidates"][:max_candidates] if max_candidates else rec["candidates"]
-        out.append(rec)
-        if max_queries and len(out) >= max_queries:
-            break
-    return out
-
-
-class CandidateDataset(Dataset):
-    """Flattened (query_id, passage_id, query, text) pairs of a candidates file, longest first."""
-
-    def __init__(self, records: Sequence[dict]) -> None:
-        self.pairs = [
-            (str(r["query_id"]), str(c["id"]), str(r["query"]), str(c["text"]))
-            for r in records
-            for c in r["candidates"]
-        ]
-        self.pairs.sort(key=lambda p: -(len(p[2]) + len(p[3])))
-        self.qrels = {str(r["query_id"]): {str(p): 1 for p in r["positives"]} for r in records}
-        self.first_stage = {
-            str(r["query_id"]): {
-                str(c["id"]): float(c.get("score", -i)) for i, c in enumerate(r["candidates"])
-            }
-            for r in records
-        }
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> tuple[str, str, str, str]:
-        return self.pairs[i]
-
-
-@dataclass
-class CandidateCollator:
-    """(qid, pid, query, text) pairs → an :func:`encode_pairs` batch + ``qids`` / ``pids`` lists."""
-
-    tokenizer: Any
-    max_query_length: int = 32
-    max_length: int = 192
-    architecture: str = "joint"
-
-    def __call__(self, pairs: Sequence[tuple[str, str, str, str]]) -> dict[str, Any]:
-        from reranker.tokenizer import encode_pairs
-
-        batch = encode_pairs(
-            self.tokenizer,
-            [p[2] for p in pairs],
-            [p[3] for p in pairs],
-            self.max_query_length,
-            self.max_length,
-            architecture=self.architecture,
-        )
-        batch["architecture"] = self.architecture
-        batch["qids"] = [p[0] for p in pairs]
-        batch["pids"] = [p[1] for p in pairs]
-        return batch
 
 
 # ---------------------------------------------------------------------------------------------- module
