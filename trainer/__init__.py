@@ -3,14 +3,18 @@
 Modules (one concept each):
 
 - :mod:`trainer.ict` — Inverse Cloze Task pairs (a sentence → the rest of its paragraph).
-- :mod:`trainer.mine` — hybrid hard negatives (BM25 top-20 → e5 cosine → MMR), blocklist of demo/eval
-  passages, resumable FlagEmbedding JSONL writer.
-- :mod:`trainer.data` — groups (1 positive + n negatives), diacritic augmentation, length bucketing,
-  the ``RerankDataModule``.
+- :mod:`trainer.mine` — hybrid hard negatives (BM25 top-20 → e5 cosine → MMR), resumable FlagEmbedding JSONL
+  writer; :mod:`trainer.pool` (groups, near-duplicates, blocklist of demo/eval passages, pool vectors) and
+  :mod:`trainer.searchers` (the BM25 first stages over the pool).
+- :mod:`trainer.data` — groups (1 positive + n negatives), length bucketing, the ``RerankDataModule``;
+  :mod:`trainer.augment` (diacritic / sentence augmentation), :mod:`trainer.candidates` (validation pairs).
+- :mod:`trainer.config` — ``FitConfig``: the loss and optimizer defaults, written once.
 - :mod:`trainer.losses` — triplet ranking / listwise softmax / BCE losses, multi-exit weighting.
 - :mod:`trainer.optim` — AdamW / Lion, warmup + cosine schedule.
 - :mod:`trainer.module` — the ``RerankerModule`` (LightningModule) and the time-budget schedule callback.
 - :mod:`trainer.export` — checkpoint → vocabulary-pruned fp16 model dir with a model card.
+- ``python -m trainer``: :mod:`trainer.__main__` dispatches to :mod:`trainer.cli_mine` (``mine``,
+  ``candidates``), :mod:`trainer.cli_fit` and :mod:`trainer.cli_export`.
 
 The shipped run (``python -m trainer --help`` for every option)::
 
