@@ -1,6 +1,6 @@
 """ViRanker Search — the Gradio app: Search, Compare, Evaluate and Admin tabs, plus a small HTTP API.
 
-    python app.py [--host 127.0.0.1] [--port 7860] [--index demo] [--admin-password PW]
+    python app.py [--host 127.0.0.1] [--port 7860] [--index demo] [--admin-password PW] [--trusted-proxy ADDR]
 
 On a fresh machine the ``demo`` index is missing: the app starts serving at once and builds it in a
 background thread from ``assets/demo/corpus.jsonl`` (precomputed e5-small vectors from ``assets/demo`` seed
@@ -19,7 +19,9 @@ API (``gradio_client.Client(url).predict(..., api_name=...)``):
   class, a short message (no server paths) and what to do.
 - ``/admin_status(password)``, ``/admin_rollback(password)``, ``/admin_rebuild(password)``,
   ``/admin_delete(password, ids)``, ``/admin_retry_build(password)``: admin actions; the password is checked
-  server-side with the same throttling as the Admin tab. Rebuild, delete and retry run in the background
+  server-side with the same throttling as the Admin tab (per connection address, exponential back-off capped
+  at 30 s: at most 5 checks a minute per address, no lockout; ``X-Forwarded-For`` counts only from a
+  ``--trusted-proxy``). Rebuild, delete and retry run in the background
   (poll ``/admin_status``).
 
 A failed build is never a silent empty index: the page banner and every search say which stage failed
@@ -53,6 +55,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # The app lives in search/ui/ (one module per tab); these names stay importable from ``app``.
+from indexing.admin import PasswordFileError, admin_password  # noqa: E402
 from search.errors import IndexBuildFailed, IndexNotReady  # noqa: E402
 from search.ui.api import hits_json, make_api  # noqa: E402
 from search.ui.backend import DEFAULT_EMBEDDER, DEFAULT_INDEX, Backend, find_precomputed  # noqa: E402
@@ -81,7 +84,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--index", default=DEFAULT_INDEX, help="index name under $VIRANKER_HOME/indexes (default demo)")
     p.add_argument("--admin-password", default=None,
-                   help="admin password (default: $VIRANKER_ADMIN_PASSWORD; without one admin is disabled)")
+                   help="admin password (visible to local users in `ps`: prefer $VIRANKER_ADMIN_PASSWORD_FILE, a "
+                        "file whose first line is the password; else $VIRANKER_ADMIN_PASSWORD; without one admin "
+                        "is disabled)")
+    p.add_argument("--trusted-proxy", action="append", default=None, metavar="ADDR",
+                   help="a reverse proxy (address or network) whose X-Forwarded-For is honoured; repeatable "
+                        "(default $VIRANKER_TRUSTED_PROXIES; none: clients are keyed by their connection's address)")
     p.add_argument("--concurrency", type=int, default=4,
                    help="search/compare events run at once (default 4; reranking is CPU-bound)")
     p.add_argument("--max-queue", type=int, default=256, help="queued events before new ones are refused")
@@ -97,7 +105,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python app.py``."""
     args = parse_args(argv)
-    password = args.admin_password or os.environ.get("VIRANKER_ADMIN_PASSWORD")
+    try:
+        password = admin_password(args.admin_password)
+    except PasswordFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     backend = Backend(args.index, admin_password=password, embedder_name=args.embedder,
                       echo=lambda line: print(line, file=sys.stderr, flush=True))
 
@@ -112,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM → KeyboardInterrupt in the main thread: Gradio closes the server and main returns 0
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     launch(backend, args.host, args.port, args.concurrency, args.max_queue, default_pipeline=args.default_pipeline,
-           before_serve=start_build)
+           before_serve=start_build, trusted=args.trusted_proxy)
     return 0
 
 

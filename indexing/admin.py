@@ -2,13 +2,13 @@
 
 Nothing here imports Gradio; the app's Admin tab and admin API endpoints call these functions.
 
-Authentication (:class:`AdminAuth`)
-    One admin password (``--admin-password`` or ``$VIRANKER_ADMIN_PASSWORD``). Without one, every admin
-    action is refused with the reason. Passwords are compared in constant time. Wrong passwords are
-    throttled per client (IP): after the n-th failure the client must wait ``base_delay * 2**(n-1)``
-    seconds (capped) before the next attempt is even checked, and after ``max_failures`` failures it is
-    locked out for ``lockout_s``. A successful login resets the client and issues a random session token
-    (valid ``token_ttl_s``) that the UI keeps in server-side session state.
+Authentication (:class:`AdminAuth`, :func:`admin_password`)
+    One admin password (``$VIRANKER_ADMIN_PASSWORD_FILE``, ``--admin-password`` or
+    ``$VIRANKER_ADMIN_PASSWORD``). Without one, every admin action is refused with the reason. Passwords are
+    compared in constant time. Wrong passwords are throttled per client key with exponential back-off capped
+    at ``max_delay`` (at most 5 checks a minute per key, no lockout: see :class:`AdminAuth`). A successful
+    login resets the key and issues a random session token (valid ``token_ttl_s``) that the UI keeps in
+    server-side session state.
 
 Uploads and their validation (:func:`save_uploads`, :func:`extract_zip_safely`, :func:`extract_beir_zip`,
 :func:`load_uploaded_corpus`, :func:`read_doc_meta`)
@@ -23,13 +23,15 @@ Background builds (:class:`BuildJob`)
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 import threading
 import time
 import traceback
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from indexing.generations import dir_size
@@ -51,6 +53,9 @@ from indexing.uploads import (
 __all__ = [
     "AdminAuth",
     "AuthResult",
+    "admin_password",
+    "PasswordFileError",
+    "PASSWORD_FILE_ENV",
     "UploadError",
     "UploadBatch",
     "MAX_UPLOAD_BYTES",
@@ -70,45 +75,65 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------------------------------------- auth
+PASSWORD_FILE_ENV = "VIRANKER_ADMIN_PASSWORD_FILE"
+
+
 @dataclass(frozen=True)
 class AuthResult:
-    """Outcome of a login attempt: ``ok``, a message for the user, seconds to wait, and a session token."""
+    """Outcome of a login attempt: ``ok``, a message (English; the UI words it by ``reason``), seconds to
+    wait, a session token, and ``reason``: ``ok`` · ``wrong`` (password compared, wrong) · ``wait`` (throttled:
+    not compared) · ``disabled`` (no admin password configured)."""
 
     ok: bool
     message: str
     retry_after: float = 0.0
     token: str | None = None
+    reason: str = ""
 
 
 @dataclass
 class _ClientState:
     failures: int = 0
     next_allowed: float = 0.0
+    last_failure: float = 0.0
 
 
 class AdminAuth:
-    """Admin password check with per-client exponential back-off and lockout, plus session tokens.
+    """Admin password check with per-client exponential back-off, plus session tokens. Thread-safe.
 
-    ``clock`` is injectable for tests (defaults to ``time.monotonic``). Thread-safe.
+    Policy (per client key — the connection's address, see :func:`search.ui.context.client_key`):
+
+    - the n-th consecutive wrong password makes that key wait ``min(base_delay * 2**(n-1), max_delay)``
+      seconds before its next attempt is even compared (default 2, 4, 8, 16, 30, 30, … s). The gaps between
+      two checks of one key are then 2 + 4 + 8 + 16 + 30 = 60 s for any five in a row, so **a key gets at most
+      5 password checks in any minute** (and 2 a minute once at the cap), however many requests it sends;
+    - there is **no lockout**: the right password is accepted at the key's next allowed moment, at most
+      ``max_delay`` seconds after its last checked attempt; other keys are never affected;
+    - a key's failures are forgotten ``forget_s`` seconds after its last failure, and at most ``max_keys``
+      keys are remembered (the least recently failed are dropped first), so memory stays bounded.
+
+    ``password_checks`` counts the comparisons made (a throttled attempt is not one). ``clock`` is injectable
+    for tests (defaults to ``time.monotonic``).
     """
 
     def __init__(
         self,
         password: str | None,
         *,
-        max_failures: int = 5,
-        base_delay: float = 1.0,
+        base_delay: float = 2.0,
         max_delay: float = 30.0,
-        lockout_s: float = 300.0,
+        forget_s: float = 900.0,
+        max_keys: int = 10_000,
         token_ttl_s: float = 8 * 3600,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._password = (password or "").strip() or None
-        self.max_failures, self.base_delay, self.max_delay = max_failures, base_delay, max_delay
-        self.lockout_s, self.token_ttl_s, self._clock = lockout_s, token_ttl_s, clock
-        self._clients: dict[str, _ClientState] = {}
+        self.base_delay, self.max_delay, self.forget_s = base_delay, max_delay, forget_s
+        self.max_keys, self.token_ttl_s, self._clock = max_keys, token_ttl_s, clock
+        self._clients: OrderedDict[str, _ClientState] = OrderedDict()
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.password_checks = 0
 
     @property
     def enabled(self) -> bool:
@@ -120,43 +145,55 @@ class AdminAuth:
         """Why admin actions are disabled ("" when enabled)."""
         if self.enabled:
             return ""
-        return (
-            "Admin is disabled: no admin password is set. Start the app with --admin-password <pw> "
-            "or set VIRANKER_ADMIN_PASSWORD."
-        )
+        return ("Admin is disabled: no admin password is set. Start the app with VIRANKER_ADMIN_PASSWORD_FILE=<file>, "
+                "VIRANKER_ADMIN_PASSWORD or --admin-password <pw>.")
+
+    def delay_after(self, failures: int) -> float:
+        """Seconds a key waits after its ``failures``-th consecutive wrong password (0 for none)."""
+        if failures <= 0:
+            return 0.0
+        return float(min(self.base_delay * 2 ** min(failures - 1, 60), self.max_delay))
 
     def check(self, client: str, password: str | None) -> AuthResult:
-        """Verify ``password`` for ``client`` (an IP or other stable key) → :class:`AuthResult`.
-
-        While a client must wait (back-off or lockout) the password is not even compared.
-        """
+        """Verify ``password`` for ``client`` (the connection's address or another stable key) →
+        :class:`AuthResult`. While the key must wait the password is not even compared."""
         if not self.enabled:
-            return AuthResult(False, self.disabled_reason)
+            return AuthResult(False, self.disabled_reason, reason="disabled")
+        key = client or "?"
         now = self._clock()
         with self._lock:
-            st = self._clients.setdefault(client or "?", _ClientState())
-            if now < st.next_allowed:
+            st = self._clients.get(key)
+            if st is not None and now - st.last_failure >= self.forget_s:
+                del self._clients[key]  # forgotten: starts again at the first delay
+                st = None
+            if st is not None and now < st.next_allowed:
                 wait = st.next_allowed - now
-                locked = st.failures >= self.max_failures
-                msg = (f"Too many failed attempts: locked, try again in {wait:.0f} s." if locked
-                       else f"Please wait {wait:.0f} s before the next attempt.")
-                return AuthResult(False, msg, retry_after=wait)
+                return AuthResult(False, f"Please wait {wait:.0f} s before the next attempt.", retry_after=wait,
+                                  reason="wait")
+            self.password_checks += 1
             given = (password or "").encode("utf-8")
             if hmac.compare_digest(given, self._password.encode("utf-8")):
-                self._clients.pop(client or "?", None)
+                self._clients.pop(key, None)
                 token = secrets.token_urlsafe(24)
+                self._prune_tokens(now)
                 self._tokens[token] = now + self.token_ttl_s
-                return AuthResult(True, "Logged in.", token=token)
+                return AuthResult(True, "Logged in.", token=token, reason="ok")
+            st = st or _ClientState()
             st.failures += 1
-            if st.failures >= self.max_failures:
-                delay = self.lockout_s
-                msg = f"Wrong password. Too many failures: locked for {delay:.0f} s."
-            else:
-                delay = min(self.base_delay * 2 ** (st.failures - 1), self.max_delay)
-                left = self.max_failures - st.failures
-                msg = f"Wrong password ({left} attempt(s) left before lockout); next try allowed in {delay:.0f} s."
+            st.last_failure = now
+            delay = self.delay_after(st.failures)
             st.next_allowed = now + delay
-            return AuthResult(False, msg, retry_after=delay)
+            self._clients[key] = st
+            self._clients.move_to_end(key)
+            while len(self._clients) > self.max_keys:
+                self._clients.popitem(last=False)
+            return AuthResult(False, f"Wrong password; next try allowed in {delay:.0f} s.", retry_after=delay,
+                              reason="wrong")
+
+    def _prune_tokens(self, now: float) -> None:
+        """Drop expired tokens (caller holds the lock)."""
+        for tok in [t for t, exp in self._tokens.items() if exp <= now]:
+            del self._tokens[tok]
 
     def valid_token(self, token: str | None) -> bool:
         """True when ``token`` was issued by :meth:`check` and has not expired or been revoked."""
@@ -179,8 +216,31 @@ class AdminAuth:
     def authorize(self, client: str, *, token: str | None = None, password: str | None = None) -> AuthResult:
         """Token first (no throttling cost), else a throttled password check."""
         if token and self.valid_token(token):
-            return AuthResult(True, "ok", token=token)
+            return AuthResult(True, "ok", token=token, reason="ok")
         return self.check(client, password)
+
+
+def admin_password(cli_value: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The admin password: ``$VIRANKER_ADMIN_PASSWORD_FILE`` (the file's first line; not visible in ``ps``),
+    else ``cli_value`` (``--admin-password``: visible to every local user in ``ps``), else
+    ``$VIRANKER_ADMIN_PASSWORD``; None when none is set. Raises :class:`PasswordFileError` when the file is
+    named but unreadable or empty."""
+    env = os.environ if environ is None else environ
+    path = env.get(PASSWORD_FILE_ENV)
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise PasswordFileError(f"{PASSWORD_FILE_ENV}={path}: cannot read it ({type(err).__name__})") from None
+        first = text.splitlines()[0].strip() if text.strip() else ""
+        if not first:
+            raise PasswordFileError(f"{PASSWORD_FILE_ENV}={path}: the file is empty")
+        return first
+    return cli_value or env.get("VIRANKER_ADMIN_PASSWORD") or None
+
+
+class PasswordFileError(ValueError):
+    """``$VIRANKER_ADMIN_PASSWORD_FILE`` names a file that cannot be read or is empty."""
 
 
 # ------------------------------------------------------------------------------------- background builds

@@ -217,7 +217,7 @@ def running_app(home: Path, *, password: str | None = ADMIN_PASSWORD) -> Iterato
         demo_corpus=corpus,
         precomputed=None,
         benchmarks_dir=bench_dir,
-        auth=AdminAuth(password, base_delay=1.0, max_failures=3, lockout_s=60),
+        auth=AdminAuth(password, base_delay=1.0),
         reranker_status=lambda: dict(RERANKER_STATUS),
         rerankers=rerankers,
     )
@@ -257,7 +257,7 @@ def flaky_backend(index: str, corpus: Path, *, failures: int = 1, fail_stage: st
     embedder = embedder if embedder is not None else HashEmbedder()
     kw.setdefault("service_factory", make_service_factory(embedder, {"overlap": OverlapReranker()}))
     kw.setdefault("reranker_status", lambda: {"overlap": "available: built into the test kit"})
-    kw.setdefault("auth", AdminAuth(password, base_delay=0.01, max_failures=50, lockout_s=1))
+    kw.setdefault("auth", AdminAuth(password, base_delay=0.01, max_delay=1.0))
     return FlakyBackend(index, embedder=embedder, demo_corpus=corpus, precomputed=None, **kw)
 
 

@@ -45,7 +45,7 @@ def test_auth_ok_issues_token_and_resets():
     clock = Clock()
     auth = AdminAuth("s3cret", clock=clock)
     assert not auth.check("c", "wrong").ok
-    clock.t += 1.0
+    clock.t += 2.0  # the default first back-off
     res = auth.check("c", "s3cret")
     assert res.ok and res.token and auth.valid_token(res.token)
     assert not auth.valid_token("forged") and not auth.valid_token(None)
@@ -53,27 +53,63 @@ def test_auth_ok_issues_token_and_resets():
     assert not auth.valid_token(res.token)
 
 
-def test_auth_exponential_backoff_then_lockout():
+def test_auth_exponential_backoff_is_capped_without_lockout():
     clock = Clock()
-    auth = AdminAuth("pw", max_failures=4, base_delay=1.0, max_delay=30.0, lockout_s=300.0, clock=clock)
+    auth = AdminAuth("pw", base_delay=1.0, max_delay=30.0, clock=clock)
     delays = []
-    for _ in range(3):
+    for _ in range(8):
         res = auth.check("ip1", "bad")
-        assert not res.ok
+        assert not res.ok and res.reason == "wrong"
         delays.append(res.retry_after)
         # during the wait even the right password is refused without being checked
         blocked = auth.check("ip1", "pw")
-        assert not blocked.ok and blocked.retry_after > 0
+        assert not blocked.ok and blocked.retry_after > 0 and blocked.reason == "wait"
         clock.t += res.retry_after
-    assert delays == [1.0, 2.0, 4.0]
-    locked = auth.check("ip1", "bad")
-    assert locked.retry_after == 300.0 and "locked" in locked.message.lower()
-    clock.t += 299.0
-    assert not auth.check("ip1", "pw").ok
-    # another client is unaffected
-    assert auth.check("ip2", "pw").ok
-    clock.t += 1.0
-    assert auth.check("ip1", "pw").ok
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]  # capped: never a long lockout
+    assert auth.check("ip2", "pw").ok  # another client is unaffected
+    assert auth.check("ip1", "pw").ok  # the right password at the next allowed moment
+
+
+def test_default_policy_allows_at_most_5_checks_in_any_minute():
+    clock = Clock()
+    auth = AdminAuth("pw", clock=clock)
+    checked = []
+    for step in range(6000):  # an attacker trying every 0.1 s for 10 minutes
+        clock.t = 1000.0 + step * 0.1
+        if auth.check("attacker", "guess").reason == "wrong":
+            checked.append(clock.t)
+    worst = max(sum(1 for t in checked if s <= t < s + 60.0) for s in checked)
+    assert worst == 5 and len(checked) <= 5 + 2 * 10  # ≤ 5 in any minute, 2 a minute at the cap
+    assert auth.check("admin", "pw").ok
+
+
+def test_failures_are_forgotten_and_keys_are_bounded():
+    clock = Clock()
+    auth = AdminAuth("pw", base_delay=1.0, forget_s=100.0, max_keys=3, clock=clock)
+    for _ in range(4):
+        clock.t += auth.check("a", "bad").retry_after
+    clock.t += 100.0
+    assert auth.check("a", "bad").retry_after == 1.0  # forgotten: back to the first delay
+    for key in ("b", "c", "d", "e"):
+        auth.check(key, "bad")
+    assert len(auth._clients) == 3 and "a" not in auth._clients
+
+
+def test_admin_password_file(tmp_path):
+    from indexing.admin import PasswordFileError, admin_password
+
+    f = tmp_path / "pw"
+    f.write_text("from-file\n", encoding="utf-8")
+    env = {"VIRANKER_ADMIN_PASSWORD_FILE": str(f), "VIRANKER_ADMIN_PASSWORD": "from-env"}
+    assert admin_password("from-cli", env) == "from-file"
+    assert admin_password("from-cli", {"VIRANKER_ADMIN_PASSWORD": "from-env"}) == "from-cli"
+    assert admin_password(None, {"VIRANKER_ADMIN_PASSWORD": "from-env"}) == "from-env"
+    assert admin_password(None, {}) is None
+    with pytest.raises(PasswordFileError, match="cannot read"):
+        admin_password(None, {"VIRANKER_ADMIN_PASSWORD_FILE": str(tmp_path / "missing")})
+    (tmp_path / "empty").write_text("\n", encoding="utf-8")
+    with pytest.raises(PasswordFileError, match="empty"):
+        admin_password(None, {"VIRANKER_ADMIN_PASSWORD_FILE": str(tmp_path / "empty")})
 
 
 def test_token_expires():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ import gradio as gr
 
 from search.ui import api, tab_admin, tab_compare, tab_evaluate, tab_search
 from search.ui.backend import Backend
-from search.ui.context import PRIVATE, UiContext
+from search.ui.context import PRIVATE, UiContext, proxy_trust, trusted_proxies
 from search.ui.handlers import Handlers
 
 __all__ = ["build_ui", "launch", "CSS", "initial_choice"]
@@ -71,13 +71,19 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> gr.Blocks:
 
 def launch(backend: Backend, host: str, port: int, concurrency: int = 4, max_queue: int = 256,
            block: bool = True, quiet: bool = False, default_pipeline: str = "auto",
-           before_serve: Callable[[], Any] | None = None) -> gr.Blocks:
+           before_serve: Callable[[], Any] | None = None, trusted: Sequence[str] | str | None = None) -> gr.Blocks:
     """Build the UI, configure the queue, call ``before_serve()`` (``main`` starts the demo build there) and
-    serve it (never ``share=True``) → the Blocks object."""
+    serve it (never ``share=True``) → the Blocks object.
+
+    ``trusted``: the reverse proxies whose ``X-Forwarded-For`` is honoured (default
+    ``$VIRANKER_TRUSTED_PROXIES``; none: every client is keyed by its connection's address)."""
     page = build_ui(backend, default_pipeline)
     page.queue(default_concurrency_limit=max(1, concurrency), max_size=max_queue)
     if before_serve is not None:
         before_serve()
-    page.launch(server_name=host, server_port=port, share=False, css=CSS, show_error=False, quiet=quiet,
-                prevent_thread_lock=not block, footer_links=["api"], inbrowser=False, max_file_size="50mb")
+    with proxy_trust(trusted_proxies(trusted)):  # only while uvicorn's config is built
+        page.launch(server_name=host, server_port=port, share=False, css=CSS, show_error=False, quiet=quiet,
+                    prevent_thread_lock=True, footer_links=["api"], inbrowser=False, max_file_size="50mb")
+    if block:
+        page.block_thread()
     return page

@@ -1,0 +1,111 @@
+"""Security regressions through the real app (issue 19): the admin throttle cannot be bypassed or aimed with
+``X-Forwarded-For``, and a trusted proxy's header is honoured only when one is configured.
+
+Requests go over HTTP to an in-process app (``tests/app_testkit.py``); a second loopback source address
+(127.0.0.2) stands for another machine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+
+from indexing.admin import AdminAuth  # noqa: E402
+from tests import app_testkit as kit  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+class RecordingAuth(AdminAuth):
+    """The app's :class:`AdminAuth` (default policy), recording the client key of every attempt."""
+
+    def __init__(self, password: str | None, **kw: Any) -> None:
+        super().__init__(password, **kw)
+        self.keys: list[str] = []
+
+    def check(self, client: str, password: str | None):  # noqa: ANN201 - AuthResult
+        self.keys.append(client)
+        return super().check(client, password)
+
+
+def call(http: Any, url: str, api: str, *data: Any, headers: dict[str, str] | None = None) -> tuple[str, Any]:
+    """One Gradio ``/gradio_api/call/<api>`` round trip → (last SSE event name, its data)."""
+    r = http.post(f"{url}gradio_api/call/{api}", json={"data": list(data)}, headers=headers or {}, timeout=30)
+    r.raise_for_status()
+    text = http.get(f"{url}gradio_api/call/{api}/{r.json()['event_id']}", timeout=30).text
+    event, payload = "", None
+    for line in text.splitlines():
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            raw = line.split(":", 1)[1].strip()
+            payload = json.loads(raw) if raw and raw != "null" else None
+    return event, payload
+
+
+def from_address(addr: str) -> Any:
+    """An HTTP client whose connections come from ``addr`` (a loopback address: another "machine")."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=addr))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    with kit.running_app(tmp_path_factory.mktemp("security-home")) as ra:
+        yield ra
+
+
+def test_100_forged_forwarded_for_get_at_most_5_checks_and_another_admin_is_unaffected(served) -> None:
+    auth = RecordingAuth(kit.ADMIN_PASSWORD)  # the default policy, as `python app.py` runs it
+    served.backend.auth = auth
+    t0 = time.monotonic()
+    with from_address("127.0.0.1") as attacker:
+        # first aim at the admin's address, then spray 99 more fake addresses
+        forged = ["127.0.0.2"] * 5 + [f"10.{i // 250}.{i % 250}.7" for i in range(95)]
+        events = [call(attacker, served.url, "admin_status", "wrong", headers={"X-Forwarded-For": ip})
+                  for ip in forged]
+    elapsed = time.monotonic() - t0
+    assert len(events) == 100 and all(e == "error" for e, _ in events)
+    assert set(auth.keys) == {"127.0.0.1"}  # the connection's address, never the header
+    assert elapsed < 60 and auth.password_checks <= 5, (auth.password_checks, elapsed)
+    # the admin on another machine logs in at once with the right password
+    with from_address("127.0.0.2") as admin:
+        event, data = call(admin, served.url, "admin_status", kit.ADMIN_PASSWORD)
+    assert event == "complete", data
+    assert data[0]["stats"]["index"] == "test"
+
+
+def test_the_right_password_is_accepted_after_the_back_off(served) -> None:
+    auth = RecordingAuth(kit.ADMIN_PASSWORD, base_delay=0.5, max_delay=1.0)
+    served.backend.auth = auth
+    with from_address("127.0.0.1") as http:
+        for _ in range(7):  # more checked failures than the old lockout (5) allowed
+            call(http, served.url, "admin_status", "wrong")
+            time.sleep(1.05)
+        call(http, served.url, "admin_status", "wrong")
+        event, _ = call(http, served.url, "admin_status", kit.ADMIN_PASSWORD)
+        assert event == "error"  # still inside the (capped) back-off
+        time.sleep(1.1)  # ... which never exceeds max_delay: no lockout
+        event, data = call(http, served.url, "admin_status", kit.ADMIN_PASSWORD)
+    assert event == "complete", data
+
+
+def test_a_configured_trusted_proxy_is_honoured_right_most_untrusted_hop(tmp_path: Path, monkeypatch) -> None:
+    import app as app_module
+
+    monkeypatch.setenv("VIRANKER_HOME", str(tmp_path))
+    monkeypatch.setenv("VIRANKER_TRUSTED_PROXIES", "127.0.0.1, 10.9.0.0/16")
+    auth = RecordingAuth(kit.ADMIN_PASSWORD, base_delay=0.01, max_delay=0.01)
+    backend = app_module.Backend("proxied", demo_corpus=None, auth=auth, reranker_status=lambda: {})
+    with kit.serve_backend(backend) as (url, _), from_address("127.0.0.1") as proxy, \
+            from_address("127.0.0.2") as direct:
+        call(proxy, url, "admin_status", "wrong", headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.5, 10.9.1.1"})
+        time.sleep(0.05)
+        call(direct, url, "admin_status", "wrong", headers={"X-Forwarded-For": "6.6.6.6"})  # not a proxy
+    # the client's own hop (203.0.113.5) behind the trusted 10.9.x proxy; the spoofable left part is ignored
+    assert auth.keys == ["203.0.113.5", "127.0.0.2"]
