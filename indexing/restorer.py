@@ -2,9 +2,9 @@
 
 :class:`DiacriticRestorer` is a syllable language model built from the indexed corpus itself
 (:meth:`DiacriticRestorer.from_texts`): every folded syllable maps to the marked forms seen in the corpus, and a
-Witten-Bell-smoothed bigram (optionally trigram) model over marked syllables picks the most likely sequence with
-Viterbi decoding. Syllables the user typed *with* marks (``đ`` included) are kept exactly as typed and only serve
-as context; letter case is preserved; non-syllable text (digits, punctuation, spacing) is copied unchanged. Saved
+Kneser-Ney-smoothed trigram (optionally bigram) model over marked syllables picks the most likely sequences with a
+beam search (:meth:`DiacriticRestorer.restore` the best, :meth:`DiacriticRestorer.restore_k` the k best).
+Syllables the user typed *with* marks (``đ`` included) are kept exactly as typed and only serve as context; letter case is preserved; non-syllable text (digits, punctuation, spacing) is copied unchanged. Saved
 as a compressed ``.npz`` (no pickle) next to the index generation (:data:`RESTORER_FILE`); what it learns from
 per passage is :func:`restorer_text`. Query-side detection (:func:`search.diacritics.diacritic_level`) lives in
 ``search/diacritics.py``.
@@ -37,6 +37,9 @@ RESTORER_FILE = "diacritics.npz"
 _TOKEN_RE = re.compile(r"\w+")
 _BOS, _EOS = "<s>", "</s>"
 _FORMAT_VERSION = 1
+#: Absolute discount of the Kneser-Ney smoothing (the usual 0.75; 0.5 and 0.9 measured no better on
+#: assets/diacritics/question_words.txt, bench/restore_accuracy.py).
+KN_DISCOUNT = 0.75
 
 #: Hand-written generic question patterns, counted :data:`QUESTION_SEED_WEIGHT` times on top of the corpus.
 #: Indexed passages are declarative prose, so question words ("ai", "đâu", "bao nhiêu", "gì") are rare there
@@ -113,12 +116,17 @@ class DiacriticRestorer:
         V = len(vocab)
         self._V = V
         self._total = int(self.unigram[2:].sum())
-        # Witten-Bell statistics of each history: total count and number of distinct continuations.
+        # statistics of each history: total count and number of distinct continuations (the KN back-off mass)
         self._hist_count: dict[int, int] = Counter()
         self._hist_types: dict[int, int] = Counter()
         for key, count in bigram.items():
             self._hist_count[key // V] += count
             self._hist_types[key // V] += 1
+        # Kneser-Ney continuation counts: in how many distinct contexts each form appears
+        self._cont = np.zeros(V, dtype=np.int64)
+        for key in bigram:
+            self._cont[key % V] += 1
+        self._cont_total = int(self._cont.sum())
         self._hist2_count: dict[int, int] = Counter()
         self._hist2_types: dict[int, int] = Counter()
         for key, count in self.trigram.items():
@@ -225,20 +233,34 @@ class DiacriticRestorer:
         return restorer
 
     # -------------------------------------------------------------------------------------- scoring
-    def _p_uni(self, w: int) -> float:
-        count = int(self.unigram[w]) if w >= 0 else 0
-        return (count + 1) / (self._total + self._V)
+    def _p_cont(self, w: int) -> float:
+        """Kneser-Ney continuation probability of ``w`` (add-one over the vocabulary for unseen forms)."""
+        c = int(self._cont[w]) if w >= 0 else 0
+        return (c + 1) / (self._cont_total + self._V)
 
-    def _p_bi(self, v: int, w: int) -> float:
-        p_uni = self._p_uni(w)
-        if v < 0:
-            return p_uni
-        n = self._hist_count.get(v, 0)
+    def _p_kn(self, v: int, w: int) -> float:
+        """P(w | v): interpolated Kneser-Ney bigram (absolute discount :data:`KN_DISCOUNT`)."""
+        p_c = self._p_cont(w)
+        n = self._hist_count.get(v, 0) if v >= 0 else 0
         if n == 0:
-            return p_uni
-        t = self._hist_types[v]
+            return p_c
         c = self.bigram.get(v * self._V + w, 0) if w >= 0 else 0
-        return (c + t * p_uni) / (n + t)
+        return (max(c - KN_DISCOUNT, 0.0) + KN_DISCOUNT * self._hist_types[v] * p_c) / n
+
+    def _logp(self, u: int, v: int, w: int) -> float:
+        """log P(w | u, v): interpolated Kneser-Ney trigram over :meth:`_p_kn` (``u = -1``: bigram only).
+
+        Absolute discounting keeps a history seen once or twice from being trusted as a certainty: Witten-Bell
+        gave one "… bóng đến." (1 of 1 continuation) more weight than three "bóng đèn" (1 of 3)."""
+        p_bi = self._p_kn(v, w)
+        if u < 0 or v < 0 or w < 0 or not self.trigram:
+            return math.log(p_bi)
+        h = u * self._V + v
+        n = self._hist2_count.get(h, 0)
+        if n == 0:
+            return math.log(p_bi)
+        c = self.trigram.get(h * self._V + w, 0)
+        return math.log((max(c - KN_DISCOUNT, 0.0) + KN_DISCOUNT * self._hist2_types[h] * p_bi) / n)
 
     def candidates(self, syllable: str) -> list[str]:
         """Marked forms (lower-case, most frequent first) the model may choose for an unmarked ``syllable``."""
@@ -253,115 +275,42 @@ class DiacriticRestorer:
             return [(low, self.index.get(low, -1))]
         return [(self.vocab[i], i) for i in ids]
 
-    def _decode(self, tokens: list[str]) -> list[str]:
-        """Viterbi over one run of syllables → the chosen lower-case forms."""
+    def _kbest(self, tokens: list[str], k: int = 1) -> list[tuple[float, list[str]]]:
+        """Beam search over one run of syllables → up to ``k`` ``(log-probability, lower-case forms)``, best
+        first.
+
+        A state is the last two chosen words (what the next probability depends on); each state keeps its ``k``
+        best paths, and the :attr:`beam` best states go on (k = 1 is Viterbi with beam pruning). The end of the
+        run scores ``</s>``.
+        """
         options = [self._options(t) for t in tokens]
-        log = math.log
-        if self.order == 2:
-            # state: candidate index at the current position
-            scores = [log(self._p_bi(0, w)) for _, w in options[0]]
-            back: list[list[int]] = []
-            for pos in range(1, len(options)):
-                prev = options[pos - 1]
-                new_scores, pointers = [], []
-                for _, w in options[pos]:
-                    best, arg = -math.inf, 0
-                    for j, (_, v) in enumerate(prev):
-                        s = scores[j] + log(self._p_bi(v, w))
-                        if s > best:
-                            best, arg = s, j
-                    new_scores.append(best)
-                    pointers.append(arg)
-                scores = new_scores
-                back.append(pointers)
-            final = [s + log(self._p_bi(w, 1)) for s, (_, w) in zip(scores, options[-1], strict=True)]
-            j = max(range(len(final)), key=final.__getitem__)
-            path = [j]
-            for pointers in reversed(back):
-                j = pointers[j]
-                path.append(j)
-            path.reverse()
-            return [options[pos][k][0] for pos, k in enumerate(path)]
-        return self._decode_trigram(options)
+        # state (u, v) -> [(score, path of candidate indices)], best first
+        states: dict[tuple[int, int], list[tuple[float, tuple[int, ...]]]] = {(-1, 0): [(0.0, ())]}
+        for cands in options:
+            new: dict[tuple[int, int], list[tuple[float, tuple[int, ...]]]] = {}
+            for (u, v), paths in states.items():
+                for ci, (_, w) in enumerate(cands):
+                    lp = self._logp(u, v, w)
+                    bucket = new.setdefault((v, w if w >= 0 else -2 - ci), [])
+                    bucket.extend((s + lp, path + (ci,)) for s, path in paths)
+            for paths in new.values():
+                paths.sort(key=lambda sp: -sp[0])
+                del paths[k:]
+            if len(new) > self.beam:
+                keep = sorted(new, key=lambda key: -new[key][0][0])[: self.beam]
+                new = {key: new[key] for key in keep}
+            states = new
+        finals = [(s + self._logp(u, v, 1), path) for (u, v), paths in states.items()
+                  for s, path in paths]
+        finals.sort(key=lambda sp: -sp[0])
+        return [(s, [options[pos][ci][0] for pos, ci in enumerate(path)]) for s, path in finals[:k]]
 
-    def _decode_trigram(self, options: list[list[tuple[str, int]]]) -> list[str]:
-        """Trigram Viterbi with beam pruning.
-
-        A state is (candidate index at pos-1, candidate index at pos); -1 stands for ``<s>``. States that end in
-        the same candidate and whose two-word history never occurs in the corpus all continue with the same
-        (bigram back-off) scores, so only the best of them is expanded; seen histories add their trigram counts.
-        """
-        log, V, inf = math.log, self._V, math.inf
-        tri, h2_count, h2_types = self.trigram, self._hist2_count, self._hist2_types
-
-        def expand(prev_states: dict[tuple[int, int], float], pos: int, cands: list[tuple[str, int]]):
-            """→ (scores of new states (j, k), back-pointers (j, k) -> i)."""
-            groups: dict[int, list[tuple[int, float]]] = {}
-            for (i, j), score in prev_states.items():
-                groups.setdefault(j, []).append((i, score))
-            out: dict[tuple[int, int], float] = {}
-            ptr: dict[tuple[int, int], int] = {}
-
-            def offer(key: tuple[int, int], score: float, i: int) -> None:
-                if score > out.get(key, -inf):
-                    out[key] = score
-                    ptr[key] = i
-
-            for j, members in groups.items():
-                v = 0 if j < 0 else options[pos - 1][j][1]
-                p_bi = [self._p_bi(v, w) for _, w in cands]
-                log_bi = [log(p) for p in p_bi]
-                unseen_i, unseen_score = None, -inf
-                for i, score in members:
-                    u = 0 if i < 0 else options[pos - 2][i][1]
-                    h = u * V + v if u >= 0 and v >= 0 and j >= 0 else -1
-                    n = h2_count.get(h, 0) if h >= 0 else 0
-                    if n == 0:
-                        if score > unseen_score:
-                            unseen_i, unseen_score = i, score
-                        continue
-                    t = h2_types[h]
-                    base, back_off = h * V, log(t / (n + t))
-                    for k, (_, w) in enumerate(cands):
-                        c = tri.get(base + w, 0) if w >= 0 else 0
-                        s = score + (log((c + t * p_bi[k]) / (n + t)) if c else log_bi[k] + back_off)
-                        offer((j, k), s, i)
-                if unseen_i is not None:
-                    for k in range(len(cands)):
-                        offer((j, k), unseen_score + log_bi[k], unseen_i)
-            return out, ptr
-
-        # position 0: the only history is <s> (state (-1, -1) stands for it)
-        states, _ = expand({(-1, -1): 0.0}, 0, options[0])
-        states = {(-1, k): s for (_, k), s in states.items()}
-        back: list[dict[tuple[int, int], int]] = [{}]
-        for pos in range(1, len(options)):
-            states, pointers = expand(states, pos, options[pos])
-            if len(states) > self.beam:
-                keep = sorted(states, key=states.__getitem__, reverse=True)[: self.beam]
-                states = {key: states[key] for key in keep}
-            back.append(pointers)
-        last = len(options) - 1
-        final, final_ptr = expand(states, last + 1, [(_EOS, 1)]) if last >= 0 else ({}, {})
-        (j, _), _ = max(final.items(), key=lambda kv: kv[1])
-        i = final_ptr[(j, 0)]
-        path = [j]
-        for pos in range(last, 0, -1):
-            path.append(i)
-            i, j = back[pos][(i, j)], i
-        path.reverse()
-        return [options[pos][k][0] for pos, k in enumerate(path)]
-
-    def restore(self, query: str) -> str:
-        """Query → the same query with marks added to syllables typed without them.
-
-        Marked syllables, case, digits, punctuation and spacing stay as typed; unknown syllables stay as typed.
-        """
-        query = normalize(query)
-        matches = list(_TOKEN_RE.finditer(query))
+    @staticmethod
+    def _runs(query: str) -> list[list[re.Match[str]]]:
+        """Runs of alphabetic syllables separated only by spaces (digits and punctuation end a run)."""
         runs: list[list[re.Match[str]]] = []
         last_end = 0
-        for m in matches:
+        for m in _TOKEN_RE.finditer(query):
             if not m.group(0).isalpha():
                 last_end = m.end()
                 runs.append([])
@@ -370,17 +319,48 @@ class DiacriticRestorer:
                 runs.append([])
             runs[-1].append(m)
             last_end = m.end()
-        pieces, cursor = [], 0
-        for run in runs:
-            if not run:
-                continue
-            chosen = self._decode([m.group(0) for m in run])
-            for m, form in zip(run, chosen, strict=True):
-                pieces.append(query[cursor:m.start()])
-                pieces.append(_apply_case(m.group(0), form))
-                cursor = m.end()
-        pieces.append(query[cursor:])
-        return "".join(pieces)
+        return [run for run in runs if run]
+
+    def restore(self, query: str) -> str:
+        """Query → the same query with marks added to syllables typed without them.
+
+        Marked syllables, case, digits, punctuation and spacing stay as typed; unknown syllables stay as typed.
+        """
+        return self.restore_k(query, 1)[0]
+
+    def restore_k(self, query: str, k: int = 3) -> list[str]:
+        """Query → up to ``k`` distinct restorations, most likely first (``[0]`` is :meth:`restore`).
+
+        Alternatives come from the k-best paths of every run of syllables, combined by total log-probability
+        (so a query with one ambiguous word gets that word's alternatives). Fewer than ``k`` come back when the
+        model knows fewer readings; case, marked syllables and non-syllable text stay as typed.
+
+        >>> r = DiacriticRestorer.from_texts(["Bóng đèn sáng.", "Bóng đèn tắt.", "Ngôi đền cổ."], question_seed=False)
+        >>> r.restore_k("bong den", 3)
+        ['bóng đèn', 'bóng đền']
+        """
+        query = normalize(query)
+        runs = self._runs(query)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        per_run = [self._kbest([m.group(0) for m in run], k) for run in runs]
+        # combine the runs' k-best lists: best total scores first (runs are few, k small)
+        combos: list[tuple[float, list[list[str]]]] = [(0.0, [])]
+        for kb in per_run:
+            combos = sorted(((s + s2, forms + [f]) for s, forms in combos for s2, f in kb), key=lambda x: -x[0])[:k]
+        out: list[str] = []
+        for _, chosen_runs in combos:
+            pieces, cursor = [], 0
+            for run, chosen in zip(runs, chosen_runs, strict=True):
+                for m, form in zip(run, chosen, strict=True):
+                    pieces.append(query[cursor:m.start()])
+                    pieces.append(_apply_case(m.group(0), form))
+                    cursor = m.end()
+            pieces.append(query[cursor:])
+            text = "".join(pieces)
+            if text not in out:
+                out.append(text)
+        return out or [query]
 
     def __len__(self) -> int:
         """Number of syllable forms known (without ``<s>``/``</s>``)."""
