@@ -92,7 +92,7 @@ def rerank_window(p: PreparedQuery, ranked: Ranked, reranker: Reranker, *, bm25:
                   field_query: str, trace: StageTrace, passages: dict[str, Passage]) -> Ranked:
     """Rerank the top ``rerank_top`` of ``ranked`` → the new full order (window reranked and blended, the rest
     as it was). Fetched passages are added to ``passages``; ranks, scores (``rerank``, ``rerank_raw``, and
-    with a learned blend or ``blend_features`` ``bm25_exact`` / ``bm25_folded`` for ``field_query``) and the
+    ``rerank_prob``, with a learned blend or ``blend_features`` ``bm25_exact`` / ``bm25_folded`` for ``field_query``) and the
     ``fetch`` / ``rerank`` / ``blend`` timings go into ``trace``. Raises :class:`RerankError` when the
     reranker returns the wrong number of scores."""
     window = ranked[:rerank_top]
@@ -125,5 +125,6 @@ def rerank_window(p: PreparedQuery, ranked: Ranked, reranker: Reranker, *, bm25:
     trace.record("rerank", reranked)
     for j, (pid, _) in enumerate(window):
         trace.scores.setdefault(pid, {})["rerank_raw"] = float(raw[j])
+        trace.scores[pid]["rerank_prob"] = float(norm[j])  # calibrated probability (RerankScores.normalized)
     seen = {pid for pid, _ in window}
     return reranked + [(pid, s) for pid, s in ranked if pid not in seen]
