@@ -175,17 +175,23 @@ def load_beir(
     return BeirDataset(path, split, passages, queries, qrels, h.hexdigest(), n_extra)
 
 
-def write_trec_run(path: str | os.PathLike[str], run: dict[str, list[str]], tag: str) -> None:
-    """Write ``{query_id: [doc ids best first]}`` as a TREC run (``qid Q0 doc rank score tag``; score = n+1-rank;
-    the tag keeps ``[A-Za-z0-9+-_.]``, other characters become ``_``)."""
+def write_trec_run(path: str | os.PathLike[str], run: dict[str, list[str]], tag: str,
+                   scores: dict[str, list[float]] | None = None) -> None:
+    """Write ``{query_id: [doc ids best first]}`` as a TREC run (``qid Q0 doc rank score tag``; the tag keeps
+    ``[A-Za-z0-9+-_.]``, other characters become ``_``). ``scores`` ``{query_id: [score per doc, same order]}``
+    are the systems' own scores (``repr`` precision); without them a query's score is n+1-rank."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tag = "".join(c if c.isalnum() or c in "+-_." else "_" for c in tag) or "run"
     with open_text(path, "w") as f:
         for qid, docs in run.items():
             n = len(docs)
+            own = (scores or {}).get(qid)
+            if own is not None and len(own) != n:
+                raise ValueError(f"query {qid!r}: {len(own)} scores for {n} documents")
             for rank, doc in enumerate(docs, start=1):
-                f.write(f"{qid} Q0 {doc} {rank} {n + 1 - rank} {tag}\n")
+                score = repr(float(own[rank - 1])) if own is not None else str(n + 1 - rank)
+                f.write(f"{qid} Q0 {doc} {rank} {score} {tag}\n")
 
 
 def read_trec_run(path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:

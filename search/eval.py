@@ -11,7 +11,9 @@ of another JSONL(.gz) ``{"_id","title","text"}`` file as distractors. The index 
 :func:`indexing.build.build_generation` and cached under ``--index-cache`` (default
 ``$VIRANKER_HOME/eval-cache``) by a hash of the corpus bytes and the settings; vectors come from the shared
 embedding cache. Every query of the split goes through :class:`search.pipeline.Pipeline`; the run is written
-as a TREC run file (``--run-out``), documents scored by rank. With ``--json`` the LAST stdout line is one JSON
+as a TREC run file (``--run-out``) with the pipeline's own scores (a document scores as its best passage:
+BM25, cosine, fused or reranker score, whatever ranked it last), so runs can be fused by score later. The
+metrics are computed on the ranking itself (ties in the scores cannot reorder it). With ``--json`` the LAST stdout line is one JSON
 object with exactly the keys ``ndcg@3``, ``mrr@3``, ``ndcg@10``, ``mrr@10``, ``recall@100``, ``queries``,
 ``pipeline``; progress and details go to stderr.
 """
@@ -135,17 +137,26 @@ def _doc_ranking(result: SearchResult) -> list[str]:
     return list(dict.fromkeys(h.doc_id for h in result.hits))
 
 
+def _doc_scores(result: SearchResult) -> list[float]:
+    """The scores of :func:`_doc_ranking`'s documents: each document's best (first) passage's own score."""
+    best: dict[str, float] = {}
+    for h in result.hits:
+        best.setdefault(h.doc_id, float(h.score))
+    return list(best.values())
+
+
 @dataclass
 class EvalReport:
     """What :func:`run_eval` measured."""
 
     metrics: dict[str, Any]  # the RESULT_KEYS
     per_query: dict[str, dict[str, float]]
-    run: dict[str, list[str]]
+    run: dict[str, list[str]]  # query id -> document ids, best first
     timings_ms: dict[str, dict[str, float]]  # stage -> {"p50", "p95", "mean"}
     searched: dict[str, str] = field(default_factory=dict)  # query id -> searched query (routed ones)
     levels: dict[str, int] = field(default_factory=dict)  # diacritic level -> number of queries
     seconds: float = 0.0
+    scores: dict[str, list[float]] = field(default_factory=dict)  # query id -> the run's own scores, same order
 
 
 def _latency(results: Sequence[SearchResult]) -> dict[str, dict[str, float]]:
@@ -208,6 +219,7 @@ def run_eval(
     if bar is not None:
         bar.close()
     run = {q: _doc_ranking(results[q]) if q in results else [] for q in qids}
+    own_scores = {q: _doc_scores(results[q]) if q in results else [] for q in qids}
     scored = {q: {d: float(len(docs) + 1 - r) for r, d in enumerate(docs, start=1)} for q, docs in run.items()}
     metrics = evaluate(dataset.qrels, scored, DEFAULT_METRICS)
     per_query = evaluate_per_query(dataset.qrels, scored, DEFAULT_METRICS)
@@ -219,7 +231,7 @@ def run_eval(
         levels[r.diacritics] = levels.get(r.diacritics, 0) + 1
     searched = {q: r.searched_query for q, r in results.items() if r.searched_query != normalize(r.query)}
     return EvalReport(out, per_query, run, _latency(list(results.values())), searched, levels,
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, own_scores)
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -235,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strip-query-diacritics", action="store_true",
                    help="remove the queries' diacritics (indexing.normalize.fold) before searching")
     p.add_argument("--as-typed", action="store_true", help="no diacritic routing/restoration")
-    p.add_argument("--run-out", type=Path, help="write the TREC run file here")
+    p.add_argument("--run-out", type=Path, help="write the TREC run file here (the pipeline's own scores)")
     p.add_argument("--per-query-out", type=Path, help="write per-query metrics (JSON) here")
     p.add_argument("--report-out", type=Path, help="write metrics, latency and routing details (JSON) here")
     p.add_argument("--index-cache", type=Path, help="index cache dir (default $VIRANKER_HOME/eval-cache)")
@@ -328,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           as_typed=args.as_typed, progress=progress)
     tag = args.pipeline + ("-stripped" if args.strip_query_diacritics else "")
     if args.run_out:
-        write_trec_run(args.run_out, report.run, tag)
+        write_trec_run(args.run_out, report.run, tag, report.scores)
     if args.per_query_out:
         args.per_query_out.parent.mkdir(parents=True, exist_ok=True)
         args.per_query_out.write_text(json.dumps(report.per_query, indent=1) + "\n", encoding="utf-8")

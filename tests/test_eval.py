@@ -222,3 +222,36 @@ def test_run_eval_with_a_fake_reranker(beir_dir: Path, tmp_path: Path):
         k = min(5, len(docs))
         assert reranked.run[qid][:k] == list(reversed(docs[:k]))
     assert "rerank" in reranked.timings_ms and reranked.timings_ms["total"]["p95"] >= reranked.timings_ms["total"]["p50"]
+
+
+def test_run_out_keeps_the_pipelines_own_scores(beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """``--run-out`` writes each document's real BM25 score (its best passage's), not n+1-rank (issue 18)."""
+    from search.eval import open_eval_index
+    from search.pipeline import Pipeline
+
+    cache, run_file = tmp_path / "cache", tmp_path / "bm25.trec"
+    assert main([str(beir_dir), "--pipeline", "bm25", "--json", "--index-cache", str(cache), "--run-out",
+                 str(run_file), "--no-progress"]) == 0
+    capsys.readouterr()
+    written = read_trec_run(run_file)
+    ds = load_beir(beir_dir, "test")
+    with open_eval_index(ds, None, cache, progress=False) as snap:
+        pipe = Pipeline.from_snapshot(snap)
+        for qid, text in ds.queries.items():
+            hits = pipe.search(text, "bm25", 100).hits
+            want: dict[str, float] = {}
+            for h in hits:
+                want.setdefault(h.doc_id, float(h.score))
+            assert written[qid] == pytest.approx(want, rel=1e-12), qid
+    lines = run_file.read_text().splitlines()
+    ranks = [int(line.split()[3]) for line in lines if line.startswith("q1 ")]
+    scores = [float(line.split()[4]) for line in lines if line.startswith("q1 ")]
+    assert ranks == list(range(1, len(ranks) + 1)) and scores == sorted(scores, reverse=True)
+    assert any(s != int(s) for s in scores)  # BM25 scores, not the rank-derived integers of old
+
+
+def test_trec_run_with_scores(tmp_path: Path):
+    write_trec_run(tmp_path / "r.trec", {"q1": ["a", "b"]}, "bm25", {"q1": [12.5, 0.1 + 0.2]})
+    assert (tmp_path / "r.trec").read_text().splitlines() == ["q1 Q0 a 1 12.5 bm25", "q1 Q0 b 2 0.30000000000000004 bm25"]
+    with pytest.raises(ValueError, match="1 scores for 2"):
+        write_trec_run(tmp_path / "bad.trec", {"q1": ["a", "b"]}, "bm25", {"q1": [1.0]})
