@@ -1,19 +1,19 @@
-"""Bounded load test of a running ViRanker app, through its HTTP API, on this machine only.
+"""Bounded load test of a ViRanker app on this machine, through its JSON API (default) or Gradio's API.
 
-    python app.py --admin-password PW &                      # the app under test
-    python bench/load_test.py [--url http://127.0.0.1:7860/] [--clients 50] [--queries 500]
-        [--pipeline hybrid+viranker] [--top-k 10] [--rebuild --admin-password PW] [--json]
+    python bench/load_test.py [--home /tmp/vr-bench-home | --url http://127.0.0.1:7860/] [--clients 50]
+        [--queries 500] [--pipeline hybrid] [--api json|gradio] [--top-k 10] [--rebuild --admin-password PW]
 
-``--clients`` threads, each with its own ``gradio_client.Client``, send ``--queries`` searches in total (the
-example queries and the bundled dev-set questions, cycled) to ``/search`` with reranking on by default, and
-the script reports errors, latency percentiles (p50/p95/p99, as seen by the client: queueing included) and
-throughput (QPS). With ``--rebuild`` it also starts an index rebuild through ``/admin_rebuild`` once a
-quarter of the queries are done, and reports whether searches kept succeeding while it ran.
+Without ``--url`` it starts ``python app.py`` on ``--home`` (the first run builds the demo index there).
+``--clients`` threads send ``--queries`` searches in total (the example queries and the bundled dev-set
+questions, cycled) to ``/api/v1/search`` (``--api json``: one HTTP request per search, outside Gradio's
+queue) or ``/search`` (``--api gradio``: ``gradio_client``, through the queue), and the script reports
+errors, latency percentiles (p50/p95/p99 as the client sees them, waiting included) and throughput
+(searches/s). With ``--rebuild`` it also starts an index rebuild through ``/admin_rebuild`` once a quarter
+of the queries are done, and reports whether searches kept succeeding while it ran. The last line printed
+is one JSON object (``--json``: only that line).
 
 Bounded on purpose: only loopback URLs (127.0.0.1, ::1, localhost) are accepted, at most 200 clients and
-20,000 queries, and every request has a timeout. The app's queue (``--concurrency`` in ``app.py``, default
-4 events at once; ``--max-queue`` 256) decides how many searches run at the same time; the rest wait in the
-queue, which is what the p95 latency shows.
+20,000 queries, and every request has a timeout.
 """
 
 from __future__ import annotations
@@ -25,37 +25,17 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from urllib.parse import urlparse
 
-import numpy as np
-
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_server import load_queries, machine, percentiles, serve  # noqa: E402
+
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 MAX_CLIENTS = 200
 MAX_QUERIES = 20_000
-
-
-def load_queries(limit: int = 2000) -> list[str]:
-    """Example queries + bundled dev-set questions (without ``#`` comments), de-duplicated."""
-    out: list[str] = []
-    ex = ROOT / "assets" / "demo" / "examples.txt"
-    if ex.is_file():
-        out += [s.strip() for s in ex.read_text(encoding="utf-8").splitlines() if s.strip() and not s.startswith("#")]
-    for qfile in sorted((ROOT / "assets" / "benchmarks").glob("*/queries.jsonl")):
-        with open(qfile, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    text = json.loads(line).get("text")
-                except ValueError:
-                    continue
-                if text:
-                    out.append(text)
-    out = list(dict.fromkeys(out))[:limit]
-    if not out:
-        raise SystemExit("no queries found under assets/")
-    return out
 
 
 def check_url(url: str) -> str:
@@ -66,19 +46,37 @@ def check_url(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def percentiles(values: Sequence[float]) -> dict[str, float]:
-    """p50/p95/p99/mean/max in ms (empty → zeros)."""
-    if not values:
-        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "mean": 0.0, "max": 0.0}
-    a = np.asarray(values, dtype=np.float64)
-    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "max": float(a.max())}
+class _JsonClient:
+    """``/api/v1/search`` over one keep-alive HTTP connection (the JSON API's client)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        import httpx
+
+        self.url, self.http = url, httpx.Client(timeout=timeout)
+
+    def search(self, query: str, pipeline: str, top_k: int) -> list:
+        r = self.http.post(f"{self.url}api/v1/search", json={"query": query, "pipeline": pipeline, "top_k": top_k})
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+        return r.json()["hits"]
+
+
+class _GradioClient:
+    """``/search`` through ``gradio_client`` (Gradio's queue)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        from gradio_client import Client
+
+        self.timeout = timeout
+        self.client = Client(url, verbose=False, httpx_kwargs={"timeout": timeout}, analytics_enabled=False)
+
+    def search(self, query: str, pipeline: str, top_k: int) -> list:
+        return self.client.submit(query, pipeline, top_k, api_name="/search").result(timeout=self.timeout)
 
 
 def run(url: str, clients: int, queries: int, pipeline: str, top_k: int, timeout: float,
-        rebuild_password: str | None = None) -> dict:
+        rebuild_password: str | None = None, api: str = "json") -> dict:
     """Run the load test → a summary dict (see the module docstring)."""
-    from gradio_client import Client
 
     pool = load_queries()
     lock = threading.Lock()
@@ -99,7 +97,7 @@ def run(url: str, clients: int, queries: int, pipeline: str, top_k: int, timeout
 
     def worker(barrier: threading.Barrier) -> None:
         try:
-            client = Client(url, verbose=False, httpx_kwargs={"timeout": timeout}, analytics_enabled=False)
+            client = (_JsonClient if api == "json" else _GradioClient)(url, timeout)
         except Exception as err:  # noqa: BLE001
             with lock:
                 errors.append(f"connect: {type(err).__name__}: {err}")
@@ -110,8 +108,7 @@ def run(url: str, clients: int, queries: int, pipeline: str, top_k: int, timeout
             q = pool[i % len(pool)]
             t = time.perf_counter()
             try:
-                job = client.submit(q, pipeline, top_k, api_name="/search")
-                hits = job.result(timeout=timeout)
+                hits = client.search(q, pipeline, top_k)
                 if not isinstance(hits, list):
                     raise TypeError(f"unexpected result type {type(hits).__name__}")
                 ms = (time.perf_counter() - t) * 1000
@@ -166,39 +163,44 @@ def run(url: str, clients: int, queries: int, pipeline: str, top_k: int, timeout
     ok = len(latencies)
     in_rebuild = [ms for ms, r in zip(latencies, during_rebuild, strict=True) if r]
     summary = {
-        "url": url, "clients": clients, "queries": queries, "pipeline": pipeline, "top_k": top_k,
+        "bench": "load_test", "api": api, "url": url, "clients": clients, "queries": queries, "pipeline": pipeline,
+        "top_k": top_k,
         "ok": ok, "errors": len(errors), "error_samples": sorted(set(errors))[:5],
         "seconds": round(wall, 2), "qps": round(ok / wall, 2) if wall > 0 else 0.0,
-        "latency_ms": {k: round(v, 1) for k, v in percentiles(latencies).items()},
+        "latency_ms": percentiles(latencies),
     }
     if rebuild_password:
         summary["rebuild"] = {**rebuild, "searches_during_rebuild": len(in_rebuild),
-                              "latency_during_rebuild_ms": {k: round(v, 1) for k, v in percentiles(in_rebuild).items()}}
+                              "latency_during_rebuild_ms": percentiles(in_rebuild)}
     return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python bench/load_test.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", default="http://127.0.0.1:7860/")
+    p.add_argument("--url", default=None, help="an app already running on this machine (else one is started)")
+    p.add_argument("--home", type=Path, default=Path("/tmp/vr-bench-home"), help="VIRANKER_HOME of the started app")
+    p.add_argument("--api", choices=("json", "gradio"), default="json")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--queries", type=int, default=500)
-    p.add_argument("--pipeline", default="hybrid+viranker", help="pipeline sent to /search (reranking on)")
+    p.add_argument("--pipeline", default="hybrid", help="pipeline of every search (default hybrid)")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     p.add_argument("--rebuild", action="store_true", help="start a rebuild via /admin_rebuild during the run")
     p.add_argument("--admin-password", default=None, help="needed with --rebuild")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
-    url = check_url(args.url)
     if not 1 <= args.clients <= MAX_CLIENTS or not 1 <= args.queries <= MAX_QUERIES:
         raise SystemExit(f"--clients must be 1..{MAX_CLIENTS} and --queries 1..{MAX_QUERIES}")
     if args.rebuild and not args.admin_password:
         raise SystemExit("--rebuild needs --admin-password")
-    summary = run(url, args.clients, args.queries, args.pipeline, args.top_k, args.timeout,
-                  args.admin_password if args.rebuild else None)
-    if args.json:
-        print(json.dumps(summary, ensure_ascii=False))
-    else:
+    before = machine()
+    app_args = ["--admin-password", args.admin_password] if args.rebuild and not args.url else []
+    ctx = nullcontext((check_url(args.url), None)) if args.url else serve(args.home, args=app_args)
+    with ctx as (url, _):
+        summary = run(url, args.clients, args.queries, args.pipeline, args.top_k, args.timeout,
+                      args.admin_password if args.rebuild else None, api=args.api)
+    summary.update(machine_before=before, machine_after=machine())
+    if not args.json:
         lat = summary["latency_ms"]
         print(f"{summary['ok']}/{summary['queries']} ok, {summary['errors']} errors in {summary['seconds']} s "
               f"-> {summary['qps']} QPS; latency p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
@@ -210,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rebuild: {rb['generation_before']} -> {rb['generation_after']} "
                   f"(error: {rb['error']}); {rb['searches_during_rebuild']} searches during it, p95 "
                   f"{rb['latency_during_rebuild_ms']['p95']} ms")
+    print(json.dumps(summary, ensure_ascii=False))
     return 0 if summary["errors"] == 0 else 1
 
 

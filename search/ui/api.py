@@ -13,8 +13,9 @@ import gradio as gr
 
 from indexing.admin import BuildBusy, NothingToRetry
 from search.compare import display_scores
+from search.errors import EmptyQuery
 from search.ui.backend import MAX_COMPARE
-from search.ui.context import clamp_k, client_key
+from search.ui.context import BadInput, clamp_k, client_key, read_pipelines, read_query
 from search.ui.messages import friendly_error
 from search.ui.tab_compare import compare_systems, default_compare_systems
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from search.results import SearchResult
     from search.ui.backend import Backend
 
-__all__ = ["make_api", "hits_json"]
+__all__ = ["make_api", "hits_json", "compare_json", "default_pipelines", "register"]
 
 
 def hits_json(result: SearchResult) -> list[dict[str, Any]]:
@@ -35,17 +36,45 @@ def hits_json(result: SearchResult) -> list[dict[str, Any]]:
     ]
 
 
+def default_pipelines(backend: Backend) -> list[str]:
+    """The Compare tab's default pipelines for the rerankers available now."""
+    status = backend.rerankers()
+    avail = [n for n, v in status.items() if v.startswith(("available", "loaded"))]
+    return default_compare_systems(list(status), avail)
+
+
+def compare_json(backend: Backend, query: str, pipelines: list[str], top_k: int) -> dict[str, Any]:
+    """Run ``pipelines`` (at most :data:`MAX_COMPARE`, duplicates dropped) on one generation → the
+    ``/compare`` JSON (see :func:`make_api`)."""
+    names = list(dict.fromkeys(pipelines))[:MAX_COMPARE]
+    out = compare_systems(backend, query, names, top_k)
+    return {
+        "results": {n: hits_json(r) for n, r in out["results"].items()},
+        "unavailable": out["errors"],
+        "agreement": [{"a": s.a, "b": s.b, "overlap": s.overlap, "tau": s.tau, "shared": s.shared}
+                      for s in out["stats"]],
+        "timings_ms": {n: r.timings_ms.get("total") for n, r in out["results"].items()},
+        "searched_query": {n: r.searched_query for n, r in out["results"].items()},
+    }
+
+
 def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
     """The public API functions by endpoint name."""
-    def _query_or_refuse(query: str) -> None:
-        if not (query or "").strip():
-            raise gr.Error("query is empty", print_exception=False)
+    def _read(query: Any) -> str:
+        """The query as a str, or a ``gr.Error`` (non-string, empty)."""
+        try:
+            q = read_query(query)
+        except BadInput as err:
+            raise gr.Error(friendly_error(err), print_exception=False) from None
+        if not q.strip():
+            raise gr.Error(friendly_error(EmptyQuery("empty query")), print_exception=False)
+        return q
 
     def _admin_call(password: str, request: gr.Request | None, verb: str, action: Callable[[], Any],
                     refused: tuple[type[BaseException], ...] = (Exception,)) -> Any:
         """Check the admin password, then ``action()``; an exception in ``refused`` becomes a ``gr.Error``
         ``"<verb>: <error>"`` (no traceback)."""
-        res = backend.auth.check(client_key(request), password)
+        res = backend.auth.check(client_key(request), password if isinstance(password, str) else None)
         if not res.ok:
             raise gr.Error(res.message, print_exception=False)
         try:
@@ -57,35 +86,26 @@ def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
         """Search the index with ``pipeline`` (bm25, dense, hybrid, <first stage>+<reranker>; empty: the
         service's default, hybrid+viranker when its weights are present). Returns [{"id", "title", "text",
         "score", "rank", "doc_id", "normalized_score"}], best first."""
-        _query_or_refuse(query)
+        q = _read(query)
         try:
-            res = backend.search(query, pipeline or None, clamp_k(top_k))
+            if pipeline is not None and not isinstance(pipeline, str):
+                raise BadInput(f"pipeline must be a string, got {type(pipeline).__name__}")
+            res = backend.search(q, pipeline or None, clamp_k(top_k))
         except Exception as err:  # noqa: BLE001 - clients get the friendly message, not a traceback
             raise gr.Error(friendly_error(err), print_exception=False) from None
         return hits_json(res)
 
     def compare(query: str, pipelines: list[str] | None = None, top_k: int = 10) -> dict:
-        """Run several pipelines (default: the Compare tab's). Returns {"results": {pipeline: [hits]},
-        "unavailable": {pipeline: reason}, "agreement": [{"a","b","overlap","tau","shared"}],
-        "timings_ms": {pipeline: total ms}, "searched_query": {pipeline: query after restoration}}."""
-        _query_or_refuse(query)
-        if not pipelines:
-            status = backend.rerankers()
-            avail = [n for n, v in status.items() if v.startswith(("available", "loaded"))]
-            pipelines = default_compare_systems(list(status), avail)
-        names = list(dict.fromkeys(pipelines))[:MAX_COMPARE]
+        """Run several pipelines (default: the Compare tab's; one string is one pipeline, or several
+        comma-separated). Returns {"results": {pipeline: [hits]}, "unavailable": {pipeline: reason},
+        "agreement": [{"a","b","overlap","tau","shared"}], "timings_ms": {pipeline: total ms},
+        "searched_query": {pipeline: query after restoration}}."""
+        q = _read(query)
         try:
-            out = compare_systems(backend, query, names, clamp_k(top_k))
+            names = read_pipelines(pipelines) or default_pipelines(backend)
+            return compare_json(backend, q, names, clamp_k(top_k))
         except Exception as err:  # noqa: BLE001
             raise gr.Error(friendly_error(err), print_exception=False) from None
-        return {
-            "results": {n: hits_json(r) for n, r in out["results"].items()},
-            "unavailable": out["errors"],
-            "agreement": [{"a": s.a, "b": s.b, "overlap": s.overlap, "tau": s.tau, "shared": s.shared}
-                          for s in out["stats"]],
-            "timings_ms": {n: r.timings_ms.get("total") for n, r in out["results"].items()},
-            "searched_query": {n: r.searched_query for n, r in out["results"].items()},
-        }
 
     def status() -> dict:
         """Index status for anyone: {"index", "ready", "generation", "building", "stage", "done", "total",

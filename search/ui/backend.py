@@ -18,6 +18,7 @@ from search.errors import IndexBuildFailed, IndexNotReady
 from search.ui import messages as msg
 from search.ui.admin_ops import AdminOps
 from search.ui.benchmarks import BENCHMARKS_DIR, DEMO_DIR, Benchmark, examples_in_index, query_key
+from search.ui.lanes import LaneConfig, Lanes
 from search.ui.render import BUILD_RETRY_HINT, BUILD_STAGES_VI, build_failure_text, short_error
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class Backend(AdminOps):
         auth: AdminAuth | None = None,
         reranker_status: Callable[[], dict[str, str]] | None = None,
         rerankers: dict[str, Reranker] | None = None,
+        lanes: LaneConfig | None = None,
     ) -> None:
         self.index = settings.validate_index_name(index)
         self.auth = auth or AdminAuth(admin_password)
@@ -93,6 +95,7 @@ class Backend(AdminOps):
         self._meta: dict[str, dict[str, str]] | None = None
         self._reranker_status = reranker_status
         self.eval_rerankers = rerankers  # {name: Reranker} for evaluation; None: loaded by name
+        self.lanes = Lanes(lanes)  # reranked and cheap searches never wait for each other
 
     # ------------------------------------------------------------------------------------ index state
     @property
@@ -297,9 +300,20 @@ class Backend(AdminOps):
 
     def search(self, query: str, pipeline: str | None = "hybrid", top_k: int = 10,
                as_typed: bool = False) -> SearchResult:
-        """One search → ``SearchResult`` (``pipeline`` None: the service's default). Raises IndexNotReady
-        while the index has no generation."""
+        """One search → ``SearchResult`` (``pipeline`` None: the service's default), in the pipeline's lane
+        (:mod:`search.ui.lanes`). Raises IndexNotReady while the index has no generation, LaneBusy when the
+        lane's waiting room is full."""
         svc = self.service()
         if svc is None:
             raise self.not_ready_error()
-        return svc.search(query, pipeline, top_k, as_typed=as_typed)
+        with self.lanes.slot([pipeline or getattr(svc, "default_pipeline", None)]):
+            return svc.search(query, pipeline, top_k, as_typed=as_typed)
+
+    def compare(self, query: str, pipelines: list[str], top_k: int = 10) -> dict[str, Any]:
+        """The service's ``compare`` on one generation → ``{pipeline: SearchResult | exception}``, in the
+        rerank lane when any pipeline reranks. Raises IndexNotReady / LaneBusy like :meth:`search`."""
+        svc = self.service()
+        if svc is None:
+            raise self.not_ready_error()
+        with self.lanes.slot(pipelines):
+            return svc.compare(query, list(pipelines), top_k)

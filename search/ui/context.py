@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from search.errors import QueryError
 from search.ui.backend import MAX_TOP_K
 
 if TYPE_CHECKING:
@@ -16,7 +19,7 @@ if TYPE_CHECKING:
     from search.ui.backend import Backend
     from search.ui.handlers import Handlers
 
-__all__ = ["UiContext", "PRIVATE", "clamp_k", "client_key", "trusted_proxies", "proxy_trust",
+__all__ = ["UiContext", "PRIVATE", "clamp_k", "read_query", "read_pipelines", "BadInput", "client_key", "trusted_proxies", "proxy_trust",
            "TRUSTED_PROXIES_ENV"]
 
 TRUSTED_PROXIES_ENV = "VIRANKER_TRUSTED_PROXIES"
@@ -52,13 +55,51 @@ class UiContext:
         return list(self.rerankers)
 
 
+class BadInput(QueryError):
+    """An API argument has the wrong type or value (a non-string query, ``top_k=Infinity``, ...)."""
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def read_query(query: Any) -> str:
+    """A query from the page or an API → a str (lone UTF-16 surrogates, which no encoder accepts, become
+    spaces like control characters). Raises :class:`BadInput` for a non-string."""
+    if query is None:
+        return ""
+    if not isinstance(query, str):
+        raise BadInput(f"query must be a string, got {type(query).__name__}")
+    return _SURROGATES.sub(" ", query)
+
+
 def clamp_k(top_k: Any, default: int = 10) -> int:
-    """A top-k from the page or the API → an int in ``[1, MAX_TOP_K]`` (``default`` when unreadable)."""
-    try:
-        k = int(top_k)
-    except (TypeError, ValueError):
+    """A top-k from the page or the API → an int in ``[1, MAX_TOP_K]`` (``default`` for None / empty).
+    Raises :class:`BadInput` for anything that is not a finite number (``Infinity``, ``NaN``, ``"abc"``)."""
+    if top_k is None or (isinstance(top_k, str) and not top_k.strip()):
         return default
-    return max(1, min(MAX_TOP_K, k))
+    if isinstance(top_k, bool):
+        raise BadInput("top_k must be a number")
+    try:
+        value = float(top_k)
+    except (TypeError, ValueError):
+        raise BadInput(f"top_k must be a number, got {type(top_k).__name__} {str(top_k)[:20]!r}") from None
+    if not math.isfinite(value):
+        raise BadInput(f"top_k must be a finite number 1..{MAX_TOP_K}, got {top_k!r}")
+    return max(1, min(MAX_TOP_K, int(value)))
+
+
+def read_pipelines(pipelines: Any) -> list[str] | None:
+    """``pipelines`` from an API → a list of names (None for none): a string is one pipeline (or several,
+    comma-separated), never split into characters. Raises :class:`BadInput` for other types."""
+    if pipelines is None or pipelines == "" or pipelines == []:
+        return None
+    if isinstance(pipelines, str):
+        names = [n.strip() for n in pipelines.split(",") if n.strip()]
+    elif isinstance(pipelines, (list, tuple)) and all(isinstance(n, str) for n in pipelines):
+        names = [n.strip() for n in pipelines if n.strip()]
+    else:
+        raise BadInput(f"pipelines must be a list of names or a string, got {type(pipelines).__name__}")
+    return names or None
 
 
 def client_key(request: Any) -> str:

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from search.ui import api, tab_admin, tab_compare, tab_evaluate, tab_search
+from search.ui import api, json_api, tab_admin, tab_compare, tab_evaluate, tab_search
 from search.ui.backend import Backend
 from search.ui.context import PRIVATE, UiContext, proxy_trust, trusted_proxies
 from search.ui.handlers import Handlers
+from search.ui.lanes import Lanes
 
 __all__ = ["build_ui", "launch", "CSS", "initial_choice"]
 
+EXTRA_THREADS = 32  # worker threads beyond the lanes' capacity: status, admin, evaluation, banner events
 CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
-HEADER = ("<h2 style='margin:0'>ViRanker Search</h2><div class='vr-muted'>Tìm kiếm tiếng Việt: BM25 + "
-          "e5 (hợp nhất) + reranker ViRanker</div>")
+HEADER = ("<header class='vr-header'><h1 class='vr-h1'>ViRanker Search</h1><div class='vr-muted'>Tìm kiếm "
+          "tiếng Việt: BM25 + e5 (hợp nhất) + mô hình xếp hạng lại ViRanker</div></header>")
+#: Gradio's page template says ``<html lang="en">``; the header sets the document's language when it loads
+#: (screen readers, spell checkers and translators read the live ``documentElement.lang``).
+LANG_JS = "document.documentElement.lang = 'vi'; document.documentElement.setAttribute('xml:lang', 'vi');"
 
 
 def initial_choice(backend: Backend, status: dict[str, str], default_pipeline: str = "auto") -> tuple[str, str]:
@@ -47,7 +53,7 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> gr.Blocks:
     status = backend.rerankers()
     mode, reranker = initial_choice(backend, status, default_pipeline)
     with gr.Blocks(title="ViRanker Search") as page:
-        gr.HTML(HEADER)
+        gr.HTML(HEADER, elem_id='page-header', js_on_load=LANG_JS)
         banner = gr.HTML(elem_id="status-banner")
         banner_timer = gr.Timer(2.0, active=False)
         # the API first, so the public names are taken before any (private) UI handler is named
@@ -69,21 +75,29 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> gr.Blocks:
     return page
 
 
-def launch(backend: Backend, host: str, port: int, concurrency: int = 4, max_queue: int = 256,
+def launch(backend: Backend, host: str, port: int, concurrency: int | None = None, max_queue: int = 256,
            block: bool = True, quiet: bool = False, default_pipeline: str = "auto",
            before_serve: Callable[[], Any] | None = None, trusted: Sequence[str] | str | None = None) -> gr.Blocks:
     """Build the UI, configure the queue, call ``before_serve()`` (``main`` starts the demo build there) and
     serve it (never ``share=True``) → the Blocks object.
 
+    ``concurrency``: cheap (non-reranked) searches at once (default: the backend's lanes, 4); reranked ones
+    have their own lane (``Backend(lanes=LaneConfig(rerank_limit=…))``).
     ``trusted``: the reverse proxies whose ``X-Forwarded-For`` is honoured (default
     ``$VIRANKER_TRUSTED_PROXIES``; none: every client is keyed by its connection's address)."""
+    if concurrency is not None and concurrency != backend.lanes.fast.limit:  # before any search runs
+        backend.lanes = Lanes(replace(backend.lanes.config, fast_limit=max(1, concurrency)))
     page = build_ui(backend, default_pipeline)
-    page.queue(default_concurrency_limit=max(1, concurrency), max_size=max_queue)
+    # The lanes (search.ui.lanes) bound the searches: the queue lets every event in that the lanes can
+    # hold (running + waiting), so a cheap search never waits in Gradio's queue behind reranked ones.
+    capacity = backend.lanes.capacity
+    page.queue(default_concurrency_limit=capacity, max_size=max_queue)
     if before_serve is not None:
         before_serve()
     with proxy_trust(trusted_proxies(trusted)):  # only while uvicorn's config is built
         page.launch(server_name=host, server_port=port, share=False, css=CSS, show_error=False, quiet=quiet,
-                    prevent_thread_lock=True, footer_links=["api"], inbrowser=False, max_file_size="50mb")
+                    prevent_thread_lock=True, footer_links=["api"], inbrowser=False, max_file_size="50mb",
+                    max_threads=capacity + EXTRA_THREADS, app_kwargs={"routes": json_api.routes(backend)})
     if block:
         page.block_thread()
     return page

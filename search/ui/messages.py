@@ -140,6 +140,9 @@ def index_ready(index: str, generation: str) -> str:
 
 
 # --------------------------------------------------------------------------------- errors and notes
+BUSY = "Máy chủ đang bận (quá nhiều tìm kiếm đang chờ). Hãy thử lại sau vài giây."
+
+
 def friendly_error(err: BaseException) -> str:
     """An exception from searching → a message for users (no traceback), chosen by the exception's class."""
     if isinstance(err, EmptyQuery):
@@ -150,6 +153,10 @@ def friendly_error(err: BaseException) -> str:
         return f"Câu hỏi không hợp lệ: {err}"
     if isinstance(err, IndexNotReady):
         return str(err)
+    from search.ui.lanes import LaneBusy
+
+    if isinstance(err, LaneBusy):
+        return BUSY
     if isinstance(err, VectorsUnavailable):
         return NO_VECTORS
     if isinstance(err, ServiceError):

@@ -25,10 +25,7 @@ __all__ = ["compare_systems", "default_compare_systems", "system_choices", "Comp
 def compare_systems(backend: Backend, query: str, systems: Sequence[str], top_k: int) -> dict[str, Any]:
     """Run each system on the same generation → ``{"results": {name: SearchResult}, "errors": {name:
     message}, "stats": [PairStats]}``. A bad query raises ``QueryError``; no index raises IndexNotReady."""
-    svc = backend.service()
-    if svc is None:
-        raise backend.not_ready_error()
-    out = svc.compare(query, list(systems), top_k)
+    out = backend.compare(query, list(systems), top_k)  # in the rerank lane when a system reranks
     results = {n: r for n, r in out.items() if not isinstance(r, BaseException)}
     errors = {n: msg.friendly_error(r) for n, r in out.items() if isinstance(r, BaseException)}
     stats = pairwise_stats({n: [h.id for h in r.hits] for n, r in results.items()}, top_k)
