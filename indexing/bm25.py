@@ -39,6 +39,7 @@ from whoosh.analysis import Token, Tokenizer
 from whoosh.fields import ID, STORED, TEXT, Schema
 
 from indexing import normalize as _normalize
+from indexing.bm25_edit import LIVE_LENGTHS_KEY, apply_edit, live_docnums
 from indexing.bm25_scoring import PostingScorer
 from indexing.passages import Passage
 
@@ -248,32 +249,63 @@ class BM25Index:
                 bar.close()
         if progress_callback is not None:
             progress_callback("bm25", n, total or n)
+        with ix.reader() as reader:  # one commit: Whoosh's totals are exact; edits keep them so
+            cfg = BM25Config.load(path)
+            cfg[LIVE_LENGTHS_KEY] = {f: int(reader.field_length(f)) for f in ix.schema.scorable_names()}
+            cfg.save(path)
         ix.close()
         return cls(path)
 
     def add(self, passages: Iterable[Passage]) -> int:
-        """Add or replace (by id) passages in place → number written. Generations use :meth:`build`."""
-        n = 0
+        """Add or replace (by id) passages in place → number written (see :meth:`apply`)."""
+        new = list(passages)
+        self.apply(new, [p.id for p in new])
+        return len(new)
+
+    def apply(self, added: Sequence[Passage] = (), delete_ids: Iterable[str] = ()) -> int:
+        """Edit the index in place: delete the passages whose id is in ``delete_ids``, then add ``added`` as a
+        new segment (:func:`indexing.bm25_edit.apply_edit`: time ∝ the change; scores stay those of a rebuild
+        of the same passages in the same order) → number of passages deleted."""
+        docs = [_document(p, self.has_words) for p in added]
         with self._lock:
-            writer = self._ix.writer()
-            try:
-                for p in passages:
-                    writer.update_document(**_document(p, self.has_words))
-                    n += 1
-                writer.commit()
-            except BaseException:
-                writer.cancel()
-                raise
+            deleted, totals = apply_edit(self._ix, docs, delete_ids, self._field_lengths,
+                                         self.config.get(LIVE_LENGTHS_KEY))
+            self.config[LIVE_LENGTHS_KEY] = totals
+            self.config.save(self.path)
             self.refresh(force=True)
-        return n
+        return deleted
+
+    def _field_lengths(self, stored: dict[str, Any]) -> dict[str, int]:
+        """Exact token count of each scored field of one stored document (what Whoosh counted at indexing)."""
+        combined = _combined(Passage(stored["id"], stored.get("doc_id", ""), stored.get("title", ""),
+                                     stored.get("text", ""), stored.get("source", "")))
+        return {f: len(self._ix.schema[f].analyzer.tokens(combined)) for f in self._ix.schema.scorable_names()}
+
+    def find(self, ids: Iterable[str] = (), doc_ids: Iterable[str] = ()) -> list[Passage]:
+        """Live passages whose id is in ``ids`` or whose document id is in ``doc_ids``, in index order (each
+        once; unknown values are ignored). Term lookups: time ∝ the answer, not the index."""
+        with self._lock:
+            s = self._current_searcher()
+            r = s.reader()
+            docnums = sorted(set(live_docnums(r, "id", ids)) | set(live_docnums(r, "doc_id", doc_ids)))
+            out = []
+            for d in docnums:
+                f = r.stored_fields(d)
+                out.append(Passage(f["id"], f["doc_id"], f.get("title", ""), f.get("text", ""), f.get("source", "")))
+            return out
 
     # ---- reading
     def refresh(self, force: bool = False) -> bool:
-        """Reload the searcher if the on-disk index changed → True when reloaded."""
+        """Reload the searcher if the on-disk index changed → True when reloaded.
+
+        A new searcher is opened from the table of contents (not ``Searcher.refresh()``, which reuses segment
+        readers by segment id and so misses deletions added to a segment it already has open)."""
         with self._lock:
             self._checked = time.monotonic()
             if force or not self._searcher.up_to_date():
-                self._searcher = self._searcher.refresh()
+                old, self._searcher = self._searcher, self._ix.searcher()
+                old.close()
+                self.config = BM25Config.load(self.path)
                 self._scorer = None
                 return True
             return False
@@ -337,7 +369,8 @@ class BM25Index:
             s = self._current_searcher()
             ids = s.reader().column_reader("id")
             if self._scorer is None:
-                self._scorer = PostingScorer(s, float(self.config["K1"]), float(self.config["B"]))
+                self._scorer = PostingScorer(s, float(self.config["K1"]), float(self.config["B"]),
+                                             live_lengths=self.config.get(LIVE_LENGTHS_KEY))
             return [(ids[docnum], score) for docnum, score in self._scorer.top_k(terms, k)]
 
     def get(self, ids: Sequence[str], missing: str = "error") -> list[Passage]:

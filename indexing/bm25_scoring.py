@@ -33,15 +33,20 @@ class PostingScorer:
     query term's posting list from the Whoosh segment once (block by block, cached), and scores all matching
     documents at once with the same inputs Whoosh uses: Lucene IDF from ``doc_frequency``/``doc_count_all``,
     Whoosh's stored (byte-quantized) field lengths, ``avg_field_length``, and query-term boosts. Deleted
-    documents are skipped. Results equal Whoosh's own ``searcher.search`` with a Lucene-IDF ``BM25F`` weighting
-    (the oracle in ``tests/comparison/``), ties broken by docnum.
+    documents are skipped and left out of N, df and the average length (``live_lengths``: the exact live
+    field-length totals an edited index records, :mod:`indexing.bm25_edit`), so an edited index scores as a
+    rebuild of its live passages. Without deletions, results equal Whoosh's own ``searcher.search`` with a
+    Lucene-IDF ``BM25F`` weighting (the oracle in ``tests/comparison/``), ties broken by docnum.
     """
 
-    def __init__(self, searcher: Any, k1: float, b: float, cache_postings: int = 8_000_000) -> None:
+    def __init__(self, searcher: Any, k1: float, b: float, cache_postings: int = 8_000_000,
+                 live_lengths: dict[str, int] | None = None) -> None:
         self.searcher = searcher
+        self.live_lengths = live_lengths
         self.k1, self.b = float(k1), float(b)
         reader = searcher.reader()
         self.n_all = reader.doc_count_all()
+        self.n_live = reader.doc_count()
         self.leaves = reader.leaf_readers()
         self._lengths: dict[str, np.ndarray] = {}
         self._avg: dict[str, float] = {}
@@ -68,7 +73,10 @@ class PostingScorer:
                 for d in range(leaf.doc_count_all()):
                     arr[offset + d] = dfl(d, field) or 0
             self._lengths[field] = arr
-            self._avg[field] = self.searcher.avg_field_length(field) or 1.0
+            if self.live_lengths is not None and field in self.live_lengths:
+                self._avg[field] = self.live_lengths[field] / (self.n_live or 1) or 1.0
+            else:
+                self._avg[field] = self.searcher.avg_field_length(field) or 1.0
         return arr
 
     def postings(self, field: str, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -103,11 +111,17 @@ class PostingScorer:
         return out
 
     def idf(self, field: str, text: str) -> float:
-        """:func:`lucene_idf` of one term over the whole collection (cached per scorer)."""
+        """:func:`lucene_idf` of one term over the live documents (cached per scorer). Whoosh's own document
+        frequency and count still include deleted documents until their segment is merged, so with deletions
+        both are counted here (the postings are read anyway)."""
         key = (field, text)
         idf = self._idf.get(key)
         if idf is None:
-            idf = self._idf[key] = lucene_idf(self.searcher.doc_count_all(), self.searcher.doc_frequency(field, text))
+            if self._live is None:
+                n, df = self.searcher.doc_count_all(), self.searcher.doc_frequency(field, text)
+            else:
+                n, df = self.n_live, int(self._live[self.postings(field, text)[0]].sum())
+            idf = self._idf[key] = lucene_idf(n, df)
         return idf
 
     def top_k(self, terms: Sequence[tuple[str, str, float]], k: int) -> list[tuple[int, float]]:
@@ -135,31 +149,6 @@ class PostingScorer:
             cand = cand[scores[cand] >= kth]  # keep ties at the boundary, then sort deterministically
         order = np.lexsort((cand, -scores[cand]))[:k]
         return [(int(cand[i]), float(scores[cand[i]])) for i in order]
-
-
-def _read_postings(m: Any) -> tuple[np.ndarray, np.ndarray]:
-    """All (docnum, weight) postings of a leaf matcher: block-wise for Whoosh's W3 codec, else one by one."""
-    ids_parts: list[np.ndarray] = []
-    w_parts: list[np.ndarray] = []
-    if all(hasattr(m, a) for a in ("_read_ids", "_read_weights", "_next_block", "_atend", "_blocklength")):
-        while not m._atend:
-            if m._blocklength:
-                m._read_ids()
-                m._read_weights()
-                ids_parts.append(np.asarray(m._ids, dtype=np.int32))
-                w_parts.append(np.asarray(m._weights, dtype=np.float32))
-            m._next_block()
-    else:  # pragma: no cover - other codecs
-        ids, ws = [], []
-        while m.is_active():
-            ids.append(m.id())
-            ws.append(m.weight())
-            m.next()
-        ids_parts.append(np.asarray(ids, dtype=np.int32))
-        w_parts.append(np.asarray(ws, dtype=np.float32))
-    if not ids_parts:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
-    return np.concatenate(ids_parts), np.concatenate(w_parts)
 
 
 def _read_postings(m: Any) -> tuple[np.ndarray, np.ndarray]:

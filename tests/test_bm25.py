@@ -129,3 +129,45 @@ def test_words_variant(tmp_path: Path) -> None:
     assert ix.search("thủ đô", k=1, field="words")[0][0] == "hn"
     assert "thủ_đô" in ix.analyze("thủ đô của Việt Nam", "words")
     ix.close()
+
+
+def test_add_is_seen_by_the_same_open_index(tmp_path: Path) -> None:
+    """Regression: ``Searcher.refresh()`` reused the old segment reader (by segment id) and missed the deletion
+    of the replaced version: doc_count 6 → 8 instead of 7 and ``get`` returned the old text."""
+    ix = BM25Index.build(tmp_path / "b", PASSAGES)
+    new_hn = Passage("hn", "hn", "Hà Nội", "Hà Nội có Hồ Gươm.", "z")
+    ix.add([new_hn, Passage("x", "x", "", "bún chả", "z")])
+    assert ix.doc_count() == 7
+    assert ix.get(["hn"]) == [new_hn]
+    assert [i for i, _ in ix.search("Hà Nội", k=10)].count("hn") == 1
+    ix.close()
+
+
+def _edit_queries() -> list[str]:
+    return ["Hà Nội", "thành phố Việt Nam", "truyện cổ tích", "pho bo", "con ma", "Hoà bình", "bún chả Hà Nội",
+            "số 7 sông", "đoạn văn"]
+
+
+def test_incremental_edits_score_like_a_rebuild(tmp_path: Path) -> None:
+    """Rounds of adds, replacements and deletions (several segments, tail merges, deletions in the first
+    segment) give the ids and scores of a rebuild of the same live passages in the same order."""
+    extra = [Passage(f"e{i}", f"d{i % 7}", f"Đoạn {i}", f"Đoạn văn số {i} kể về sông {'Hồng' if i % 2 else 'Cầu'}"
+                     f" và bún chả Hà Nội {'ngon' * (i % 3)}.", "x") for i in range(40)]
+    ix = BM25Index.build(tmp_path / "inc", PASSAGES, k1=1.3, b=0.7)
+    live = list(PASSAGES)
+    rounds = [(extra[:8], []), (extra[8:12], ["hcm", "e3"]), (extra[12:16], []), (extra[16:30], ["hn"]),
+              ([Passage("e5", "d5", "Mới", "Bản mới của đoạn năm, sông Hồng.", "y")], ["e5"]), ([], ["e20", "ma1"]),
+              (extra[30:], [])]
+    for added, gone in rounds:
+        assert ix.apply(added, gone) == len([p for p in live if p.id in set(gone)])
+        live = [p for p in live if p.id not in set(gone)] + list(added)
+        with BM25Index.build(tmp_path / "full", live, k1=1.3, b=0.7) as full:
+            assert ix.doc_count() == full.doc_count() == len(live)
+            for q in _edit_queries():
+                a, b = ix.search(q, k=50), full.search(q, k=50)
+                assert [i for i, _ in a] == [i for i, _ in b], q
+                assert [s for _, s in a] == pytest.approx([s for _, s in b], rel=1e-12), q
+    segments = ix._current_searcher().reader().leaf_readers()
+    assert 1 < len(segments) <= 5  # tail merges keep the segment count logarithmic
+    assert ix.find(ids=["e5", "nope"], doc_ids=["d1"]) == [p for p in live if p.id == "e5" or p.doc_id == "d1"]
+    ix.close()
