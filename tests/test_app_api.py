@@ -269,7 +269,7 @@ def test_bm25_only_index_falls_back_with_a_note(served):
     backend = app_module.Backend("bm25-only", demo_corpus=None, reranker_status=lambda: {})
     h = app_module.Handlers(backend)
     notice, _btn, _t, results = h.search("Đà Lạt", "hybrid", None, 5)
-    assert "BM25" in notice and "pipeline <code>bm25</code>" in results and "<mark>Đà</mark>" in results
+    assert "BM25" in notice and "cách tìm <code>bm25</code>" in results and "<mark>Đà</mark>" in results
 
 
 # ------------------------------------------------------------------------------------------- failed builds

@@ -17,6 +17,7 @@ from search.compare import (
     pairwise_stats,
     rank_movement,
 )
+from search.results import Hit
 from search.ui_render import (
     highlight,
     pre_rerank_rank,
@@ -216,3 +217,71 @@ def test_pairwise_stats():
     assert [(s.a, s.b) for s in stats] == [("A", "B"), ("A", "C"), ("B", "C")]
     assert stats[0].overlap == 1.0 and stats[0].tau == pytest.approx(1 / 3) and stats[0].shared == 3
     assert stats[1].overlap == 0.0 and stats[1].tau is None
+
+
+# ------------------------------------------------------------------------------ Search tab: list, document
+def _passages():
+    from indexing.passages import Passage
+
+    return [Passage(f"doc#p{i}", "doc", "Tiêu <b>đề</b>", f"Đoạn {i} về Hà Nội", "tai-len.jsonl") for i in (2, 1, 3)] + [
+        Passage("solo", "solo", "Một mình", "Không có hàng xóm", "corpus.jsonl")]
+
+
+def test_hits_list_has_headings_escaped_ids_and_named_scores():
+    from search.ui.render_search import hits_html
+
+    hits = [Hit("a'><script>x</script>", "d", "<i>T</i>", "văn bản Hà Nội", 0.5, 1, {"bm25": 1}, {"bm25": 7.5})]
+    out = hits_html(hits, query_terms("ha noi"), {hits[0].id: "tai-len.jsonl"})
+    assert out.startswith("<ol class='vr-hits'>") and "<h3 class='vr-title'>&lt;i&gt;T&lt;/i&gt;</h3>" in out
+    assert "<script>" not in out and "data-doc='a&#x27;&gt;&lt;script&gt;" in out
+    assert "7.50" in out and "điểm BM25" in out and "Nguồn: tai-len.jsonl" in out and "Xem tài liệu" in out
+    assert "<mark>Hà</mark>" in out
+
+
+def test_document_view_neighbours_source_file_and_raw_fields():
+    from search.ui.documents import PassageLookup
+    from search.ui.render_search import document_html
+
+    lookup = PassageLookup(_passages())
+    view = lookup.document("doc#p2", {"doc": {"source": "Wikipedia", "url": "https://vi.wikipedia.org/wiki/X"}})
+    assert [p.id for p in view.passages] == ["doc#p1", "doc#p2", "doc#p3"] and view.position == 2
+    assert view.prev.id == "doc#p1" and view.next.id == "doc#p3"
+    out = document_html(view, query_terms("ha noi"))
+    assert "Tiêu &lt;b&gt;đề&lt;/b&gt;" in out and "Đoạn trước" in out and "Đoạn sau" in out
+    assert "tai-len.jsonl" in out and 'href="https://vi.wikipedia.org/wiki/X"' in out and "đoạn 2/3" in out
+    assert "Toàn bộ tài liệu (3 đoạn)" in out and "meta.source" in out and "<mark>Hà</mark>" in out
+    solo = lookup.document("solo")
+    assert solo.prev is None and solo.next is None
+    assert "Đoạn trước" not in document_html(solo) and "Toàn bộ tài liệu" not in document_html(solo)
+    assert lookup.document("missing") is None and "Không tìm thấy" in document_html(None)
+
+
+def test_filters_facets_and_exports():
+    import csv
+    import io
+    import json
+
+    from search.ui.documents import (
+        ALL,
+        PassageLookup,
+        export_csv,
+        export_json,
+        facet_choices,
+        filter_hits,
+        hit_source,
+    )
+
+    lookup = PassageLookup(_passages())
+    hits = [Hit("doc#p1", "doc", "T", "x", 0.9, 1, {"bm25": 1}, {"bm25": 5.0}),
+            Hit("solo", "solo", "M", "y, \"z\"", 0.4, 2, {"bm25": 2}, {"bm25": 2.0})]
+    sources = {h.id: hit_source(h, {"solo": {"source": "XQuAD-vi"}}, lookup) for h in hits}
+    assert sources == {"doc#p1": "tai-len.jsonl", "solo": "XQuAD-vi"}  # the file when the corpus names none
+    assert [h.id for h in filter_hits(hits, sources, "XQuAD-vi")] == ["solo"]
+    assert [h.id for h in filter_hits(hits, sources, ALL, "doc")] == ["doc#p1"]
+    src, docs = facet_choices(hits, sources)
+    assert src[0][1] == ALL and {v for _, v in src[1:]} == {"tai-len.jsonl", "XQuAD-vi"} and len(docs) == 3
+    rows = list(csv.DictReader(io.StringIO(export_csv(hits, sources))))
+    assert [r["id"] for r in rows] == ["doc#p1", "solo"] and rows[1]["text"] == 'y, "z"'
+    assert rows[0]["score_scale"] == "bm25" and rows[0]["score"] == "5.0"
+    data = json.loads(export_json("q", "q", "bm25", hits, sources))
+    assert data["pipeline"] == "bm25" and data["hits"][1]["stage_scores"] == {"bm25": 2.0}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from reranker.backends import Reranker
     from search.results import SearchResult
     from search.service import SearchService
+    from search.ui.documents import PassageLookup
 
 __all__ = ["Backend", "find_precomputed", "DEFAULT_INDEX", "DEFAULT_EMBEDDER", "DEMO_CORPUS", "MAX_TOP_K",
            "MAX_COMPARE"]
@@ -94,6 +95,8 @@ class Backend(AdminOps):
         self._bench_examples: tuple[str | None, list[str]] | None = None
         self._meta: dict[str, dict[str, str]] | None = None
         self._reranker_status = reranker_status
+        self._lookup: tuple[str | None, Any] | None = None  # (generation, PassageLookup) for the document view
+        self._restorer: tuple[str | None, Any] | None = None  # (generation, DiacriticRestorer) for alternatives
         self.eval_rerankers = rerankers  # {name: Reranker} for evaluation; None: loaded by name
         self.lanes = Lanes(lanes)  # reranked and cheap searches never wait for each other
 
@@ -238,6 +241,30 @@ class Backend(AdminOps):
                 paths += sorted(self.uploads_dir.glob("*/files/*.json*"))
             self._meta = read_doc_meta(paths)
         return self._meta
+
+    def passage_lookup(self) -> PassageLookup:
+        """The serving generation's passages by id and by document (:class:`search.ui.documents.PassageLookup`;
+        read once per generation, empty while none serves)."""
+        gen = self.current_generation()
+        if self._lookup is None or self._lookup[0] != gen:
+            from indexing.edits import current_passages
+            from search.ui.documents import PassageLookup
+
+            self._lookup = (gen, PassageLookup(current_passages(self.index) if gen else []))
+        return self._lookup[1]
+
+    def restore_alternatives(self, query: str, k: int = 4) -> list[str]:
+        """Up to ``k`` restorations of ``query``'s diacritics, most likely first, by the serving generation's
+        restorer (:meth:`indexing.restorer.DiacriticRestorer.restore_k`); [] without one."""
+        gen = self.current_generation()
+        if self._restorer is None or self._restorer[0] != gen:
+            from indexing.restorer import RESTORER_FILE, DiacriticRestorer
+
+            path = gens.current_path(self.index_dir)
+            model = DiacriticRestorer.load(path / RESTORER_FILE) if path and (path / RESTORER_FILE).is_file() else None
+            self._restorer = (gen, model)
+        model = self._restorer[1]
+        return model.restore_k(query, k) if model is not None else []
 
     def benchmarks(self) -> dict[str, Benchmark]:
         """Bundled BEIR dev sets by folder name (loaded once; unreadable ones are skipped)."""

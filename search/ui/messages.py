@@ -210,8 +210,8 @@ def banner_html(backend: Backend) -> str:
         return build_failure_html(st["failure"], backend.index, st["generation"])
     if st["generation"] is None:
         return notice_html(backend.not_ready_message(), "warn")
-    return (f"<div class='vr-muted'>Chỉ mục <b>{html.escape(backend.index)}</b> · thế hệ "
-            f"<code>{html.escape(st['generation'])}</code></div>")
+    # the generation id is an admin's detail (the Admin tab shows it), not a visitor's
+    return f"<div class='vr-muted'>Chỉ mục <b>{html.escape(backend.index)}</b> sẵn sàng.</div>"
 
 
 __all__ = [
