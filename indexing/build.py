@@ -54,6 +54,7 @@ from indexing.stages import (
     Progress,
     ProgressCallback,
     StageRun,
+    build_settings,
     check_passages,
     embedding_text,
     fingerprint_of,
@@ -66,7 +67,7 @@ from indexing.stages import (
     stage_passages,
     stage_restorer,
     stage_vectors,
-    strip_credentials,
+    strip_credentials,  # noqa: F401 - re-exported (old import path)
     vector_target,
     write_state,
 )
@@ -144,16 +145,8 @@ def build_generation(
             "dim": int(embedder.dim),
             "name": embedder_name or getattr(embedder, "name", None),
         }
-    build_settings = {
-        "embedder": None
-        if embed_info is None
-        else {"model_id": embed_info["model_id"], "dim": embed_info["dim"]},
-        "words": words,
-        "bm25": {"K1": bm25_k1, "B": bm25_b, "exact_boost": exact_boost},
-        "normalizer": normalizer_info()["source_sha1"],
-        "qdrant": settings.qdrant_url() and strip_credentials(settings.qdrant_url() or ""),
-    }
-    fingerprint, passages_sha = fingerprint_of(passages, build_settings)
+    build_settings_ = build_settings(embed_info, words=words, k1=bm25_k1, b=bm25_b, exact_boost=exact_boost)
+    fingerprint, passages_sha = fingerprint_of(passages, build_settings_)
 
     with gens.IndexLock(index_dir, timeout=lock_timeout):
         gen, gen_dir, state = _pick_generation(index_name, index_dir, root, fingerprint, resume)

@@ -122,6 +122,18 @@ def fingerprint_of(passages: Sequence[Passage], settings_: dict[str, Any]) -> tu
     return f.hexdigest(), passages_sha
 
 
+def build_settings(embed_info: dict[str, Any] | None, *, words: bool, k1: float, b: float,
+                   exact_boost: float) -> dict[str, Any]:
+    """What, besides the passages, makes two generations the same index (part of the fingerprint)."""
+    return {
+        "embedder": None if embed_info is None else {"model_id": embed_info["model_id"], "dim": embed_info["dim"]},
+        "words": words,
+        "bm25": {"K1": k1, "B": b, "exact_boost": exact_boost},
+        "normalizer": normalizer_info()["source_sha1"],
+        "qdrant": settings.qdrant_url() and strip_credentials(settings.qdrant_url() or ""),
+    }
+
+
 def check_passages(passages: Sequence[Passage]) -> None:
     seen: set[str] = set()
     dups: list[str] = []
@@ -231,14 +243,17 @@ def stage_restorer(gen_dir: Path, passages: Sequence[Passage], report: Progress)
 
 
 def make_manifest(
-    *, index_name: str, gen: str, operation: str, parent: str | None, passages: Sequence[Passage],
+    *, index_name: str, gen: str, operation: str, parent: str | None, passages: Sequence[Passage] | None,
     n_vectors: int, passages_sha: str, fingerprint: str, embed_info: dict[str, Any] | None,
     vectors: dict[str, Any] | None, stage_seconds: dict[str, float], build_seconds: float, words: bool,
-    k1: float, b: float, exact_boost: float,
+    k1: float, b: float, exact_boost: float, counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """5. The generation's ``manifest.json`` content (written last: it makes the generation complete)."""
+    """5. The generation's ``manifest.json`` content (written last: it makes the generation complete).
+    ``counts`` (``passages``, ``documents``) replaces counting ``passages`` (None then: an incremental edit)."""
     now = time.time()
     bm25_s = stage_seconds.get("bm25") or 0.0
+    if counts is None:
+        counts = {"passages": len(passages or ()), "documents": len({p.doc_id for p in passages or ()})}
     return {
         "format": MANIFEST_FORMAT,
         "index": index_name,
@@ -249,12 +264,8 @@ def make_manifest(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         "build_seconds": round(build_seconds, 3),
         "stage_seconds": stage_seconds,
-        "bm25_passages_per_s": round(len(passages) / bm25_s, 1) if bm25_s else None,
-        "counts": {
-            "passages": len(passages),
-            "documents": len({p.doc_id for p in passages}),
-            "vectors": n_vectors,
-        },
+        "bm25_passages_per_s": round(len(passages) / bm25_s, 1) if bm25_s and passages is not None else None,
+        "counts": {"passages": counts["passages"], "documents": counts["documents"], "vectors": n_vectors},
         "passages_sha256": passages_sha,
         "fingerprint": fingerprint,
         "embedder": embed_info,
