@@ -327,3 +327,74 @@ def test_second_concurrent_builder_gets_index_busy(tmp_path: Path, capsys: pytes
     built = out.split()[-1]
     assert gens.current(idx) == built  # the first builder was not disturbed and swapped
     assert [g.status for g in gens.list_generations(idx)] == ["complete", "complete"]
+
+
+# --------------------------------------------------------------------------------- incremental changes
+def _tree_digest(path: Path) -> dict[str, str]:
+    """sha1 of every file under ``path`` (relative name → digest)."""
+    return {str(f.relative_to(path)): hashlib.sha1(f.read_bytes()).hexdigest()
+            for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def _start_slow_change(home: Path, kind: str) -> subprocess.Popen:
+    """A process running an incremental add (its embedder sleeps) or delete (the restorer update sleeps, so the
+    kill lands after BM25 and vectors of the new generation were written)."""
+    script = textwrap.dedent(f"""
+        import time
+        import indexing.restorer as restorer
+        from test_crash_safety import EXTRA, INDEX, SlowEmbedder
+        from indexing.edits import add_passages, delete_passages
+        if {kind!r} == "add":
+            m = add_passages(INDEX, EXTRA[:6], SlowEmbedder(delay=60), {str(home)!r}, progress=False)
+        else:
+            update = restorer.DiacriticRestorer.update
+            def slow_update(self, *a, **k):
+                time.sleep(60)
+                return update(self, *a, **k)
+            restorer.DiacriticRestorer.update = slow_update
+            m = delete_passages(INDEX, ["hue", "pho"], SlowEmbedder(), {str(home)!r}, progress=False)
+        print("changed", m["generation"], flush=True)
+    """)
+    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=_env(home),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["add", "delete"])
+def test_sigkill_mid_incremental_change_keeps_serving_and_next_change_succeeds(tmp_path: Path, kind: str) -> None:
+    from indexing.edits import add_passages, delete_passages
+
+    home = tmp_path / "home"
+    idx, current_bytes, before = _serving(home)
+    old_gen = gens.current(idx)
+    old_files = _tree_digest(gens.generation_path(idx, old_gen))
+    existing = _generation_names(idx)
+    proc = _start_slow_change(home, kind)
+    # add: BM25 of the new generation written, the embedder asleep; delete: BM25 and vectors written
+    last = "bm25" if kind == "add" else "vectors"
+    gen_dir, _ = _wait_for(lambda: (s := _new_state(idx, existing)) and s[1].get("stages", {}).get(last) and s, proc)
+    time.sleep(0.3)
+    _kill(proc)
+
+    # The previous generation serves, byte for byte as before (hard-linked BM25 segments included).
+    assert (idx / gens.CURRENT_FILE).read_bytes() == current_bytes
+    assert _tree_digest(gens.generation_path(idx, old_gen)) == old_files
+    assert _answers(home) == before
+    partial = {g.name: g for g in gens.list_generations(idx)}[gen_dir.name]
+    assert partial.status == "incomplete" and not partial.is_current
+    with gens.IndexLock(idx, timeout=0):
+        pass
+
+    # The next change succeeds (incrementally) and removes the partial generation.
+    if kind == "add":
+        m = add_passages(INDEX, EXTRA[:6], SlowEmbedder(), home, progress=False)
+        expected = len(BASE) + 6
+    else:
+        m = delete_passages(INDEX, ["hue", "pho"], SlowEmbedder(), home, progress=False)
+        expected = len(BASE) - 2
+    assert m["incremental"] and m["parent"] == old_gen and gens.current(idx) == m["generation"]
+    assert gen_dir.name not in _generation_names(idx) and not gen_dir.exists()
+    assert m["counts"] == {"passages": expected, "documents": expected, "vectors": expected}
+    with open_generation(INDEX, home) as snap:
+        assert snap.bm25.doc_count() == expected and snap.vectors.count() == expected
+    assert _answers(home, old_gen) == before  # still intact for rollback
