@@ -62,7 +62,7 @@ from search.ui.backend import DEFAULT_EMBEDDER, DEFAULT_INDEX, Backend, find_pre
 from search.ui.benchmarks import Benchmark, bundled_benchmarks, load_examples, single_query_metrics  # noqa: E402
 from search.ui.context import client_key  # noqa: E402
 from search.ui.handlers import Handlers  # noqa: E402
-from search.ui.layout import CSS, build_ui, launch  # noqa: E402
+from search.ui.layout import CSS, MAX_SESSIONS, build_ui, launch  # noqa: E402
 from search.ui.messages import banner_html, friendly_error, note_vi  # noqa: E402
 from search.ui.tab_compare import compare_systems, default_compare_systems, system_choices  # noqa: E402
 from search.ui.tab_evaluate import EvaluationRun, render_evaluation, run_evaluation  # noqa: E402
@@ -93,6 +93,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=4,
                    help="search/compare events run at once (default 4; reranking is CPU-bound)")
     p.add_argument("--max-queue", type=int, default=256, help="queued events before new ones are refused")
+    p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
+                   help=f"Gradio sessions whose state stays in memory, least recently used dropped first (default "
+                        f"{MAX_SESSIONS}; bounds memory: ~0.15 MB each)")
     p.add_argument("--embedder", default=DEFAULT_EMBEDDER,
                    help="passage embedder for builds (default e5-small; 'none' builds BM25 only)")
     p.add_argument("--no-build", action="store_true", help="do not build the demo index when it is missing")
@@ -124,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM → KeyboardInterrupt in the main thread: Gradio closes the server and main returns 0
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     launch(backend, args.host, args.port, args.concurrency, args.max_queue, default_pipeline=args.default_pipeline,
-           before_serve=start_build, trusted=args.trusted_proxy)
+           before_serve=start_build, trusted=args.trusted_proxy, max_sessions=args.max_sessions)
     return 0
 
 

@@ -152,3 +152,15 @@ def test_a_cheap_search_does_not_wait_behind_reranked_ones(served, monkeypatch, 
         t.join(60)
     assert results == [True] * 8
     assert cheap < 1.0, f"a bm25 search waited {cheap:.2f} s behind reranked ones"
+
+
+# ---------------------------------------------------------------------------------------- bounded memory
+def test_session_state_is_bounded(served) -> None:
+    from search.ui.layout import MAX_SESSIONS
+
+    holder = served.demo.state_holder
+    assert served.demo.state_session_capacity == MAX_SESSIONS <= 1000  # Gradio's default keeps 10,000
+    with httpx.Client() as http:
+        for _ in range(MAX_SESSIONS + 30):  # every call is a new session
+            assert call(http, served.url, "status")[0] == "complete"
+    assert len(holder.session_data) <= MAX_SESSIONS

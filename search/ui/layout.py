@@ -17,6 +17,7 @@ from search.ui.lanes import Lanes
 
 __all__ = ["build_ui", "launch", "CSS", "initial_choice"]
 
+MAX_SESSIONS = 200  # Gradio sessions kept in memory (Gradio's default, 10,000, is ~1.5 GB of state)
 EXTRA_THREADS = 32  # worker threads beyond the lanes' capacity: status, admin, evaluation, banner events
 CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
 HEADER = ("<header class='vr-header'><h1 class='vr-h1'>ViRanker Search</h1><div class='vr-muted'>Tìm kiếm "
@@ -77,12 +78,16 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> gr.Blocks:
 
 def launch(backend: Backend, host: str, port: int, concurrency: int | None = None, max_queue: int = 256,
            block: bool = True, quiet: bool = False, default_pipeline: str = "auto",
-           before_serve: Callable[[], Any] | None = None, trusted: Sequence[str] | str | None = None) -> gr.Blocks:
+           before_serve: Callable[[], Any] | None = None, trusted: Sequence[str] | str | None = None,
+           max_sessions: int = MAX_SESSIONS) -> gr.Blocks:
     """Build the UI, configure the queue, call ``before_serve()`` (``main`` starts the demo build there) and
     serve it (never ``share=True``) → the Blocks object.
 
     ``concurrency``: cheap (non-reranked) searches at once (default: the backend's lanes, 4); reranked ones
     have their own lane (``Backend(lanes=LaneConfig(rerank_limit=…))``).
+    ``max_sessions``: Gradio sessions whose state is kept (least recently used dropped first). Each keeps a
+    copy of every component's config (~0.1–0.2 MB), so this bounds the app's memory; a dropped browser tab
+    keeps working but loses its state (an admin logs in again).
     ``trusted``: the reverse proxies whose ``X-Forwarded-For`` is honoured (default
     ``$VIRANKER_TRUSTED_PROXIES``; none: every client is keyed by its connection's address)."""
     if concurrency is not None and concurrency != backend.lanes.fast.limit:  # before any search runs
@@ -97,7 +102,8 @@ def launch(backend: Backend, host: str, port: int, concurrency: int | None = Non
     with proxy_trust(trusted_proxies(trusted)):  # only while uvicorn's config is built
         page.launch(server_name=host, server_port=port, share=False, css=CSS, show_error=False, quiet=quiet,
                     prevent_thread_lock=True, footer_links=["api"], inbrowser=False, max_file_size="50mb",
-                    max_threads=capacity + EXTRA_THREADS, app_kwargs={"routes": json_api.routes(backend)})
+                    max_threads=capacity + EXTRA_THREADS, app_kwargs={"routes": json_api.routes(backend)},
+                    state_session_capacity=max(1, max_sessions))
     if block:
         page.block_thread()
     return page
