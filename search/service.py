@@ -276,6 +276,14 @@ class SearchService:
                 self._reranker_errors.pop(name, None)
                 return self._rerankers.setdefault(name, _LockedReranker(model))
 
+    def add_reranker(self, name: str, model: Reranker) -> None:
+        """Serve an already loaded reranker as ``name`` (``<first stage>+<name>`` pipelines; its status reads
+        ``loaded``), e.g. one an analyst loaded from a model dir in the app; replaces a model of that name."""
+        parse_pipeline(f"bm25+{name}")  # ValueError for a name no pipeline can carry
+        with self._lock:
+            self._rerankers[name] = _LockedReranker(model)
+            self._reranker_errors.pop(name, None)
+
     def reranker_status(self) -> dict[str, str]:
         """``{name: "loaded" | "available: <dir>" | "unavailable: <reason>. <fix>"}`` (loads nothing)."""
         try:

@@ -143,7 +143,7 @@ def test_compare_handler_marks_benchmark_relevance(handlers):
 
 
 def test_evaluate_bundled_and_uploaded(handlers, served, tmp_path):
-    status, metrics, chart, winloss, diff, files = handlers.evaluate("tiny-bench", None, ["bm25", "hybrid+overlap"], 0)
+    status, metrics, chart, winloss, diff, files, *_ = handlers.evaluate("tiny-bench", None, ["bm25", "hybrid+overlap"], 0)
     assert list(metrics["system"]) == ["bm25", "hybrid+overlap"]
     assert metrics["ndcg@10"].between(0, 1).all() and (metrics["queries"] == 2).all()
     assert set(chart["metric"]) == {"ndcg@10", "mrr@10"}

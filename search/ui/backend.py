@@ -19,6 +19,7 @@ from search.ui import messages as msg
 from search.ui.admin_ops import AdminOps
 from search.ui.benchmarks import BENCHMARKS_DIR, DEMO_DIR, Benchmark, examples_in_index, query_key
 from search.ui.lanes import LaneConfig, Lanes
+from search.ui.local_rerankers import LocalReranker, LocalRerankers
 from search.ui.render import BUILD_RETRY_HINT, BUILD_STAGES_VI, build_failure_text, short_error
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class Backend(AdminOps):
         reranker_status: Callable[[], dict[str, str]] | None = None,
         rerankers: dict[str, Reranker] | None = None,
         lanes: LaneConfig | None = None,
+        model_roots: list[Path] | None = None,
     ) -> None:
         self.index = settings.validate_index_name(index)
         self.auth = auth or AdminAuth(admin_password)
@@ -98,6 +100,7 @@ class Backend(AdminOps):
         self._lookup: tuple[str | None, Any] | None = None  # (generation, PassageLookup) for the document view
         self._restorer: tuple[str | None, Any] | None = None  # (generation, DiacriticRestorer) for alternatives
         self.eval_rerankers = rerankers  # {name: Reranker} for evaluation; None: loaded by name
+        self.local_rerankers = LocalRerankers(roots=model_roots)  # added from model dirs (Compare tab)
         self.lanes = Lanes(lanes)  # reranked and cheap searches never wait for each other
 
     # ------------------------------------------------------------------------------------ index state
@@ -144,6 +147,8 @@ class Backend(AdminOps):
                 try:
                     self._service = factory(self.index)
                     self._service_error = None
+                    for name, model in self.local_rerankers.models().items():
+                        self._service.add_reranker(name, model)
                 except Exception as err:  # noqa: BLE001 - shown in the UI; retried on the next call
                     self._service_error = f"{type(err).__name__}: {err}"
                     return None
@@ -315,7 +320,11 @@ class Backend(AdminOps):
         return recommended_by_default(name)
 
     def rerankers(self) -> dict[str, str]:
-        """``{name: "available: …" | "unavailable: <reason>. <how to fix>"}`` (no weights loaded)."""
+        """``{name: "available: …" | "loaded: …" | "unavailable: <reason>. <how to fix>"}`` (no weights
+        loaded), local model dirs added in the Compare tab last."""
+        return {**self._reranker_states(), **self.local_rerankers.status()}
+
+    def _reranker_states(self) -> dict[str, str]:
         if self._reranker_status is not None:
             return self._reranker_status()
         svc = self._service
@@ -324,6 +333,26 @@ class Backend(AdminOps):
         from reranker.backends import available_rerankers
 
         return available_rerankers()
+
+    def add_local_reranker(self, path: str) -> tuple[LocalReranker, bool]:
+        """Load the model dir ``path`` (sandboxed: :mod:`search.ui.local_rerankers`) and serve it as
+        ``local-<dir name>`` → (entry, newly loaded). Raises a ``LocalModelError`` (Vietnamese message)."""
+        entry, new = self.local_rerankers.add(path)
+        with self._lock:
+            svc = self._service
+        if svc is not None:
+            svc.add_reranker(entry.name, entry.model)
+        return entry, new
+
+    def eval_reranker_source(self) -> Any:
+        """The rerankers an evaluation may use: the injected ones (tests) or a loader by name, with the local
+        model dirs added in the Compare tab."""
+        local = self.local_rerankers.models()
+        if self.eval_rerankers is not None:
+            return {**self.eval_rerankers, **local}
+        from reranker.backends import load_reranker
+
+        return lambda name: local[name] if name in local else load_reranker(name)
 
     def search(self, query: str, pipeline: str | None = "hybrid", top_k: int = 10,
                as_typed: bool = False) -> SearchResult:

@@ -1,7 +1,14 @@
 """The Evaluate tab: systems on a bundled or uploaded BEIR set, with the functions of ``python -m search.eval``.
 
-:func:`run_evaluation` builds a scratch index of the dataset and runs each system (→ :class:`EvaluationRun`);
-:func:`render_evaluation` turns the run into the tab's tables, chart data and CSV / JSON downloads.
+:func:`run_evaluation` builds a scratch index of the dataset's own corpus (not the serving index: a set is
+judged on its own passages) and runs each system (→ :class:`EvaluationRun`); :func:`render_evaluation` turns
+the run into the tab's tables (metrics, paired significance of every pair of systems, win/tie/loss, the most
+different queries, each with an empty-state text), chart data and CSV / JSON downloads.
+
+Defaults: the bundled hard dev set (``hard-mini``: 120 XQuAD-vi + Nanibot questions among 1,500 passages with
+BM25/e5-close distractors, :data:`search.ui.benchmarks.DEFAULT_EVAL_SETS`), every one of its queries, and
+``bm25``, ``hybrid`` and ``hybrid+<first available reranker>``: on it they score differently (on xquad-vi
+every system scores 1.000).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import gradio as gr
 
 from indexing.admin import UploadError
 from search.ui import messages as msg
-from search.ui.benchmarks import bundled_benchmarks
+from search.ui.benchmarks import bundled_benchmarks, default_eval_dataset
 from search.ui.context import PRIVATE, UiContext
 from search.ui.render import notice_html
 
@@ -28,9 +35,19 @@ if TYPE_CHECKING:
     from search.eval import EvalReport
     from search.ui.backend import Backend
 
-__all__ = ["EVAL_METRICS", "EvaluationRun", "run_evaluation", "render_evaluation", "EvaluateHandlers", "build"]
+__all__ = ["EVAL_METRICS", "EvaluationRun", "run_evaluation", "render_evaluation", "EvaluateHandlers", "build",
+           "default_eval_systems", "significance_rows", "SIGNIFICANCE_COLUMNS", "DEFAULT_LIMIT"]
 
 EVAL_METRICS = ("ndcg@10", "mrr@10", "ndcg@3", "mrr@3", "recall@100")
+SIGNIFICANCE_METRICS = ("ndcg@10", "mrr@10")
+ALPHA = 0.05
+DEFAULT_LIMIT = 120  # every query of hard-mini; the first 120 of a larger set
+SIGNIFICANCE_COLUMNS = ["hệ thống A", "hệ thống B", "chỉ số", "TB A", "TB B", "B − A", "p (t-test cặp)",
+                        "p (Wilcoxon)", "B thắng / hoà / thua", "kết luận"]
+NO_DIFFERENCES = ("Không có câu hỏi nào mà các hệ thống cho NDCG@10 khác nhau: trên bộ dữ liệu này chúng xếp "
+                  "hạng như nhau (hãy thử bộ khó hard-mini).")
+ONE_SYSTEM = "Chọn ít nhất hai hệ thống để xem kiểm định ý nghĩa và các câu hỏi khác biệt."
+NO_RUN = "Chưa có kết quả: hãy bấm “Chạy đánh giá”."
 
 
 @dataclass
@@ -95,8 +112,7 @@ def run_evaluation(backend: Backend, dataset: str | None, upload: str | None, sy
     reports: dict[str, EvalReport] = {}
     errors: dict[str, str] = {}
     try:
-        kw = {"rerankers": backend.eval_rerankers} if backend.eval_rerankers is not None else {}
-        pipe = Pipeline.from_snapshot(snap, embedder, **kw)
+        pipe = Pipeline.from_snapshot(snap, embedder, rerankers=backend.eval_reranker_source())
         for i, name in enumerate(systems):
             step(0.1 + 0.9 * i / len(systems), f"{name} ({i + 1}/{len(systems)})")
 
@@ -111,6 +127,14 @@ def run_evaluation(backend: Backend, dataset: str | None, upload: str | None, sy
     finally:
         snap.close()
     return EvaluationRun(label, dict(ds.queries), reports, errors, time.perf_counter() - start)
+
+
+def default_eval_systems(systems: Sequence[str], available: Sequence[str]) -> list[str]:
+    """The Evaluate tab's default systems: ``bm25``, ``hybrid`` and ``hybrid+<first available reranker>``
+    (only those among ``systems``; no reranked one when no reranker is available)."""
+    out = [s for s in ("bm25", "hybrid") if s in systems]
+    out += [f"hybrid+{r}" for r in available if f"hybrid+{r}" in systems][:1]
+    return out
 
 
 def _scratch_dir() -> str:
@@ -137,6 +161,43 @@ def _win_loss(run: EvaluationRun, names: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def significance_rows(run: EvaluationRun, names: list[str],
+                      metrics: tuple[str, ...] = SIGNIFICANCE_METRICS) -> list[dict[str, Any]]:
+    """Every pair (A, B) of ``names`` (A before B) × ``metrics``: the paired t-test and Wilcoxon signed-rank
+    test of B − A over the dataset's judged queries (:func:`search.significance.paired_test`; a query a
+    system could not answer counts 0) → rows with :data:`SIGNIFICANCE_COLUMNS`. Not corrected for multiple
+    comparisons."""
+    from search.significance import paired_test
+
+    qids = list(run.queries)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for metric in metrics:
+                va = [run.reports[a].per_query.get(q, {}).get(metric, 0.0) for q in qids]
+                vb = [run.reports[b].per_query.get(q, {}).get(metric, 0.0) for q in qids]
+                r = paired_test(va, vb, metric)
+                if r.n < 2:
+                    verdict = "quá ít câu hỏi"
+                elif r.wins + r.losses == 0:
+                    verdict = "như nhau trên mọi câu hỏi"
+                elif r.wilcoxon_pvalue < ALPHA:
+                    verdict = f"khác biệt có ý nghĩa (p < {ALPHA:g}): {'B' if r.mean_diff > 0 else 'A'} tốt hơn"
+                else:
+                    verdict = f"chưa đủ bằng chứng (p ≥ {ALPHA:g})"
+                rows.append(dict(zip(SIGNIFICANCE_COLUMNS, [
+                    a, b, metric, round(r.mean_a, 4), round(r.mean_b, 4), round(r.mean_diff, 4),
+                    _p(r.t_pvalue), _p(r.wilcoxon_pvalue), f"{r.wins} / {r.ties} / {r.losses}", verdict], strict=True)))
+    return rows
+
+
+def _p(value: float) -> str:
+    """A p-value for the table: 4 significant digits, ``<1e-4`` below, ``—`` when undefined."""
+    if value != value:  # NaN
+        return "—"
+    return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
 def _differences(run: EvaluationRun, names: list[str]) -> list[dict[str, Any]]:
     """Queries on which the systems' NDCG@10 differ, most different first."""
     rows = []
@@ -150,9 +211,10 @@ def _differences(run: EvaluationRun, names: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def render_evaluation(run: EvaluationRun) -> tuple[str, Any, Any, Any, Any, list[str] | None]:
+def render_evaluation(run: EvaluationRun) -> tuple[str, Any, Any, Any, Any, list[str] | None, Any, str]:
     """An :class:`EvaluationRun` → (status HTML, metrics table, chart data, win/loss summary, per-query
-    differences, [CSV, JSON] download paths)."""
+    differences, [CSV, JSON] download paths, significance table, empty-state HTML of the tables below the
+    chart: why significance / differences are empty, "" when they are not)."""
     import pandas as pd
 
     rows, chart = [], []
@@ -171,14 +233,17 @@ def render_evaluation(run: EvaluationRun) -> tuple[str, Any, Any, Any, Any, list
     win_df = pd.DataFrame(win_rows, columns=["system", "baseline", "wins", "ties", "losses"])
     diff_df = pd.DataFrame(diff_rows[:100], columns=list(diff_rows[0]) if diff_rows else ["query id", "query",
                                                                                           "spread"])
-    files = _write_eval_files(run) if run.reports else None
+    sig_df = pd.DataFrame(significance_rows(run, names) if len(names) >= 2 else [], columns=SIGNIFICANCE_COLUMNS)
+    empty = ONE_SYSTEM if len(names) < 2 else NO_DIFFERENCES if not diff_rows else ""
+    files = _write_eval_files(run, sig_df.to_dict("records")) if run.reports else None
     parts = [f"<div class='vr-muted'>Bộ dữ liệu <b>{html.escape(run.dataset)}</b> · {len(run.queries):,} câu hỏi · "
              f"{run.seconds:,.1f} s</div>"]
     parts += [notice_html(msg.eval_system_failed(n, m), "warn") for n, m in run.errors.items()]
-    return "".join(parts), metrics_df, chart_df, win_df, diff_df, files
+    return ("".join(parts), metrics_df, chart_df, win_df, diff_df, files, sig_df,
+            notice_html(empty, "info") if empty else "")
 
 
-def _write_eval_files(run: EvaluationRun) -> list[str]:
+def _write_eval_files(run: EvaluationRun, significance: list[dict[str, Any]] | None = None) -> list[str]:
     """Per-query CSV and a full JSON report in a fresh temp folder → their paths."""
     out = Path(tempfile.mkdtemp(prefix="eval-", dir=_scratch_dir()))
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -196,6 +261,7 @@ def _write_eval_files(run: EvaluationRun) -> list[str]:
         "metrics": {n: rep.metrics for n, rep in run.reports.items()},
         "latency_ms": {n: rep.timings_ms for n, rep in run.reports.items()},
         "per_query": {n: rep.per_query for n, rep in run.reports.items()},
+        "significance": significance or [],
         "errors": run.errors,
     }
     json_path.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -208,13 +274,15 @@ class EvaluateHandlers:
     b: Backend
 
     def evaluate(self, dataset: str | None, upload: str | None, systems: Sequence[str] | None, limit: Any,
-                 progress: Any = None) -> tuple[str, Any, Any, Any, Any, list[str] | None]:
+                 progress: Any = None) -> tuple[str, Any, Any, Any, Any, list[str] | None, Any, str]:
         """Run ``search.eval`` for each system → (status HTML, metrics table, chart data, win/loss summary,
-        per-query table, [CSV path, JSON path])."""
+        per-query table, [CSV path, JSON path], significance table, empty-state HTML); see
+        :func:`render_evaluation`."""
         import pandas as pd
 
         empty = (pd.DataFrame(), pd.DataFrame(columns=["label", "value", "system", "metric"]),
-                 pd.DataFrame(), pd.DataFrame(), None)
+                 pd.DataFrame(), pd.DataFrame(), None, pd.DataFrame(columns=SIGNIFICANCE_COLUMNS),
+                 notice_html(NO_RUN, "info"))
         systems = list(dict.fromkeys(systems or []))
         if not systems:
             return (notice_html(msg.EVAL_NO_SYSTEM, "info"), *empty)
@@ -230,20 +298,24 @@ def build(ctx: UiContext) -> None:
     h = ctx.handlers
     with gr.Tab("Đánh giá", id="evaluate", elem_id="tab-evaluate"):
         bundled = bundled_benchmarks(ctx.backend.benchmarks_dir)
-        preferred = [n for n in ("xquad-vi",) if n in bundled] or bundled
         with gr.Row():
-            ds = gr.Dropdown(bundled, value=preferred[0] if preferred else None, label="Bộ dữ liệu (BEIR)",
-                             elem_id="eval-dataset", scale=2)
+            ds = gr.Dropdown(bundled, value=default_eval_dataset(bundled), elem_id="eval-dataset", scale=2,
+                             label="Bộ dữ liệu (BEIR; chấm trên kho đoạn văn của chính bộ đó)")
             up = gr.File(label="…hoặc tải lên ZIP BEIR (corpus.jsonl, queries.jsonl, qrels/test.tsv)",
                          file_types=[".zip"], type="filepath", elem_id="eval-upload", scale=2)
-            lim = gr.Number(value=50, precision=0, minimum=0, label="Giới hạn số câu hỏi (0 = tất cả)",
+            lim = gr.Number(value=DEFAULT_LIMIT, precision=0, minimum=0, label="Giới hạn số câu hỏi (0 = tất cả)",
                             elem_id="eval-limit", scale=1)
-        esys = gr.CheckboxGroup(ctx.systems, value=["bm25", "hybrid"], label="Hệ thống", elem_id="eval-systems")
+        esys = gr.CheckboxGroup(ctx.systems, value=default_eval_systems(ctx.systems, ctx.available),
+                                label="Hệ thống", elem_id="eval-systems")
         ego = gr.Button("Chạy đánh giá", variant="primary", elem_id="eval-button")
         estatus = gr.HTML(elem_id="eval-status")
         emetrics = gr.Dataframe(label="Chỉ số", elem_id="eval-metrics", interactive=False)
         eplot = gr.BarPlot(x="label", y="value", color="system", title="NDCG@10 / MRR@10",
                            y_lim=[0, 1], x_label_angle=-30, elem_id="eval-plot", sort=None)
+        esig = gr.Dataframe(label="Kiểm định ý nghĩa theo cặp (t-test cặp và Wilcoxon trên điểm từng câu hỏi; "
+                                  "chưa hiệu chỉnh đa so sánh)", elem_id="eval-significance", interactive=False,
+                            headers=SIGNIFICANCE_COLUMNS)
+        eempty = gr.HTML(notice_html(NO_RUN, "info"), elem_id="eval-empty")
         with gr.Row():
             ewin = gr.Dataframe(label="Thắng / hoà / thua theo NDCG@10 (so với hệ thống đầu tiên)",
                                 elem_id="eval-winloss", interactive=False)
@@ -258,5 +330,5 @@ def build(ctx: UiContext) -> None:
     def _evaluate(dataset, upload, sys_names, limit, progress=gr.Progress()):  # noqa: B008
         return h.evaluate(dataset, upload, sys_names, limit, progress)
 
-    ego.click(_evaluate, [ds, up, esys, lim], [estatus, emetrics, eplot, ewin, ediff, efiles], **PRIVATE,
+    ego.click(_evaluate, [ds, up, esys, lim], [estatus, emetrics, eplot, ewin, ediff, efiles, esig, eempty], **PRIVATE,
               concurrency_limit=1, concurrency_id="evaluate")
