@@ -15,6 +15,7 @@ one, loose ``.txt/.md`` through their folder); :func:`read_doc_meta` collects pe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -31,6 +32,9 @@ from indexing.jsonl import read_jsonl
 from indexing.readers import TEXT_SUFFIXES
 
 __all__ = [
+    "KEPT_META",
+    "write_kept_meta",
+    "read_upload_meta",
     "UploadError",
     "UploadBatch",
     "MAX_UPLOAD_BYTES",
@@ -358,3 +362,42 @@ def read_doc_meta(paths: Iterable[str | os.PathLike[str]]) -> dict[str, dict[str
             if doc_id and info:
                 meta[doc_id] = info
     return meta
+
+
+KEPT_META = "kept-meta.json"
+
+
+def write_kept_meta(batch: UploadBatch, kept_doc_ids: Iterable[str]) -> Path:
+    """Write ``<batch>/kept-meta.json``: ``{doc_id: {"source", "url"}}`` of the batch's files, for the
+    documents ingestion *kept* only (a duplicate id that was skipped does not rewrite the existing
+    document's origin) → the file's path."""
+    kept = set(kept_doc_ids)
+    meta = {d: m for d, m in read_doc_meta(batch.structured).items() if d in kept}
+    path = batch.dir / KEPT_META
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_upload_meta(uploads_dir: str | os.PathLike[str], meta: dict[str, dict[str, str]] | None = None
+                     ) -> dict[str, dict[str, str]]:
+    """``meta`` (e.g. the demo corpus's) updated with each upload batch's ``kept-meta.json``, oldest batch
+    first. A batch from before that file existed is read from its JSONL files, but only for documents
+    ``meta`` does not have yet (never overriding one)."""
+    out = dict(meta or {})
+    root = Path(uploads_dir)
+    if not root.is_dir():
+        return out
+    for batch in sorted(p for p in root.iterdir() if p.is_dir()):
+        kept = batch / KEPT_META
+        if kept.is_file():
+            try:
+                data = json.loads(kept.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            out.update({str(d): m for d, m in data.items() if isinstance(m, dict)})
+        else:
+            for d, m in read_doc_meta(sorted((batch / "files").glob("*.json*"))).items():
+                out.setdefault(d, m)
+    return out

@@ -8,12 +8,14 @@ and writes a new generation; the serving one keeps serving until ``CURRENT`` is 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexing import generations as gens
 from indexing.admin import BuildBusy, NothingToRetry, UploadError, dir_size, save_uploads
+from indexing.uploads import write_kept_meta
 
 if TYPE_CHECKING:
     from indexing.admin import BuildJob
@@ -200,7 +202,9 @@ class AdminOps:
         passages, report = load_uploaded_corpus(batch, existing_ids=existing)
         text = batch.summary() + "\n" + report.summary()
         if not passages:
+            shutil.rmtree(batch.dir, ignore_errors=True)  # a refused upload keeps nothing
             raise UploadError(text + "\nNothing to index: no valid documents in the upload.")
+        write_kept_meta(batch, {p.doc_id for p in passages})  # what ingestion kept, for the document view
         extra = {"ingest": report.to_dict(), "upload": batch.dir.name}
         if mode == "add" and self.current_generation() is not None:
             embedder = self.index_embedder()

@@ -237,14 +237,13 @@ class Backend(AdminOps):
 
     # ------------------------------------------------------------------------------------- metadata
     def doc_meta(self) -> dict[str, dict[str, str]]:
-        """``doc_id → {"source", "url"}`` from the demo corpus and uploaded JSONL files (read once)."""
+        """``doc_id → {"source", "url"}`` from the demo corpus and the documents uploads kept (read once)."""
         if self._meta is None:
-            paths: list[Path] = []
-            if self.demo_corpus is not None and Path(self.demo_corpus).is_file():
-                paths.append(Path(self.demo_corpus))
-            if self.uploads_dir.is_dir():
-                paths += sorted(self.uploads_dir.glob("*/files/*.json*"))
-            self._meta = read_doc_meta(paths)
+            from indexing.uploads import read_upload_meta
+
+            demo = [Path(self.demo_corpus)] if self.demo_corpus is not None and Path(self.demo_corpus).is_file() else []
+            # uploads: only what ingestion kept (a skipped duplicate id does not rewrite a document's origin)
+            self._meta = read_upload_meta(self.uploads_dir, read_doc_meta(demo))
         return self._meta
 
     def passage_lookup(self) -> PassageLookup:

@@ -53,7 +53,9 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> gr.Blocks:
     handlers = Handlers(backend)
     status = backend.rerankers()
     mode, reranker = initial_choice(backend, status, default_pipeline)
-    with gr.Blocks(title="ViRanker Search") as page:
+    # delete_cache: Gradio's copies of uploaded files older than an hour go (the Admin tab deletes its own
+    # at once); every 30 minutes
+    with gr.Blocks(title="ViRanker Search", delete_cache=(1800, 3600)) as page:
         gr.HTML(HEADER, elem_id='page-header', js_on_load=LANG_JS)
         banner = gr.HTML(elem_id="status-banner")
         banner_timer = gr.Timer(2.0, active=False)
@@ -74,6 +76,17 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> gr.Blocks:
         page.load(_banner, None, [banner, banner_timer], **PRIVATE, queue=False)
         banner_timer.tick(_banner, None, [banner, banner_timer], **PRIVATE, queue=False)
     return page
+
+
+def app_kwargs(backend: Backend) -> dict[str, Any]:
+    """What Gradio's FastAPI app gets besides the UI: the JSON API's routes and the upload guard (only an
+    admin uploads, with size and rate limits: :mod:`search.ui.upload_guard`)."""
+    from starlette.middleware import Middleware
+
+    from search.ui.upload_guard import UploadGuard
+
+    return {"routes": json_api.routes(backend),
+            "middleware": [Middleware(UploadGuard, valid_token=lambda token: backend.auth.valid_token(token))]}
 
 
 def launch(backend: Backend, host: str, port: int, concurrency: int | None = None, max_queue: int = 256,
@@ -102,8 +115,14 @@ def launch(backend: Backend, host: str, port: int, concurrency: int | None = Non
     with proxy_trust(trusted_proxies(trusted)):  # only while uvicorn's config is built
         page.launch(server_name=host, server_port=port, share=False, css=CSS, show_error=False, quiet=quiet,
                     prevent_thread_lock=True, footer_links=["api"], inbrowser=False, max_file_size="50mb",
-                    max_threads=capacity + EXTRA_THREADS, app_kwargs={"routes": json_api.routes(backend)},
+                    max_threads=capacity + EXTRA_THREADS, app_kwargs=app_kwargs(backend),
                     state_session_capacity=max(1, max_sessions))
+    from search import app_registry  # the CLI finds the app here while it holds the index's vectors
+
+    app_registry.register(backend.index, page.local_url or f"http://{host}:{port}/")
     if block:
-        page.block_thread()
+        try:
+            page.block_thread()
+        finally:
+            app_registry.unregister(backend.index)
     return page

@@ -13,6 +13,7 @@ from indexing.admin import BuildBusy, NothingToRetry
 from search.ui import messages as msg
 from search.ui.context import PRIVATE, UiContext, client_key
 from search.ui.render import notice_html, progress_html
+from search.ui.upload_guard import clear_cookie_js, delete_temp_uploads, set_cookie_js
 
 if TYPE_CHECKING:
     from search.ui.backend import Backend
@@ -65,6 +66,8 @@ class AdminHandlers:
             text = self.b.admin_start_upload(paths, [Path(p).name for p in paths], mode)
         except Exception as err:  # noqa: BLE001 - UploadError, IngestError, busy: all shown to the admin
             return f"<pre class='vr-notice vr-error'>{html.escape(str(err))}</pre>", False
+        finally:
+            delete_temp_uploads(paths)  # copied into the index's uploads/ (or refused): Gradio's copies go
         return f"<pre class='vr-notice vr-info'>{html.escape(text)}</pre>", True
 
     def build_status(self, token: str | None) -> tuple[str, bool]:
@@ -144,6 +147,8 @@ def build(ctx: UiContext) -> None:
     admin = {**PRIVATE, "concurrency_limit": 1, "concurrency_id": "admin"}
     with gr.Tab("Admin", id="admin", elem_id="tab-admin"):
         token = gr.State(None)
+        # the token again, briefly, for the login's js to put in the upload cookie (search.ui.upload_guard)
+        cookie_box = gr.Textbox(visible="hidden", elem_id="admin-session")
         if not auth.enabled:
             gr.HTML(notice_html(auth.disabled_reason, "warn"), elem_id="admin-disabled")
         with gr.Row(equal_height=True) as login_row:
@@ -191,17 +196,20 @@ def build(ctx: UiContext) -> None:
         view = h.admin_view(tok) if ok else ("", None, [])
         bs = h.build_status(tok) if ok else ("", False)
         return (tok, message, gr.Textbox(value=""), gr.Column(visible=ok), gr.Row(visible=not ok), view[0],
-                view[1], gr.Dropdown(choices=view[2], value=None), bs[0], gr.Timer(active=bs[1]))
+                view[1], gr.Dropdown(choices=view[2], value=None), bs[0], gr.Timer(active=bs[1]), tok or "")
 
-    login_out = [token, login_msg, pw, panel, login_row, astats, agens, gpick, bstatus, btimer]
-    login.click(_login, [pw], login_out, **admin)
-    pw.submit(_login, [pw], login_out, **admin)
+    login_out = [token, login_msg, pw, panel, login_row, astats, agens, gpick, bstatus, btimer, cookie_box]
+    set_cookie = {"fn": None, "inputs": [cookie_box], "outputs": [cookie_box], "js": set_cookie_js, **PRIVATE,
+                  "queue": False}
+    login.click(_login, [pw], login_out, **admin).then(**set_cookie)
+    pw.submit(_login, [pw], login_out, **admin).then(**set_cookie)
 
     def _logout(tok):
         _, message = h.logout(tok)
         return None, message, gr.Column(visible=False), gr.Row(visible=True), "", None
 
-    logout.click(_logout, [token], [token, login_msg, panel, login_row, astats, agens], **PRIVATE, queue=False)
+    logout.click(_logout, [token], [token, login_msg, panel, login_row, astats, agens], **PRIVATE, queue=False).then(
+        None, None, None, js=clear_cookie_js, **PRIVATE, queue=False)
 
     def _view(tok):
         st, df, names = h.admin_view(tok)
