@@ -44,19 +44,21 @@ class ViRankerCrossEncoder:
     """A ViRanker model dir with ``predict`` / ``rank`` (CrossEncoder) and ``compute_score`` (FlagReranker).
 
     ``model_name_or_path``: a local model dir (``save_pretrained`` / ``trainer export`` / the shipped
-    assets/models/viranker-small); nothing is downloaded. ``backend``: "torch" or "onnx". ``max_length``,
+    assets/models/viranker-small); nothing is downloaded. ``backend``: "torch" or "onnx" (default: the dir's
+    inference.json ``backend``, else "torch"). ``max_length``,
     ``batch_size``, ``exit_layer``, ``quantize``, ``long_passages``, ``num_threads``, ... go to the scorer.
     """
 
-    def __init__(self, model_name_or_path: str | os.PathLike[str], backend: str = "torch", **kw: Any) -> None:
+    def __init__(self, model_name_or_path: str | os.PathLike[str], backend: str | None = None, **kw: Any) -> None:
         from reranker.calibration import calibration_for, scorer_signature
         from reranker.inference import read_inference_settings
 
         self.path = Path(model_name_or_path)
         if not (self.path / "config.json").is_file():
             raise FileNotFoundError(f"{self.path} is not a ViRanker model dir (no config.json)")
-        self.backend = backend
         settings = read_inference_settings(self.path)
+        backend = backend or settings.get("backend", "torch")
+        self.backend = backend
         if backend == "torch":
             from reranker.inference import ViRankerScorer
 

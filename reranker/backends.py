@@ -152,21 +152,32 @@ def resolve_model_path(name: str, path: str | os.PathLike | None = None) -> Path
 
 class ViRankerReranker:
     """Our model through :class:`reranker.inference.ViRankerScorer` (kw: batch_size, exit_layer, quantize,
-    num_threads, long_passages, max_length, ...)."""
+    num_threads, long_passages, max_length, ...). ``backend="onnx"`` (or ``"backend": "onnx"`` in the dir's
+    inference.json) runs it in ONNX Runtime instead (:class:`reranker.onnx_export.OnnxScorer`: the graph is
+    exported on first use; int8 there keeps a pair's score independent of its batch)."""
 
-    def __init__(self, path: Path, name: str = "viranker", **kw: Any) -> None:
-        from reranker.inference import ViRankerScorer
+    def __init__(self, path: Path, name: str = "viranker", backend: str | None = None, **kw: Any) -> None:
+        from reranker.inference import ViRankerScorer, read_inference_settings
 
         self.name = name
         self.path = path
-        self.scorer = ViRankerScorer.from_pretrained(path, **kw)
+        backend = backend or read_inference_settings(path).get("backend", "torch")
+        if backend == "onnx":
+            from reranker.onnx_export import OnnxScorer
+
+            self.scorer = OnnxScorer.from_pretrained(path, **kw)
+        elif backend == "torch":
+            self.scorer = ViRankerScorer.from_pretrained(path, **kw)
+        else:
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        self.backend = backend
         # the model's recommended weight against the first stage (inference.json), read by search.pipeline
         self.settings: dict[str, Any] = dict(self.scorer.settings)  # inference.json (search.blend reads it)
         blend = self.settings.get("rerank_blend")
         self.blend: float | None = None if blend is None else float(blend)
         from reranker.calibration import calibration_for, scorer_signature
 
-        signature = scorer_signature(self.scorer.exit_layer, bool(self.settings.get("quantize", False)))
+        signature = scorer_signature(self.scorer.exit_layer, bool(self.settings.get("quantize", False)), backend)
         self.calibration = calibration_for(self.settings, signature)  # None: normalized is sigmoid(raw)
 
     def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:

@@ -63,8 +63,9 @@ def read_inference_settings(model_dir: str | Path) -> dict[str, Any]:
     """``inference.json`` of a model dir → dict ({} when absent). Unknown keys are an error (a typo must not
     silently change how a model runs); ``rerank_blend``, ``use_by_default`` (False: the app does not make this
     model its default pipeline, e.g. because it did not beat the first stage on held-out data), ``note`` and
-    ``learned_blend`` (a LightGBM blend in the model dir, read by :mod:`search.blend`) and ``calibration`` (Platt
-    parameters, :mod:`reranker.calibration`; checked here) are allowed besides :data:`INFERENCE_KEYS`."""
+    ``learned_blend`` (a LightGBM blend in the model dir, read by :mod:`search.blend`) ``calibration`` (Platt
+    parameters, :mod:`reranker.calibration`; checked here) and ``backend`` ("torch" | "onnx", read by
+    :class:`reranker.backends.ViRankerReranker`) are allowed besides :data:`INFERENCE_KEYS`."""
     import json
 
     path = Path(model_dir) / INFERENCE_NAME
@@ -72,7 +73,7 @@ def read_inference_settings(model_dir: str | Path) -> dict[str, Any]:
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
     unknown = sorted(set(data) - set(INFERENCE_KEYS) - {"rerank_blend", "use_by_default", "note", "learned_blend",
-                                                          "calibration"})
+                                                          "calibration", "backend"})
     if unknown:
         raise ValueError(f"{path}: unknown keys {unknown}")
     if "calibration" in data:

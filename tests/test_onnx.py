@@ -94,6 +94,11 @@ def test_onnx_backend_of_the_library_api(tmp_path, monkeypatch, xlmr_tokenizer):
     with pytest.raises(ValueError, match="backend"):
         ViRankerCrossEncoder(d, backend="tensorrt")
 
+    from reranker.backends import load_reranker
+
+    r = load_reranker("viranker", path=d, backend="onnx")
+    np.testing.assert_allclose(r.rerank(QUERY, DOCS).raw, torch_ce.predict(pairs), atol=1e-4)
+
 
 def test_platt_fit_reduces_log_loss_on_a_held_back_set():
     from reranker.calibration import CalibrationError, PlattCalibration, fit_platt, log_loss

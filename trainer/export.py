@@ -196,6 +196,9 @@ def write_model_card(out_dir: str | os.PathLike[str], info: dict[str, Any]) -> P
         "---",
         "language: vi",
         "license: mit",
+        "library_name: sentence-transformers",
+        "pipeline_tag: text-ranking",
+        f"base_model: {info.get('base_model', 'intfloat/multilingual-e5-small')}",
         "tags: [reranker, cross-encoder, vietnamese, viranker]",
         "---",
         "",
@@ -213,7 +216,8 @@ def write_model_card(out_dir: str | os.PathLike[str], info: dict[str, Any]) -> P
         + f", BPT: {cfg.get('use_bpt')}, early-exit heads at {cfg.get('exit_layers')}",
         f"- vocabulary: {info.get('export', {}).get('vocab_size')} of "
         f"{info.get('export', {}).get('vocab_size_before')} XLM-R pieces kept (ids a Vietnamese corpus uses,"
-        " with and without diacritics; others map to `<unk>` through `vocab_map.safetensors`)",
+        " with and without diacritics; the dir's `tokenizer.json` is XLM-R's pruned to them, and"
+        " `vocab_map.safetensors` maps full XLM-R ids, others to `<unk>`)",
         f"- weights: {info.get('export', {}).get('dtype')} safetensors, "
         f"{info.get('export', {}).get('parameters', 0) / 1e6:.1f} M parameters",
         f"- input: `{'<s> query: q </s><s> passage: p </s>' if gated else '<s> query </s></s> passage </s>'}`,"
@@ -248,10 +252,15 @@ def write_model_card(out_dir: str | os.PathLike[str], info: dict[str, Any]) -> P
         "## Use",
         "",
         "```python",
-        "from reranker.inference import ViRankerScorer",
-        f"scorer = ViRankerScorer.from_pretrained({_display_path(out_dir)!r})",
-        'scores = scorer.score("thủ đô của việt nam", ["Hà Nội là thủ đô ...", "..."])',
+        "from reranker import ViRankerCrossEncoder",
+        f"model = ViRankerCrossEncoder.from_pretrained({_display_path(out_dir)!r})",
+        'model.rank("thủ đô của việt nam", ["Hà Nội là thủ đô ...", "..."], top_k=5)  # [{corpus_id, score}]',
+        'model.predict([("thủ đô của việt nam", "Hà Nội là thủ đô ...")])  # raw logits',
         "```",
+        "",
+        "With this package installed, stock tooling loads the dir as well: `CrossEncoder(dir, trust_remote_code=True)`",
+        "(sentence-transformers) and `AutoModelForSequenceClassification.from_pretrained(dir, trust_remote_code=True)`.",
+        "Calibrated scores (`compute_score(..., normalize=True)`): fit them with `python bench/calibrate.py <dir> --write`.",
         "",
         "## Data licenses",
         "",
