@@ -79,7 +79,7 @@ def _search(page, query: str) -> str:
     box.fill(query)
     _mark_stale(page, "#search-results")
     box.press("Enter")
-    _wait_fresh(page, "#search-results", "table")
+    _wait_fresh(page, "#search-results", "ol.vr-hits")
     return page.locator("#search-results").inner_html()
 
 
@@ -98,7 +98,7 @@ def _wait_fresh(page, sel: str, child: str, timeout: int = TIMEOUT_MS) -> None:
 
 def test_search_with_diacritics(page):
     html = _search(page, "Đà Lạt cao nguyên")
-    first = page.locator("#search-results table tbody tr").first
+    first = page.locator("#search-results li.vr-hit").first
     assert "Đà Lạt" in first.inner_text()
     assert "<mark>Đà</mark>" in html and "<mark>Lạt</mark>" in html
     assert "ms" in page.locator("#search-timings").inner_text()
@@ -134,9 +134,11 @@ def test_xss_document_is_inert_text(page):
 def test_example_query_one_click(page):
     _tab(page, "Tìm kiếm")
     first = page.locator("#search-examples button").first
+    if not first.is_visible():  # the examples collapse after the first search
+        page.locator("#search-examples-box").get_by_text("Câu hỏi mẫu").first.click()
     _mark_stale(page, "#search-results")
     first.click()
-    _wait_fresh(page, "#search-results", "table")
+    _wait_fresh(page, "#search-results", "ol.vr-hits")
     from app import load_examples
 
     assert _box(page, "search-query").input_value().strip() == load_examples()[0]
@@ -217,6 +219,6 @@ def test_upload_rebuild_then_searchable(page, served, tmp_path):
                            timeout=90_000)
     assert served.backend.current_generation() != gen_before
     html = _search(page, "vinh ha long quang ninh")
-    first = page.locator("#search-results table tbody tr").first
+    first = page.locator("#search-results li.vr-hit").first
     assert "Vịnh Hạ Long" in first.inner_text()
     assert "<mark>Hạ</mark>" in html
