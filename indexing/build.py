@@ -16,8 +16,9 @@ An exception anywhere before step 5 leaves ``CURRENT`` (and the serving generati
 ``resume=True`` picks up an incomplete generation built from the same passages and settings, skipping its
 finished stages (and, thanks to the cache, already embedded texts); other incomplete generations are removed.
 
-:func:`add_passages` / :func:`delete_passages` are copy-on-write: the current passages plus/minus the change
-go through :func:`build_generation` as a new generation.
+:func:`add_passages` / :func:`delete_passages` are copy-on-write: a new generation, by default the current one
+copied cheaply and changed by the k passages (:mod:`indexing.delta`, time ∝ k), or with ``incremental=False``
+the current passages plus/minus the change through :func:`build_generation`.
 
 Where each piece lives: the stage functions and the generation's file names in :mod:`indexing.stages`,
 precomputed vectors in :mod:`indexing.precomputed`, add/delete in :mod:`indexing.edits`, the read side
