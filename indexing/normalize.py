@@ -3,7 +3,8 @@
 Stages (each a small pure function):
 
 - :func:`normalize` — NFC, tone-mark placement unified with underthesea (``hoà`` → ``hòa``,
-  ``thuý`` → ``thúy``), control / zero-width characters removed, whitespace collapsed. Case kept.
+  ``thuý`` → ``thúy``), control characters (and lone surrogates) become spaces, zero-width characters are removed,
+  whitespace collapsed. Case kept.
 - :func:`fold` — diacritics removed, ``đ → d`` and ``Đ → D`` mapped explicitly (NFD + dropping
   combining marks alone leaves ``đ`` untouched). Case kept.
 - :func:`syllables` / :func:`folded_syllables` — lower-cased word-character runs: the tokens of the
@@ -22,8 +23,11 @@ __all__ = ["normalize", "fold", "syllables", "folded_syllables", "words", "has_d
 
 _WORD_RE = re.compile(r"\w+")
 _SPACE_RE = re.compile(r"\s+")
-# C0/C1 controls except whitespace, zero-width characters, BOM, bidi overrides.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# C0/C1 controls except whitespace, and lone UTF-16 surrogates (no encoder accepts them): become spaces, so
+# ``Hà\x00Nội`` is two words as it reads, not ``HàNội``.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# zero-width characters, BOM, bidi overrides: removed (they sit inside words).
+_INVISIBLE_RE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _D_MAP = str.maketrans({"đ": "d", "Đ": "D"})
 
 
@@ -47,7 +51,7 @@ def normalize(text: str) -> str:
     'Hòa bình thúy'
     """
     text = unicodedata.normalize("NFC", text)
-    text = _CONTROL_RE.sub("", text)
+    text = _INVISIBLE_RE.sub("", _CONTROL_RE.sub(" ", text))
     text = _WORD_RE.sub(lambda m: _unify_tone(m.group(0)), text)
     return _SPACE_RE.sub(" ", text).strip()
 

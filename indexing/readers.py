@@ -196,6 +196,13 @@ def _iter_jsonl(path: Path, fields: _Fields, report: IngestReport, strict: bool)
                 )
                 continue
             title = _as_str(obj.get(fields.title_field)) or ""
+        bad = next((name for name, value in (("id", doc_id), ("text", text), ("title", title))
+                    if _LONE_SURROGATE_RE.search(value)), None)
+        if bad is not None:  # a "\ud800" escape: valid JSON, but no UTF-8 can store it (passages.jsonl, Qdrant)
+            char = _LONE_SURROGATE_RE.search({"id": doc_id, "text": text, "title": title}[bad]).group()
+            report.add_problem(str(path), lineno, f"invalid Unicode: field {bad!r} has a lone surrogate "
+                               f"\\u{ord(char):04x} (an unpaired UTF-16 escape)", strict)
+            continue
         yield Document(doc_id.strip(), title, text, source=source, line=lineno, origin=str(path))
 
 
@@ -273,6 +280,9 @@ def _iter_csv(path: Path, fields: _Fields, report: IngestReport, strict: bool) -
         yield Document(
             doc_id, title, row[col[fields.text_field]], source=source, line=start_line, origin=str(path)
         )
+
+
+_LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def _has_surrogates(s: str) -> bool:

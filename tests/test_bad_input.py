@@ -3,9 +3,15 @@
 One test per item (some items are also covered in depth by the module's own test file; they are repeated here
 briefly so that this file is the whole checklist):
 
-queries   empty · whitespace-only · 10,000 characters · emoji/control characters · mixed scripts · stopwords only
-ingest    malformed JSONL · CSV with missing columns · Latin-1 file · duplicate ids · zero-length documents
-admin     50 MB upload over the limit · ZIP with ``../`` paths · wrong password (throttled when repeated)
+queries   empty · whitespace-only · 10,000 characters · emoji/control characters (control → space) · mixed
+          scripts · stopwords only · a lone surrogate (cleaned alike in every mode)
+api       non-string query · ``top_k`` = Infinity / NaN / "abc" (typed BadInput) · a pipelines string is one
+          pipeline (JSON API and gr.api: tests/test_json_api.py)
+ingest    malformed JSONL · a JSONL record with a lone ``\ud800`` (skipped, the build goes on) · CSV with
+          missing columns · Latin-1 file · duplicate ids · zero-length documents
+admin     50 MB upload over the limit · ZIP with ``../`` paths · wrong password (throttled when repeated;
+          forged X-Forwarded-For, anonymous uploads, a skipped duplicate's origin, refused uploads' files:
+          tests/test_security.py)
 render    HTML/JS inside documents is shown escaped
 models    missing reranker weights → ``ModelUnavailable`` with how to fix
 qdrant    a Qdrant URL that does not answer → a clear error within the timeout, and BM25 keeps serving
@@ -146,7 +152,53 @@ def test_stopword_only_query_still_answers(pipe: Pipeline) -> None:
     assert [h.rank for h in res.hits] == list(range(1, len(res.hits) + 1))
 
 
+def test_control_characters_become_spaces_and_bm25_finds_the_words(pipe: Pipeline) -> None:
+    from indexing.normalize import normalize
+
+    assert normalize("Hà\x00Nội") == "Hà Nội" and normalize("Hà\x07\x1fNội") == "Hà Nội"
+    assert normalize("Hà\u200bNội") == "HàNội"  # zero-width characters still vanish inside a word
+    res = pipe.search("Hà\x00Nội", "bm25", top_k=2)
+    assert res.hits and res.hits[0].id in {"hn", "pho"}
+
+
+def test_api_inputs_get_clear_typed_errors() -> None:
+    from search.ui.context import BadInput, clamp_k, read_pipelines, read_query
+
+    for bad in (float("inf"), "Infinity", float("nan"), "abc", [3], True):
+        with pytest.raises(BadInput, match="top_k"):
+            clamp_k(bad)
+    assert clamp_k(None) == 10 and clamp_k("7") == 7 and clamp_k(1e9) == 50 and clamp_k(-3) == 1
+    for bad in (5, 1.5, ["Hà Nội"], {"q": 1}):
+        with pytest.raises(BadInput, match="query must be a string"):
+            read_query(bad)
+    assert read_pipelines("bm25") == ["bm25"] and read_pipelines("bm25, hybrid") == ["bm25", "hybrid"]
+    assert read_pipelines(["bm25"]) == ["bm25"] and read_pipelines(None) is None
+    with pytest.raises(BadInput):
+        read_pipelines([1, 2])
+
+
+def test_lone_surrogate_query_is_cleaned_the_same_in_every_mode(pipe: Pipeline) -> None:
+    from search.ui.context import read_query
+
+    query = read_query("hộ chiếu\ud800")
+    assert query == "hộ chiếu "
+    for mode in ("bm25", "dense", "hybrid"):
+        assert pipe.search(query, mode, top_k=1).hits[0].id == "hc", mode
+
+
 # ------------------------------------------------------------------------------------------------- ingest
+def test_jsonl_record_with_a_lone_surrogate_is_skipped_not_fatal(tmp_path: Path) -> None:
+    f = tmp_path / "s.jsonl"
+    f.write_text('{"_id": "a", "text": "một"}\n{"_id": "b", "text": "x\\ud800y"}\n{"_id": "c", "text": "ba"}\n',
+                 encoding="utf-8")
+    passages, report = load_corpus(f)
+    assert [p.id for p in passages] == ["a", "c"]
+    [problem] = report.problems
+    assert problem.line == 2 and "lone surrogate" in problem.reason
+    build_generation("sur", passages, None, tmp_path, progress=False)  # the build goes through
+    assert gens.current(settings.index_dir("sur", tmp_path)) is not None
+
+
 def test_malformed_jsonl_line_is_reported(tmp_path: Path) -> None:
     f = _write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "một"}, '{"_id": "b", "text": ', {"_id": "c", "text": "ba"}])
     passages, report = load_corpus(f)
