@@ -33,11 +33,12 @@ nothing patches tqdm, so the console bars of a build running in the background k
 UI event handlers are registered with ``api_visibility="private"`` so they are not part of the API; the
 admin handlers additionally check a server-side session token on every call.
 
-Concurrency: the queue runs at most ``--concurrency`` (default 4) search/compare events at once. Reranking
-is CPU-bound (torch already uses the cores), so more parallel events only add contention and latency;
-4 keeps a cheap BM25 request from waiting behind a long rerank while bounding memory. Evaluation and
-admin actions run one at a time (their own concurrency groups), and requests beyond the queue size
-(``--max-queue``, default 256) are refused quickly instead of piling up.
+Concurrency: searches run in two lanes (``search/ui/lanes.py``): reranked ones (2 at once, 62 more may
+wait) and cheap ones — bm25, dense, hybrid — (``--concurrency``, default 4 at once, 60 may wait), so a BM25
+search never queues behind reranking; a search whose lane is full is refused at once ("server busy").
+Evaluation and admin actions run one at a time (their own concurrency groups), and requests beyond the queue
+size (``--max-queue``, default 256) are refused quickly instead of piling up. Programs can skip Gradio's queue
+entirely with the JSON API (``/api/v1/search``, ``/api/v1/compare``, ``/api/v1/status``; README).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="a reverse proxy (address or network) whose X-Forwarded-For is honoured; repeatable "
                         "(default $VIRANKER_TRUSTED_PROXIES; none: clients are keyed by their connection's address)")
     p.add_argument("--concurrency", type=int, default=4,
-                   help="search/compare events run at once (default 4; reranking is CPU-bound)")
+                   help="cheap (bm25/dense/hybrid) searches run at once (default 4); reranked ones have their "
+                        "own lane of 2")
     p.add_argument("--max-queue", type=int, default=256, help="queued events before new ones are refused")
     p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
                    help=f"Gradio sessions whose state stays in memory, least recently used dropped first (default "
