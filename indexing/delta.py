@@ -11,7 +11,7 @@
 4. ``vectors`` — the parent's local vector store copied (the qdrant-edge shard's segments are updated in
    place, so they cannot be shared between generations; a file copy is ~GB/s), then the removed points
    deleted and the added ones upserted;
-5. ``restorer`` — the parent's ``diacritics.npz`` updated by :meth:`~indexing.restorer.DiacriticRestorer.update`;
+5. ``restorer`` — the parent's ``diacritics.npz`` updated on its arrays (:func:`indexing.restorer_update.update_saved`);
 6. ``manifest.json`` last, then ``CURRENT``.
 
 A kill at any point leaves an incomplete generation (no manifest) that is never served and is removed by the
@@ -38,6 +38,7 @@ from indexing.embed_cache import EmbeddingCache, embed_with_cache
 from indexing.embedders import PassageEmbedder
 from indexing.passages import Passage
 from indexing.restorer import RESTORER_FILE, DiacriticRestorer, restorer_text
+from indexing.restorer_update import update_saved
 from indexing.stages import (
     BM25_DIR,
     PASSAGES_FILE,
@@ -198,9 +199,10 @@ def apply_change(
 
     t = time.perf_counter()
     report("restorer", 0, 1)
-    restorer = DiacriticRestorer.for_generation(parent_dir).update(
-        [restorer_text(p.title, p.text) for p in added], [restorer_text(p.title, p.text) for p in removed])
-    restorer.save(gen_dir / RESTORER_FILE)
+    if not (parent_dir / RESTORER_FILE).is_file():  # a generation from before the restorer stage
+        DiacriticRestorer.for_generation(parent_dir)
+    update_saved(parent_dir / RESTORER_FILE, gen_dir / RESTORER_FILE,
+                 [restorer_text(p.title, p.text) for p in added], [restorer_text(p.title, p.text) for p in removed])
     report("restorer", 1, 1)
     run.done("restorer", time.perf_counter() - t)
 

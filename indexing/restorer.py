@@ -367,68 +367,19 @@ class DiacriticRestorer:
         before, e.g. deleted passages) taken away: the model :meth:`from_texts` builds from the changed corpus
         (its defaults: ``min_count`` 1 keeps every count), without reading the rest of the corpus again. Forms
         no longer seen are dropped. Removing text that was never counted raises ValueError.
-
-        Cost: the changed texts, plus one vectorized re-keying of the n-gram tables when the vocabulary changes.
+        :func:`indexing.restorer_update.update_saved` does the same from file to file without building either model in memory.
         """
-        V = self._V
-        index = dict(self.index)
-        d_uni: Counter[int] = Counter()
-        d_bi: Counter[tuple[int, ...]] = Counter()
-        d_tri: Counter[tuple[int, ...]] = Counter()
-        for sign, texts in ((1, added), (-1, removed)):
-            for text in texts:
-                for run in _segments(normalize(text).lower()):
-                    ids = [0] + [index.setdefault(s, len(index)) for s in run] + [1]
-                    for i in ids[1:-1]:
-                        d_uni[i] += sign
-                    for key in zip(ids, ids[1:], strict=False):
-                        d_bi[key] += sign
-                    if self.order == 3:
-                        for key in zip(ids, ids[1:], ids[2:], strict=False):
-                            d_tri[key] += sign
-        V1 = len(index)
-        unigram = np.zeros(V1, dtype=np.int64)
-        unigram[:V] = self.unigram
-        for i, c in d_uni.items():
-            unigram[i] += c
-        keep = unigram > 0
-        keep[:2] = True
-        remap = np.cumsum(keep) - 1  # old id -> id after dropping unseen forms
-        V2 = int(keep.sum())
+        from indexing.restorer_update import updated_tables
 
-        def rekey(table: dict[int, int], delta: Counter[tuple[int, ...]], n: int) -> dict[int, int]:
-            keys = np.fromiter(table.keys(), dtype=np.int64, count=len(table))
-            vals = np.fromiter(table.values(), dtype=np.int64, count=len(table))
-            digits = []
-            for _ in range(n):  # decode base V (least significant first)
-                keys, d = np.divmod(keys, V)
-                digits.append(d)
-            out = dict(zip(_encode(digits[::-1], V1).tolist(), vals.tolist(), strict=True))
-            for ids, c in delta.items():
-                key = _encode([np.array([i]) for i in ids], V1)[0].item()
-                total = out.get(key, 0) + c
-                if total < 0:
-                    raise ValueError(f"removed text was never counted ({[self.vocab[i] for i in ids if i < V]})")
-                if total:
-                    out[key] = total
-                else:
-                    out.pop(key, None)
-            if V2 == V1:
-                return out
-            keys = np.fromiter(out.keys(), dtype=np.int64, count=len(out))
-            vals = np.fromiter(out.values(), dtype=np.int64, count=len(out))
-            digits = []
-            for _ in range(n):
-                keys, d = np.divmod(keys, V1)
-                digits.append(remap[d])
-            return dict(zip(_encode(digits[::-1], V2).tolist(), vals.tolist(), strict=True))
+        def arrays(table: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+            return (np.fromiter(table.keys(), dtype=np.int64, count=len(table)),
+                    np.fromiter(table.values(), dtype=np.int64, count=len(table)))
 
-        if (unigram < 0).any():
-            raise ValueError("removed text was never counted (a syllable count would go below zero)")
-        bigram = rekey(self.bigram, d_bi, 2)
-        trigram = rekey(self.trigram, d_tri, 3) if self.order == 3 else {}
-        vocab = [w for w, i in index.items() if keep[i]]
-        return type(self)(vocab, unigram[keep], bigram, trigram, max_candidates=self.max_candidates, beam=self.beam)
+        t = updated_tables({"vocab": self.vocab, "unigram": self.unigram, "bigram": arrays(self.bigram),
+                             "trigram": arrays(self.trigram)}, added, removed, self.order)
+        return type(self)(t["vocab"], t["unigram"], dict(zip(*(a.tolist() for a in t["bigram"]), strict=True)),
+                          dict(zip(*(a.tolist() for a in t["trigram"]), strict=True)),
+                          max_candidates=self.max_candidates, beam=self.beam)
 
     def __len__(self) -> int:
         """Number of syllable forms known (without ``<s>``/``</s>``)."""
@@ -449,11 +400,3 @@ def _passage_texts(path: Path) -> Iterator[str]:
     """``passages.jsonl`` → :func:`restorer_text` strings."""
     for row in read_jsonl(path):
         yield restorer_text(row.get("title"), row.get("text"))
-
-
-def _encode(digits: list[np.ndarray], base: int) -> np.ndarray:
-    """Vocabulary ids (most significant first) → the n-gram table keys (``a*V+b``, ``(a*V+b)*V+c``)."""
-    key = np.zeros_like(digits[0], dtype=np.int64)
-    for d in digits:
-        key = key * base + d
-    return key

@@ -43,6 +43,16 @@ def test_restorer_update_equals_a_rebuild(removed: list[int]) -> None:
         assert inc.vocab == full.vocab and inc.bigram == full.bigram and inc.trigram == full.trigram
 
 
+def test_update_saved_equals_update(tmp_path) -> None:
+    from indexing.restorer_update import update_saved
+
+    base = DiacriticRestorer.from_texts(BASE_TEXTS)
+    base.save(tmp_path / "a.npz")
+    update_saved(tmp_path / "a.npz", tmp_path / "b.npz", ADDED_TEXTS, BASE_TEXTS[1:2])
+    got, want = DiacriticRestorer.load(tmp_path / "b.npz"), base.update(ADDED_TEXTS, BASE_TEXTS[1:2])
+    assert got.vocab == want.vocab and _model(got) == _model(want)
+
+
 def test_restorer_update_refuses_text_it_never_counted() -> None:
     r = DiacriticRestorer.from_texts(BASE_TEXTS[:2])
     with pytest.raises(ValueError, match="never counted"):
