@@ -65,7 +65,7 @@ def test_search_defaults_and_folded_query(client):
 
 
 def test_search_bad_input_is_a_clear_error(client):
-    with pytest.raises(AppError, match="query is empty"):
+    with pytest.raises(AppError, match="Hãy nhập câu hỏi"):  # the UI's Vietnamese message (issue 19)
         client.predict("   ", api_name="/search")
     with pytest.raises(AppError, match="unknown pipeline"):
         client.predict("Hà Nội", "nonsense", 5, api_name="/search")
