@@ -341,17 +341,17 @@ def _start_slow_change(home: Path, kind: str) -> subprocess.Popen:
     kill lands after BM25 and vectors of the new generation were written)."""
     script = textwrap.dedent(f"""
         import time
-        import indexing.restorer as restorer
+        import indexing.delta as delta
         from test_crash_safety import EXTRA, INDEX, SlowEmbedder
         from indexing.edits import add_passages, delete_passages
         if {kind!r} == "add":
             m = add_passages(INDEX, EXTRA[:6], SlowEmbedder(delay=60), {str(home)!r}, progress=False)
         else:
-            update = restorer.DiacriticRestorer.update
-            def slow_update(self, *a, **k):
+            update = delta.update_saved
+            def slow_update(*a, **k):
                 time.sleep(60)
-                return update(self, *a, **k)
-            restorer.DiacriticRestorer.update = slow_update
+                return update(*a, **k)
+            delta.update_saved = slow_update
             m = delete_passages(INDEX, ["hue", "pho"], SlowEmbedder(), {str(home)!r}, progress=False)
         print("changed", m["generation"], flush=True)
     """)
