@@ -151,9 +151,12 @@ def test_add_a_reranker_from_a_local_model_dir(page, served):
 def test_evaluate_shows_p_values_and_empty_states(page, served):
     import app as app_module
 
+    page.reload()  # a new page: it offers the reranker loaded in the previous test too
+    page.wait_for_selector("#search-query textarea, #search-query input")
     _tab(page, "Đánh giá")
     page.wait_for_selector("#eval-button")
     assert "Chưa có kết quả" in page.locator("#eval-empty").inner_text()
+    page.wait_for_function("() => document.querySelector('#eval-systems').innerText.includes('hybrid+local-tiny')")
     boxes = _checkboxes(page, "eval-systems")
     assert [n for n, on in boxes.items() if on] == ["bm25", "hybrid", "hybrid+overlap"]  # + first available reranker
     _mark_stale(page, "#eval-significance")

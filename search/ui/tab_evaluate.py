@@ -330,5 +330,11 @@ def build(ctx: UiContext) -> None:
     def _evaluate(dataset, upload, sys_names, limit, progress=gr.Progress()):  # noqa: B008
         return h.evaluate(dataset, upload, sys_names, limit, progress)
 
+    def _systems() -> Any:  # rerankers loaded from local model dirs (Compare tab) since the page was built
+        from search.ui.tab_compare import system_choices
+
+        return gr.update(choices=list(dict.fromkeys([*ctx.systems, *system_choices(list(ctx.backend.rerankers()))])))
+
+    ctx.page.load(_systems, None, esys, **PRIVATE, queue=False)
     ego.click(_evaluate, [ds, up, esys, lim], [estatus, emetrics, eplot, ewin, ediff, efiles, esig, eempty], **PRIVATE,
               concurrency_limit=1, concurrency_id="evaluate")
