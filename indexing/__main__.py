@@ -99,6 +99,14 @@ def _ingest_extra(report: IngestReport) -> dict[str, Any]:
     return {"ingest": d}
 
 
+def _record_origins(args: argparse.Namespace, passages: list) -> None:
+    """The documents' ``source``/``url`` for the app's results, as an upload records them
+    (:func:`indexing.uploads.record_origins`; only documents ingestion kept)."""
+    from indexing.uploads import record_origins
+
+    record_origins(args.index, args.inputs, {p.doc_id for p in passages}, args.home)
+
+
 def _print_manifest(m: dict[str, Any]) -> None:
     c = m.get("counts", {})
     emb = m.get("embedder") or {}
@@ -150,6 +158,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         extra=_ingest_extra(report),
         embedder_name=None if embedder is None else args.embedder,
     )
+    _record_origins(args, passages)
     _print_manifest(manifest)
     return 0
 
@@ -174,6 +183,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         lock_timeout=args.wait,
         extra=_ingest_extra(report),
     )
+    _record_origins(args, passages)
     _print_manifest(out)
     return 0
 

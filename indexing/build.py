@@ -15,6 +15,9 @@
 An exception anywhere before step 5 leaves ``CURRENT`` (and the serving generation) untouched. A rerun with
 ``resume=True`` picks up an incomplete generation built from the same passages and settings, skipping its
 finished stages (and, thanks to the cache, already embedded texts); other incomplete generations are removed.
+With vectors on a Qdrant server (``QDRANT_URL``), the server is probed first (a 2 s ``get_collections``,
+:func:`indexing.stages.check_vector_target`): an unreachable one fails the build with
+:class:`~indexing.vectors.VectorServerUnreachable` before the passage and BM25 stages.
 
 :func:`add_passages` / :func:`delete_passages` are copy-on-write: a new generation, by default the current one
 copied cheaply and changed by the k passages (:mod:`indexing.delta`, time ∝ k), or with ``incremental=False``
@@ -57,6 +60,7 @@ from indexing.stages import (
     StageRun,
     build_settings,
     check_passages,
+    check_vector_target,
     embedding_text,
     fingerprint_of,
     index_dir_of,
@@ -155,6 +159,8 @@ def build_generation(
         if embed_info is not None and "vectors" not in state:
             state["vectors"] = vector_target(index_name, gen, gen_dir)
             write_state(gen_dir, state)
+        if embed_info is not None and run.todo("vectors"):
+            check_vector_target(state["vectors"])  # an unreachable Qdrant server fails before passages/BM25
         bm25_kw = {"words": words, "k1": bm25_k1, "b": bm25_b, "exact_boost": exact_boost}
 
         if run.todo("passages"):

@@ -99,6 +99,15 @@ def open_vectors(target: dict[str, Any], gen_dir: Path) -> VectorStore:
     return VectorStore.open(gen_dir / target["path"], target["collection"])
 
 
+def check_vector_target(target: dict[str, Any], timeout: float = 2.0) -> None:
+    """Fail fast when a server-mode ``target`` (:func:`vector_target`) does not answer: one cheap probe
+    (``get_collections``, ``timeout`` seconds) before any expensive stage. Raises
+    :class:`~indexing.vectors.VectorServerUnreachable` with the URL and the cause; local targets pass."""
+    if target.get("mode") != "server":
+        return
+    VectorStore.open(settings.qdrant_url() or target["url"], target["collection"], timeout=timeout).close()
+
+
 def read_state(gen_dir: Path) -> dict[str, Any]:
     try:
         return json.loads((gen_dir / STATE_FILE).read_text(encoding="utf-8"))

@@ -33,6 +33,8 @@ from indexing.readers import TEXT_SUFFIXES
 
 __all__ = [
     "KEPT_META",
+    "record_origins",
+    "uploads_root",
     "write_kept_meta",
     "read_upload_meta",
     "UploadError",
@@ -373,11 +375,48 @@ def write_kept_meta(batch: UploadBatch, kept_doc_ids: Iterable[str]) -> Path:
     document's origin) → the file's path."""
     kept = set(kept_doc_ids)
     meta = {d: m for d, m in read_doc_meta(batch.structured).items() if d in kept}
-    path = batch.dir / KEPT_META
+    return _write_meta(batch.dir / KEPT_META, meta)
+
+
+def _write_meta(path: Path, meta: dict[str, dict[str, str]]) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def uploads_root(index_name: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """``<home>/uploads/<index>``: the app's upload batches of an index (and the CLI's origin records)."""
+    from indexing import settings
+
+    return settings.home(root) / "uploads" / settings.validate_index_name(index_name)
+
+
+def _jsonl_files(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The JSONL files among ``inputs`` (files, and JSONL files anywhere under folders), sorted per folder."""
+    out: list[Path] = []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file()
+                          and f.name.lower().endswith((".jsonl", ".ndjson", ".json")))
+        elif p.is_file():
+            out.append(p)
+    return out
+
+
+def record_origins(index_name: str, inputs: Iterable[str | os.PathLike[str]], kept_doc_ids: Iterable[str],
+                   root: str | os.PathLike[str] | None = None, *, label: str = "cli") -> Path | None:
+    """Record the ``source``/``url`` of documents indexed outside the app (``python -m indexing build|add``)
+    the way an upload does: a batch folder ``<uploads_root>/<time>-<label>-<hex>/`` holding only
+    ``kept-meta.json`` of the documents ingestion *kept* (``kept_doc_ids``) → its path, or None when none of
+    them carries an origin (nothing written)."""
+    kept = set(kept_doc_ids)
+    meta = {d: m for d, m in read_doc_meta(_jsonl_files(inputs)).items() if d in kept}
+    if not meta:
+        return None
+    batch = uploads_root(index_name, root) / f"{time.strftime('%Y%m%dT%H%M%S')}-{label}-{secrets.token_hex(4)}"
+    batch.mkdir(parents=True)
+    return _write_meta(batch / KEPT_META, meta)
 
 
 def read_upload_meta(uploads_dir: str | os.PathLike[str], meta: dict[str, dict[str, str]] | None = None

@@ -32,7 +32,8 @@ import numpy as np
 
 from indexing import settings
 
-__all__ = ["VectorStore", "VectorStoreUnavailable", "point_id", "POINT_NAMESPACE", "is_url", "path_engine"]
+__all__ = ["VectorStore", "VectorStoreUnavailable", "VectorServerUnreachable", "point_id", "POINT_NAMESPACE",
+           "is_url", "path_engine"]
 
 # Fixed namespace: the same passage id always maps to the same point id.
 POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://viranker.local/passage")
@@ -40,6 +41,16 @@ POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://viranker.local/passage
 
 class VectorStoreUnavailable(RuntimeError):
     """Qdrant cannot be used (server not answering, path locked by another process, bad location)."""
+
+
+class VectorServerUnreachable(VectorStoreUnavailable):
+    """The Qdrant server at ``url`` (credentials stripped) did not answer the probe; ``cause``: the transport
+    error (``"<ErrorClass>: <message>"``)."""
+
+    def __init__(self, message: str, url: str = "", cause: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+        self.cause = cause
 
 
 def point_id(pid: str) -> str:
@@ -110,11 +121,12 @@ class VectorStore:
                     )
                 client.get_collections()
             except Exception as err:  # noqa: BLE001 - any transport error means "not reachable"
-                raise VectorStoreUnavailable(
+                cause = f"{type(err).__name__}: {str(err).strip()[:300]}"
+                raise VectorServerUnreachable(
                     f"Qdrant server at {_describe(url)} is not reachable or not a Qdrant server "
-                    f"(timeout {timeout:g}s; {type(err).__name__}: {str(err).strip()[:300]}). "
+                    f"(timeout {timeout:g}s; {cause}). "
                     "Start the server, fix QDRANT_URL/QDRANT_API_KEY, "
-                    "or unset QDRANT_URL to use local mode."
+                    "or unset QDRANT_URL to use local mode.", _describe(url), cause
                 ) from err
             return cls(client, collection, url, "server")
         if str(location) == ":memory:":

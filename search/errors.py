@@ -10,6 +10,7 @@ Hierarchy (each also keeps the builtin base its callers used to catch):
 - :class:`ServiceError` (``RuntimeError``) — the service cannot search (closed, no generation built yet).
 - :class:`VectorsUnavailable` (``ServiceError`` and ``ValueError``) — a dense/hybrid pipeline was asked for,
   but the index has no vectors or query embedder, or its vector store does not answer; BM25 still works.
+  :class:`VectorStoreDown` when the vector store exists but does not answer (Qdrant server down, path held).
 - :class:`RerankError` (``RuntimeError``) — a reranker returned unusable scores (wrong count).
 - :class:`IndexNotReady` (``RuntimeError``) — the app's index has no serving generation yet;
   :class:`IndexBuildFailed` when its build failed (``failure``: the build job's failure record).
@@ -26,6 +27,7 @@ __all__ = [
     "NoSearchableTerms",
     "ServiceError",
     "VectorsUnavailable",
+    "VectorStoreDown",
     "RerankError",
     "IndexNotReady",
     "IndexBuildFailed",
@@ -61,6 +63,12 @@ class VectorsUnavailable(ServiceError, ValueError):
         super().__init__(message)
         self.pipeline = pipeline
         self.reason = reason
+
+
+class VectorStoreDown(VectorsUnavailable):
+    """The index has vectors, but its vector store does not answer now (the Qdrant server is down or
+    unreachable, a local path is held by another process); ``reason``: the store's error (for admins: it may
+    name the server)."""
 
 
 class RerankError(SearchError, RuntimeError):

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from indexing.embedders import Embedder, LazyEmbedder
-from search.errors import QueryError, ServiceError, VectorsUnavailable
+from search.errors import QueryError, ServiceError, VectorStoreDown, VectorsUnavailable
 from search.pipeline import Pipeline, SearchResult, default_pipeline_for, parse_pipeline
 
 __all__ = ["SearchService", "ServiceError", "VectorsUnavailable"]
@@ -340,13 +340,13 @@ class SearchService:
             return self._search_on(state, query, pipeline, top_k, as_typed)
 
     def _search_on(self, state: _State, query: str, pipeline: str, top_k: int, as_typed: bool) -> SearchResult:
-        """One search on a leased state; vector-store failures become :class:`VectorsUnavailable`."""
+        """One search on a leased state; vector-store failures become :class:`VectorStoreDown`."""
         from indexing.vectors import VectorStoreUnavailable
 
-        def unavailable(reason: str) -> VectorsUnavailable:
-            return VectorsUnavailable(f"pipeline {pipeline!r} needs vectors, but the vector store is unavailable "
-                                      f"({reason}); BM25 keeps serving: use the bm25 pipeline meanwhile",
-                                      pipeline, reason)
+        def unavailable(reason: str) -> VectorStoreDown:
+            return VectorStoreDown(f"pipeline {pipeline!r} needs vectors, but the vector store is unavailable "
+                                   f"({reason}); BM25 keeps serving: use the bm25 pipeline meanwhile",
+                                   pipeline, reason)
 
         if parse_pipeline(pipeline)[0] != "bm25" and state.vector_error is not None:
             raise unavailable(state.vector_error)

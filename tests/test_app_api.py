@@ -90,9 +90,9 @@ def test_compare_per_system(client):
 
 
 def test_admin_api_requires_password_and_throttles(client):
-    with pytest.raises(AppError, match="Wrong password"):
+    with pytest.raises(AppError, match="Sai mật khẩu"):
         client.predict("nope", api_name="/admin_status")
-    with pytest.raises(AppError, match="wait"):  # even the right password waits out the back-off
+    with pytest.raises(AppError, match="chờ"):  # even the right password waits out the back-off
         client.predict(kit.ADMIN_PASSWORD, api_name="/admin_status")
     time.sleep(1.1)
     out = client.predict(kit.ADMIN_PASSWORD, api_name="/admin_status")
@@ -415,7 +415,7 @@ def test_failed_build_through_the_api_then_retry(tmp_path):
         with pytest.raises(AppError) as info:
             c.predict("Hà Nội", "bm25", 3, api_name="/search")
         assert "thất bại" in str(info.value) and "chưa có dữ liệu" not in str(info.value)
-        with pytest.raises(AppError, match="Wrong password"):
+        with pytest.raises(AppError, match="Sai mật khẩu"):
             c.predict("nope", api_name="/admin_retry_build")
         time.sleep(0.05)  # the test backend's back-off after a wrong password
         full = c.predict(kit.ADMIN_PASSWORD, api_name="/admin_status")
@@ -430,5 +430,5 @@ def test_failed_build_through_the_api_then_retry(tmp_path):
         assert st["ready"] and not st["build_failed"] and st["failure"] is None, st
         hits = c.predict("Hà Nội", "hybrid", 3, api_name="/search")
         assert hits[0]["id"] == "hn"
-        with pytest.raises(AppError, match="retry refused"):
+        with pytest.raises(AppError, match="Không thử lại được"):
             c.predict(kit.ADMIN_PASSWORD, api_name="/admin_retry_build")

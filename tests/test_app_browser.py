@@ -192,7 +192,7 @@ def test_admin_login_refused_then_accepted(page):
     pw = _box(page, "admin-password")
     pw.fill("wrong-password")
     page.locator("#admin-login").click()
-    page.wait_for_function("() => document.querySelector('#admin-login-msg').innerText.includes('Wrong password')")
+    page.wait_for_function("() => document.querySelector('#admin-login-msg').innerText.includes('Sai mật khẩu')")
     assert not page.locator("#admin-panel").is_visible()
     time.sleep(1.2)  # the back-off after one failure is 1 s in the test kit
     pw.fill(kit.ADMIN_PASSWORD)

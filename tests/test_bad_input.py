@@ -11,11 +11,18 @@ ingest    malformed JSONL · a JSONL record with a lone ``\ud800`` (skipped, the
           missing columns · Latin-1 file · duplicate ids · zero-length documents
 admin     50 MB upload over the limit · ZIP with ``../`` paths · wrong password (throttled when repeated;
           forged X-Forwarded-For, anonymous uploads, a skipped duplicate's origin, refused uploads' files:
-          tests/test_security.py)
+          tests/test_security.py) · login results worded in Vietnamese by ``reason`` (wrong/wait/disabled) ·
+          admin action refusals in Vietnamese
 render    HTML/JS inside documents is shown escaped
-models    missing reranker weights → ``ModelUnavailable`` with how to fix
+models    missing reranker weights → ``ModelUnavailable`` with how to fix · a model's server path is never
+          shown to visitors (Search/Compare/``/status``), only in Admin
 qdrant    a Qdrant URL that does not answer → a clear error within the timeout, and BM25 keeps serving
-          (through ``SearchService`` and the app's search handler)
+          (through ``SearchService`` and the app's search handler) · the server down → ``VectorStoreDown``
+          saying why (not "no vectors yet") and the real cause in Admin status · a build with an unreachable
+          ``QDRANT_URL`` fails (``VectorServerUnreachable``) within seconds, before the passage/BM25 stages
+          (these, the models' paths and the admin wording: tests/test_bad_input_serving.py)
+cli       documents built/added with ``python -m indexing`` show their source/url like uploaded ones
+          (tests/test_indexing_cli.py)
 
 Tiny data in ``tmp_path``; a hashing embedder and fake rerankers stand in for real models.
 """
@@ -471,3 +478,4 @@ def test_qdrant_down_app_search_answers_with_bm25(tmp_path: Path, monkeypatch) -
     notice, _, _, table = Handlers(backend).search("thủ đô Việt Nam", "hybrid", None, 3)
     assert "BM25" in notice and "Hà Nội" in table  # answered by BM25, with a notice saying so
     svc.close()
+

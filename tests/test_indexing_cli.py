@@ -104,3 +104,27 @@ def test_cli_fatal_errors_are_clear(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "no current generation" in proc.stderr
     proc = _run(home, "build", "--index", "kb", ok=False)
     assert proc.returncode == 2  # argparse usage error
+
+
+def test_cli_added_documents_show_their_source_and_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Documents built or added with the CLI carry their corpus ``source``/``url`` into the app's results,
+    like uploaded ones (kept-meta.json of what ingestion kept; a skipped duplicate does not rewrite one)."""
+    from search.ui.backend import Backend
+
+    home = tmp_path / "home"
+    first = tmp_path / "first.jsonl"
+    first.write_text(json.dumps({"_id": "hn", "title": "Hà Nội", "text": "Hà Nội là thủ đô.",
+                                 "source": "wiki", "url": "https://vi.wikipedia.org/wiki/Hà_Nội"},
+                                ensure_ascii=False) + "\n", encoding="utf-8")
+    more = tmp_path / "more.jsonl"
+    more.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [
+        {"_id": "hue", "title": "Huế", "text": "Huế là cố đô.", "source": "sách", "url": "https://example.org/hue"},
+        {"_id": "hn", "title": "Trùng", "text": "trùng id", "source": "giả", "url": "https://evil.example/"},
+    ]), encoding="utf-8")
+    assert _main(home, monkeypatch, capsys, "build", "--index", "kb", str(first), "-q")[0] == 0
+    assert _main(home, monkeypatch, capsys, "add", "--index", "kb", str(more), "-q")[0] == 0
+    meta = Backend("kb", demo_corpus=None, reranker_status=lambda: {}).doc_meta()
+    assert meta["hn"] == {"source": "wiki", "url": "https://vi.wikipedia.org/wiki/Hà_Nội"}
+    assert meta["hue"] == {"source": "sách", "url": "https://example.org/hue"}

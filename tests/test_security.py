@@ -180,7 +180,7 @@ def test_refused_uploads_keep_no_folder_and_no_temp_file(served) -> None:
     batches = set(backend.uploads_dir.iterdir()) if backend.uploads_dir.is_dir() else set()
     tok = backend.auth.check("test", kit.ADMIN_PASSWORD).token
     report, polling = app_module.Handlers(backend).upload(tok, [str(only_dups)], "add")
-    assert not polling and "Nothing to index" in report
+    assert not polling and "Không có gì để lập chỉ mục" in report
     assert (set(backend.uploads_dir.iterdir()) if backend.uploads_dir.is_dir() else set()) == batches
     assert not only_dups.exists() and not temp.exists()
 

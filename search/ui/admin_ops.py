@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AdminOps"]
 
+NO_GENERATION = "chỉ mục chưa có thế hệ nào"
+
 
 class AdminOps:
     """Write-side operations of :class:`~search.ui.backend.Backend` (see the module docstring)."""
@@ -37,6 +39,8 @@ class AdminOps:
     _meta: dict[str, dict[str, str]] | None
     current_generation: Callable[[], str | None]  # Backend's methods, declared for readers and type checkers
     embedder: Callable[[], Embedder | None]
+    service: Callable[[], Any]
+    reranker_details: Callable[[], dict[str, str]]
 
     # ------------------------------------------------------------------------------------ demo build
     def demo_build_reason(self) -> str | None:
@@ -63,19 +67,19 @@ class AdminOps:
         reason = self.demo_build_reason()
         if reason is None:
             if self.current_generation() is None:
-                self.job.log(f"index {self.index!r} is empty and there is no demo corpus to build it from")
+                self.job.log(f"chỉ mục {self.index!r} trống và không có corpus demo để xây")
             else:
                 self._cleanup_incomplete()
             return False
         if reason == "vectors":
-            self.job.log(f"index {self.index!r} serves a BM25-only generation of an unfinished demo build: "
-                         "building the vectors again")
+            self.job.log(f"chỉ mục {self.index!r} đang phục vụ thế hệ chỉ có BM25 của một lần xây demo chưa xong: "
+                         "tính lại các vector")
         self.start_demo_build()
         return True
 
     def start_demo_build(self) -> None:
         """Start the demo build (a ``"demo"`` job) in the background. Raises BuildBusy while a build runs."""
-        self.job.start(f"build index {self.index!r} from {Path(self.demo_corpus).name}", self._build_demo,
+        self.job.start(f"xây chỉ mục {self.index!r} từ {Path(self.demo_corpus).name}", self._build_demo,
                        kind="demo")
 
     def _cleanup_incomplete(self) -> list[str]:
@@ -90,7 +94,7 @@ class AdminOps:
         except gens.IndexBusy:
             return []
         if deleted:
-            self.job.log(f"removed incomplete generation(s) of {self.index!r}: {', '.join(deleted)}")
+            self.job.log(f"đã xoá thế hệ dở dang của {self.index!r}: {', '.join(deleted)}")
         return deleted
 
     def index_embedder(self) -> Embedder | None:
@@ -122,18 +126,18 @@ class AdminOps:
             try:
                 pre = PrecomputedVectors.load(self.precomputed)
             except Exception as err:  # noqa: BLE001 - a broken file only costs embedding time
-                self.job.log(f"ignoring precomputed vectors {self.precomputed}: {err}")
+                self.job.log(f"bỏ qua vector tính sẵn {self.precomputed.name}: {err}")
             if pre is not None and pre.model_id != getattr(embedder, "model_id", None):
                 # vectors of another model are useless here: treat as absent (BM25 first, then embed)
-                self.job.log(f"ignoring precomputed vectors {self.precomputed.name}: they are for "
-                             f"{pre.model_id!r}, the embedder is {getattr(embedder, 'model_id', None)!r}")
+                self.job.log(f"bỏ qua vector tính sẵn {self.precomputed.name}: chúng của "
+                             f"{pre.model_id!r}, mô hình embedding là {getattr(embedder, 'model_id', None)!r}")
                 pre = None
             if pre is not None:
-                progress("precomputed vectors", 1, 1, message=f"seeding the cache from {self.precomputed.name}")
+                progress("precomputed vectors", 1, 1, message=f"nạp sẵn bộ đệm embedding từ {self.precomputed.name}")
         extra = {"ingest": report.to_dict(), "source": "demo corpus"}
         if embedder is not None and pre is None and self.current_generation() is None:
             progress("bm25-only generation", 0, 1,
-                     message="no precomputed vectors: serving BM25 first while the vectors are computed")
+                     message="không có vector tính sẵn: phục vụ BM25 trước trong lúc tính vector")
             build_generation(self.index, passages, None, progress_callback=progress, operation="build-bm25-first",
                              extra=extra)
         return build_generation(self.index, passages, embedder, precomputed=pre, progress_callback=progress,
@@ -157,13 +161,26 @@ class AdminOps:
             "passages": counts.get("passages"),
             "documents": counts.get("documents"),
             "vectors": counts.get("vectors"),
+            "vector_store": self.vector_store_status(),
             "embedder": emb.get("model_id"),
             "build_seconds": m.get("build_seconds"),
             "generations": len(gens_list),
             "disk_mb": round(dir_size(self.index_dir) / 2**20, 1),
             "uploads": len(uploads),
             "building": self.job.running,
+            "rerankers": self.reranker_details(),
         }
+
+    def vector_store_status(self) -> str | None:
+        """The serving generation's vector store for admins: its error when it does not answer (e.g.
+        ``Qdrant server at http://… is not reachable …``, the real cause), ``"ok"``, or None (no service)."""
+        svc = self.service()
+        if svc is None or not hasattr(svc, "status"):
+            return None
+        st = svc.status()
+        if st.get("error"):
+            return None
+        return st.get("vector_error") or "ok"
 
     def admin_generations(self) -> list[dict[str, Any]]:
         """All generations, newest first (name, status, created, current, counts)."""
@@ -191,9 +208,9 @@ class AdminOps:
         from indexing.build import add_passages, build_generation, current_passages
 
         if mode not in ("add", "replace"):
-            raise UploadError(f"unknown mode {mode!r}")
+            raise UploadError(f"chế độ không hợp lệ: {mode!r}")
         if self.job.running:
-            raise RuntimeError("a build is already running; wait for it to finish")
+            raise BuildBusy("đang có một lần xây chạy; hãy chờ nó xong")
         batch = save_uploads(paths, self.uploads_dir, names=names)
         existing: set[str] = set()
         if mode == "add":
@@ -203,7 +220,7 @@ class AdminOps:
         text = batch.summary() + "\n" + report.summary()
         if not passages:
             shutil.rmtree(batch.dir, ignore_errors=True)  # a refused upload keeps nothing
-            raise UploadError(text + "\nNothing to index: no valid documents in the upload.")
+            raise UploadError(text + "\nKhông có gì để lập chỉ mục: tệp tải lên không có tài liệu hợp lệ.")
         write_kept_meta(batch, {p.doc_id for p in passages})  # what ingestion kept, for the document view
         extra = {"ingest": report.to_dict(), "upload": batch.dir.name}
         if mode == "add" and self.current_generation() is not None:
@@ -218,7 +235,8 @@ class AdminOps:
                 return build_generation(self.index, passages, embedder, progress_callback=progress,
                                         operation="upload", extra=extra)
         self._meta = None
-        self.job.start(f"{'add' if mode == 'add' else 'rebuild'}: {len(passages):,} passages from upload", work)
+        what = "thêm" if mode == "add" else "xây lại"
+        self.job.start(f"{what}: {len(passages):,} đoạn văn từ tệp tải lên", work)
         return text
 
     def admin_start_rebuild(self) -> str:
@@ -226,15 +244,15 @@ class AdminOps:
         from indexing.build import build_generation, current_manifest, current_passages
 
         if self.current_generation() is None:
-            raise ValueError("the index has no generation yet")
+            raise ValueError(NO_GENERATION)
         passages = current_passages(self.index)
         manifest = current_manifest(self.index) or {}
         embedder = self.index_embedder()
         words = "words" in ((manifest.get("bm25") or {}).get("fields") or [])
-        self.job.start(f"rebuild: {len(passages):,} passages",
+        self.job.start(f"xây lại: {len(passages):,} đoạn văn",
                        lambda progress: build_generation(self.index, passages, embedder, progress_callback=progress,
                                                          operation="rebuild", words=words))
-        return f"Rebuilding {len(passages):,} passages into a new generation in the background."
+        return f"Đang xây lại {len(passages):,} đoạn văn thành một thế hệ mới trong nền."
 
     def admin_retry_build(self) -> str:
         """Start the failed build again (or the demo build when :meth:`demo_build_reason` says it is due) →
@@ -242,14 +260,14 @@ class AdminOps:
         from search.ui.messages import retrying
 
         if self.job.running:
-            raise BuildBusy("a build is already running")
+            raise BuildBusy("đang có một lần xây chạy")
         if self.job.failure is not None:
             label = self.job.retry()
         elif self.demo_build_reason() is not None:
             self.start_demo_build()
             label = self.job.snapshot()["label"]
         else:
-            raise NothingToRetry("no failed build to retry")
+            raise NothingToRetry("không có lần xây nào thất bại để thử lại")
         self._meta = None
         return retrying(label, self.job.snapshot().get("attempt"))
 
@@ -261,10 +279,10 @@ class AdminOps:
 
         ids = [i.strip() for i in ids if i and i.strip()]
         if not ids:
-            raise ValueError("no ids given")
+            raise ValueError("chưa nhập id nào")
         if self.current_generation() is None:
-            raise ValueError("the index has no generation yet")
+            raise ValueError(NO_GENERATION)
         embedder = self.index_embedder()
-        self.job.start(f"delete {len(ids)} id(s)",
+        self.job.start(f"xoá {len(ids)} id",
                        lambda progress: delete_passages(self.index, ids, embedder, progress_callback=progress))
-        return f"Deleting {len(ids)} id(s) in the background: {', '.join(ids[:10])}"
+        return f"Đang xoá {len(ids)} id trong nền: {', '.join(ids[:10])}"

@@ -16,7 +16,7 @@ from search.compare import display_scores
 from search.errors import EmptyQuery
 from search.ui.backend import MAX_COMPARE
 from search.ui.context import BadInput, clamp_k, client_key, read_pipelines, read_query
-from search.ui.messages import friendly_error
+from search.ui.messages import admin_failed, auth_message, friendly_error
 from search.ui.tab_compare import compare_systems, default_compare_systems
 
 if TYPE_CHECKING:
@@ -70,17 +70,17 @@ def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
             raise gr.Error(friendly_error(EmptyQuery("empty query")), print_exception=False)
         return q
 
-    def _admin_call(password: str, request: gr.Request | None, verb: str, action: Callable[[], Any],
+    def _admin_call(password: str, request: gr.Request | None, action_name: str, action: Callable[[], Any],
                     refused: tuple[type[BaseException], ...] = (Exception,)) -> Any:
-        """Check the admin password, then ``action()``; an exception in ``refused`` becomes a ``gr.Error``
-        ``"<verb>: <error>"`` (no traceback)."""
+        """Check the admin password (refusals worded by :func:`auth_message`), then ``action()``; an exception
+        in ``refused`` becomes a ``gr.Error`` :func:`admin_failed` ``(action_name, error)`` (no traceback)."""
         res = backend.auth.check(client_key(request), password if isinstance(password, str) else None)
         if not res.ok:
-            raise gr.Error(res.message, print_exception=False)
+            raise gr.Error(auth_message(res), print_exception=False)
         try:
             return action()
         except refused as err:
-            raise gr.Error(f"{verb}: {err}", print_exception=False) from None
+            raise gr.Error(admin_failed(action_name, err), print_exception=False) from None
 
     def search(query: str, pipeline: str = "", top_k: int = 10) -> list[dict]:
         """Search the index with ``pipeline`` (bm25, dense, hybrid, <first stage>+<reranker>; empty: the
@@ -114,33 +114,35 @@ def make_api(backend: Backend) -> dict[str, Callable[..., Any]]:
         return backend.public_status()
 
     def admin_status(password: str, request: gr.Request) -> dict:
-        """Admin: index statistics, generations and build progress, with the full failure of the last
-        build (password required)."""
+        """Admin: index statistics (with ``vector_store``: the vector store's error when it does not answer,
+        and ``rerankers``: each model's status with its dir), generations and build progress, with the full
+        failure of the last build (password required)."""
         def run() -> dict:
             snap = backend.job.snapshot()
             snap.pop("result", None)
-            return {"stats": backend.admin_stats(), "generations": backend.admin_generations(), "build": snap,
-                    "failure": snap.get("failure")}
+            stats = backend.admin_stats()
+            return {"stats": stats, "generations": backend.admin_generations(), "build": snap,
+                    "failure": snap.get("failure"), "rerankers": stats.get("rerankers")}
 
         return _admin_call(password, request, "status", run, refused=())
 
     def admin_retry_build(password: str, request: gr.Request) -> dict:
         """Admin: start the failed build (e.g. the first-start demo build) again in the background; poll
         /status or /admin_status (password required)."""
-        return _admin_call(password, request, "retry refused", lambda: {"started": backend.admin_retry_build()},
+        return _admin_call(password, request, "retry", lambda: {"started": backend.admin_retry_build()},
                            refused=(BuildBusy, NothingToRetry))
 
     def admin_rollback(password: str, request: gr.Request) -> dict:
         """Admin: serve the previous complete generation (password required)."""
-        return _admin_call(password, request, "rollback failed", lambda: {"generation": backend.admin_rollback()})
+        return _admin_call(password, request, "rollback", lambda: {"generation": backend.admin_rollback()})
 
     def admin_rebuild(password: str, request: gr.Request) -> dict:
         """Admin: rebuild the current passages into a new generation in the background (password required)."""
-        return _admin_call(password, request, "rebuild failed", lambda: {"started": backend.admin_start_rebuild()})
+        return _admin_call(password, request, "rebuild", lambda: {"started": backend.admin_start_rebuild()})
 
     def admin_delete(password: str, ids: list[str], request: gr.Request) -> dict:
         """Admin: delete passages/documents by id in a background rebuild (password required)."""
-        return _admin_call(password, request, "delete failed",
+        return _admin_call(password, request, "delete",
                            lambda: {"started": backend.admin_start_delete(list(ids or []))})
 
     return {"search": search, "compare": compare, "status": status, "admin_status": admin_status,

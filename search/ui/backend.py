@@ -20,7 +20,7 @@ from search.ui.admin_ops import AdminOps
 from search.ui.benchmarks import BENCHMARKS_DIR, DEMO_DIR, Benchmark, examples_in_index, query_key
 from search.ui.lanes import LaneConfig, Lanes
 from search.ui.local_rerankers import LocalReranker, LocalRerankers
-from search.ui.render import BUILD_RETRY_HINT, BUILD_STAGES_VI, build_failure_text, short_error
+from search.ui.render import BUILD_RETRY_HINT, BUILD_STAGES_VI, build_failure_text, redact_paths, short_error
 
 if TYPE_CHECKING:
     from indexing.embedders import Embedder
@@ -319,8 +319,17 @@ class Backend(AdminOps):
         return recommended_by_default(name)
 
     def rerankers(self) -> dict[str, str]:
-        """``{name: "available: …" | "loaded: …" | "unavailable: <reason>. <how to fix>"}`` (no weights
-        loaded), local model dirs added in the Compare tab last."""
+        """What visitors see: ``{name: "available" | "loaded" | "unavailable: <reason>. <how to fix>"}`` with
+        no server path (model dirs redacted to their last part); admins get :meth:`reranker_details`."""
+        out = {}
+        for name, status in self.reranker_details().items():
+            state, _, detail = status.partition(":")
+            out[name] = state if state in ("available", "loaded") else f"{state}: {redact_paths(detail.strip())}"
+        return out
+
+    def reranker_details(self) -> dict[str, str]:
+        """``{name: "available: <dir>" | "loaded: <dir>" | "unavailable: <reason>. <how to fix>"}`` (no weights
+        loaded), local model dirs added in the Compare tab last — for admins (server paths included)."""
         return {**self._reranker_states(), **self.local_rerankers.status()}
 
     def _reranker_states(self) -> dict[str, str]:

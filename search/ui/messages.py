@@ -20,12 +20,14 @@ from search.errors import (
     NoSearchableTerms,
     QueryError,
     ServiceError,
+    VectorStoreDown,
     VectorsUnavailable,
 )
 from search.results import Note, NoteCode
-from search.ui.render import build_failure_html, build_failure_text, notice_html, progress_html
+from search.ui.render import build_failure_html, build_failure_text, notice_html, progress_html, redact_paths
 
 if TYPE_CHECKING:
+    from indexing.admin import AuthResult
     from search.ui.backend import Backend
 
 # ------------------------------------------------------------------------------------------- search
@@ -35,7 +37,19 @@ NO_VECTORS = ("Chỉ mục hiện chưa có vector (đang được tính, hoặc
               "hãy chọn pipeline BM25 trong lúc chờ.")
 BM25_FALLBACK = ("Chỉ mục chưa có vector (đang được tính hoặc không có mô hình embedding): "
                  "kết quả dưới đây là của BM25.")
+VECTOR_STORE_DOWN = ("Máy chủ vector (Qdrant) không phản hồi nên chưa tìm theo nghĩa (dense/hybrid) được: "
+                     "hãy chọn pipeline BM25 trong lúc chờ. Quản trị viên xem nguyên nhân trong tab Admin.")
+BM25_FALLBACK_STORE_DOWN = ("Máy chủ vector (Qdrant) không phản hồi (quản trị viên xem nguyên nhân trong tab Admin): "
+                            "kết quả dưới đây là của BM25.")
 SEARCHED_AS_TYPED = "<div class='vr-restored vr-muted'>Tìm chính xác như đã gõ (không thêm dấu).</div>"
+
+
+
+def bm25_fallback(err: VectorsUnavailable) -> str:
+    """The notice above BM25's results when the asked pipeline needs vectors it cannot have (``err``): the
+    vector server is down (:class:`VectorStoreDown`) or the index has no vectors yet."""
+    return BM25_FALLBACK_STORE_DOWN if isinstance(err, VectorStoreDown) else BM25_FALLBACK
+
 
 # ------------------------------------------------------------------------------------------ compare
 COMPARE_EMPTY_QUERY = "Hãy nhập một câu hỏi để so sánh."
@@ -53,18 +67,35 @@ NO_BUILD_YET = "<div class='vr-muted'>Chưa có lần xây nào trong phiên nà
 PICK_GENERATION = "Chọn một thế hệ."
 BUILD_BUSY = "Đang có một lần xây chạy; hãy chờ nó xong."
 NOTHING_TO_RETRY = "Không có lần xây nào thất bại để thử lại."
+AUTH_DISABLED = ("Chức năng Admin đang tắt: chưa đặt mật khẩu admin. Hãy chạy ứng dụng với "
+                 "VIRANKER_ADMIN_PASSWORD_FILE=<tệp>, VIRANKER_ADMIN_PASSWORD hoặc --admin-password <mật khẩu>.")
 ADMIN_STAT_LABELS = {
     "index": "Chỉ mục", "generation": "Thế hệ đang phục vụ", "operation": "Thao tác tạo ra",
     "created": "Tạo lúc (UTC)", "passages": "Số đoạn văn", "documents": "Số tài liệu",
-    "vectors": "Số vector", "embedder": "Mô hình embedding", "build_seconds": "Thời gian xây (s)",
+    "vectors": "Số vector", "vector_store": "Kho vector", "embedder": "Mô hình embedding", "build_seconds": "Thời gian xây (s)",
     "generations": "Số thế hệ", "disk_mb": "Dung lượng (MB)", "uploads": "Số lần tải lên",
+    "rerankers": "Reranker",
 }
 ADMIN_FAILED = {  # action → "could not ..." prefix
     "rollback": "Không quay lui được",
     "switch": "Không chuyển được",
     "rebuild": "Không xây lại được",
     "delete": "Không xoá được",
+    "retry": "Không thử lại được",
+    "status": "Không xem được trạng thái",
 }
+
+
+def auth_message(res: AuthResult) -> str:
+    """A login result (:class:`indexing.admin.AuthResult`) → its Vietnamese text, chosen by ``res.reason``
+    (``ok`` · ``wrong`` · ``wait`` · ``disabled``), never by its English message."""
+    if res.reason == "ok":
+        return LOGGED_IN
+    if res.reason == "disabled":
+        return AUTH_DISABLED
+    if res.reason == "wait":
+        return f"Vui lòng chờ {res.retry_after:.0f} giây trước lần thử tiếp theo."
+    return f"Sai mật khẩu; lần thử tiếp theo được phép sau {res.retry_after:.0f} giây."
 
 
 def compare_too_many(limit: int) -> str:
@@ -157,6 +188,8 @@ def friendly_error(err: BaseException) -> str:
 
     if isinstance(err, LaneBusy):
         return BUSY
+    if isinstance(err, VectorStoreDown):
+        return VECTOR_STORE_DOWN
     if isinstance(err, VectorsUnavailable):
         return NO_VECTORS
     if isinstance(err, ServiceError):
@@ -164,7 +197,8 @@ def friendly_error(err: BaseException) -> str:
     if isinstance(err, EmbedderMismatch):  # the index must be rebuilt for the embedder it now loads
         return f"Không thể tìm: {err}"
     if isinstance(err, ModelUnavailable):
-        return f"Mô hình {err.name!r} chưa có: {err.reason}. Cách thêm: {err.how_to_fix}"
+        # the model's name and why, never its server path (admins see that in Admin)
+        return f"Mô hình {err.name!r} chưa có: {redact_paths(err.reason)}. Cách thêm: {redact_paths(err.how_to_fix)}"
     if isinstance(err, EmbedderUnavailable):
         return f"Mô hình embedding chưa có: {err}. Hãy dùng pipeline BM25."
     if isinstance(err, ValueError):

@@ -32,7 +32,7 @@ class AdminHandlers:
         res = self.b.auth.check(client, password)
         if res.ok:
             return res.token, notice_html(msg.LOGGED_IN, "info")
-        return None, notice_html(res.message, "error" if self.b.auth.enabled else "warn")
+        return None, notice_html(msg.auth_message(res), "error" if self.b.auth.enabled else "warn")
 
     def logout(self, token: str | None) -> tuple[None, str]:
         """Revoke the session token."""
@@ -150,7 +150,7 @@ def build(ctx: UiContext) -> None:
         # the token again, briefly, for the login's js to put in the upload cookie (search.ui.upload_guard)
         cookie_box = gr.Textbox(visible="hidden", elem_id="admin-session")
         if not auth.enabled:
-            gr.HTML(notice_html(auth.disabled_reason, "warn"), elem_id="admin-disabled")
+            gr.HTML(notice_html(msg.AUTH_DISABLED, "warn"), elem_id="admin-disabled")
         with gr.Row(equal_height=True) as login_row:
             pw = gr.Textbox(label="Mật khẩu admin", type="password", elem_id="admin-password", scale=4,
                             interactive=auth.enabled)

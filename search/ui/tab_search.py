@@ -85,10 +85,10 @@ class SearchHandlers:
         try:
             try:
                 res = self.b.search(query, pipeline, MAX_TOP_K, as_typed=as_typed)
-            except VectorsUnavailable:
+            except VectorsUnavailable as err:
                 # BM25-only generation (e.g. the first start while vectors are computed): still answer
                 res = self.b.search(query, "bm25", MAX_TOP_K, as_typed=as_typed)
-                fallback = notice_html(msg.BM25_FALLBACK, "warn")
+                fallback = notice_html(msg.bm25_fallback(err), "warn")
         except Exception as err:  # noqa: BLE001 - every failure becomes a friendly message
             return SearchView(notice_html(msg.friendly_error(err), msg.error_kind(err)))
         restored = msg.SEARCHED_AS_TYPED if as_typed else restored_notice_html(res.query, res.searched_query)
