@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from reranker.backends import Reranker
 
 __all__ = ["LocalModelError", "PathNotAllowed", "NotAModelDir", "ModelLoadFailed", "TooManyRerankers",
-           "allowed_roots", "resolve_model_dir", "load_model_dir", "LocalReranker", "LocalRerankers",
+           "allowed_roots", "root_label", "resolve_model_dir", "load_model_dir", "LocalReranker", "LocalRerankers",
            "MAX_LOCAL", "MODEL_DIRS_ENV", "WEIGHT_FILES"]
 
 MAX_LOCAL = 4
@@ -74,6 +74,20 @@ def allowed_roots() -> list[Path]:
     return out
 
 
+def root_label(root: Path) -> str:
+    """How the page names an allowed folder, without the server's absolute path."""
+    from indexing import settings
+
+    if root == ASSET_MODELS.resolve():
+        return "assets/models"
+    try:
+        if root == (settings.home() / "models").resolve():
+            return "$VIRANKER_HOME/models"
+    except OSError:
+        pass
+    return f"$VIRANKER_MODEL_DIRS: …/{root.name}"
+
+
 def _inside(path: Path, roots: list[Path]) -> bool:
     return any(path != r and path.is_relative_to(r) for r in roots)
 
@@ -82,7 +96,7 @@ def resolve_model_dir(text: str, roots: list[Path] | None = None) -> Path:
     """``text`` (absolute, or relative to an allowed folder) → the resolved model dir. Raises
     :class:`PathNotAllowed` or :class:`NotAModelDir` (see the module docstring)."""
     roots = allowed_roots() if roots is None else [r.resolve() for r in roots]
-    shown = ", ".join(str(r) for r in roots) or "(không có thư mục nào)"
+    shown = ", ".join(root_label(r) for r in roots) or "(không có thư mục nào)"
     text = (text or "").strip()
     if not text or "\x00" in text or len(text) > 4096:
         raise PathNotAllowed("Hãy nhập đường dẫn tới một thư mục mô hình.")
@@ -97,7 +111,7 @@ def resolve_model_dir(text: str, roots: list[Path] | None = None) -> Path:
             continue
         if not _inside(real, roots):
             raise PathNotAllowed(f"Chỉ nạp được mô hình nằm trong các thư mục cho phép ({shown}); "
-                                 f"{text} (→ {real}) nằm ngoài.")
+                                 f"{text} nằm ngoài (sau khi theo các liên kết tượng trưng).")
         if not real.is_dir():
             raise NotAModelDir(f"{text} không phải là thư mục mô hình (đó là một tệp).")
         _check_files(real, text, roots)

@@ -21,7 +21,7 @@ from search.ui import messages as msg
 from search.ui.backend import MAX_COMPARE
 from search.ui.benchmarks import QUERY_METRICS, single_query_metrics
 from search.ui.context import PRIVATE, UiContext, clamp_k
-from search.ui.local_rerankers import LocalModelError
+from search.ui.local_rerankers import LocalModelError, root_label
 from search.ui.render import compare_html, notice_html, stats_html
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class CompareHandlers:
         if system not in selected and len(selected) < MAX_COMPARE:
             selected.append(system)
         what = "Đã nạp" if new else "Đã có sẵn"
-        text = f"{what} reranker {entry.name} từ {entry.path}: chọn {system} hoặc bm25+{entry.name}."
+        text = f"{what} reranker {entry.name} từ thư mục {entry.path.name}: chọn {system} hoặc bm25+{entry.name}."
         return notice_html(text, "info"), gr.update(choices=choices, value=selected), unavailable_html(reasons)
 
     def compare_state(self) -> tuple[Any, str]:
@@ -180,7 +180,8 @@ def build(ctx: UiContext) -> None:
             ck = gr.Slider(1, 20, value=10, step=1, label="Top-k", elem_id="compare-topk", scale=1)
         unavailable = gr.HTML(unavailable_html(reasons), elem_id="compare-unavailable")
         with gr.Accordion("Thêm reranker từ thư mục mô hình", open=False, elem_id="compare-add-model"):
-            roots = ", ".join(str(r) for r in backend.local_rerankers.roots()) or "(không có)"
+            roots = ", ".join(dict.fromkeys(["$VIRANKER_HOME/models", "assets/models",
+                                             *(root_label(r) for r in backend.local_rerankers.roots())]))
             gr.Markdown(ADD_MODEL_HELP.format(roots=roots), elem_id="compare-model-help")
             with gr.Row(equal_height=True):
                 mpath = gr.Textbox(label="Thư mục mô hình", scale=5, elem_id="compare-model-path",
