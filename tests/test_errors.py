@@ -96,10 +96,15 @@ class _FakeBackend:
         if pipeline != "bm25":
             raise VectorsUnavailable("store offline", pipeline, "offline")
         return SearchResult(query, query, "full", [Hit("p1", "d1", "T", "Đà Lạt", 3.0, 1)], {"total": 1.0},
-                            "bm25", [Note(NoteCode.RERANK_WINDOW, {"top": 5})])
+                            "bm25", [Note(NoteCode.TRUNCATED_CHARS, {"limit": 500})])
 
     def doc_meta(self):
         return {}
+
+    def passage_lookup(self):
+        from search.ui.documents import PassageLookup
+
+        return PassageLookup([])
 
 
 def test_search_tab_falls_back_to_bm25_on_the_class():
@@ -108,5 +113,5 @@ def test_search_tab_falls_back_to_bm25_on_the_class():
     backend = _FakeBackend()
     notice, _show, _timings, table = Handlers(backend).search("Đà Lạt", "hybrid", None, 5)  # type: ignore[arg-type]
     assert backend.asked == ["hybrid", "bm25"]
-    assert msg.BM25_FALLBACK in notice and "pipeline <code>bm25</code>" in table
-    assert "Từ hạng 6 trở đi" in notice  # the note, in Vietnamese
+    assert msg.BM25_FALLBACK in notice and "<code>bm25</code>" in table
+    assert "chỉ dùng 500 ký tự đầu tiên" in notice  # the note, in Vietnamese
