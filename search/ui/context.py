@@ -141,3 +141,11 @@ def proxy_trust(proxies: Sequence[str]) -> Iterator[None]:
             os.environ.pop("FORWARDED_ALLOW_IPS", None)
         else:
             os.environ["FORWARDED_ALLOW_IPS"] = old
+
+
+def system_choices(rerankers: Sequence[str]) -> list[str]:
+    """Every pipeline name offered in Compare / Evaluate."""
+    out = ["bm25", "dense", "hybrid"]
+    for r in rerankers:
+        out += [f"hybrid+{r}", f"bm25+{r}"]
+    return out

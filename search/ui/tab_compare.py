@@ -20,7 +20,7 @@ from search.compare import pairwise_stats
 from search.ui import messages as msg
 from search.ui.backend import MAX_COMPARE
 from search.ui.benchmarks import QUERY_METRICS, single_query_metrics
-from search.ui.context import PRIVATE, UiContext, clamp_k
+from search.ui.context import PRIVATE, UiContext, clamp_k, system_choices
 from search.ui.local_rerankers import LocalModelError, root_label
 from search.ui.render import compare_html, notice_html, stats_html
 
@@ -52,14 +52,6 @@ def default_compare_systems(rerankers: Sequence[str] = ("viranker", "phoranker")
     order = [r for r in ("viranker", "phoranker") if r in available]
     order += [r for r in available if r not in order]
     return [f"hybrid+{r}" for r in order[:2]] + ["hybrid"]
-
-
-def system_choices(rerankers: Sequence[str]) -> list[str]:
-    """Every pipeline name offered in Compare / Evaluate."""
-    out = ["bm25", "dense", "hybrid"]
-    for r in rerankers:
-        out += [f"hybrid+{r}", f"bm25+{r}"]
-    return out
 
 
 def _usable(status: str) -> bool:

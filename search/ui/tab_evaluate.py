@@ -28,7 +28,7 @@ import gradio as gr
 from indexing.admin import UploadError
 from search.ui import messages as msg
 from search.ui.benchmarks import bundled_benchmarks, default_eval_dataset
-from search.ui.context import PRIVATE, UiContext
+from search.ui.context import PRIVATE, UiContext, system_choices
 from search.ui.render import notice_html
 
 if TYPE_CHECKING:
@@ -331,8 +331,6 @@ def build(ctx: UiContext) -> None:
         return h.evaluate(dataset, upload, sys_names, limit, progress)
 
     def _systems() -> Any:  # rerankers loaded from local model dirs (Compare tab) since the page was built
-        from search.ui.tab_compare import system_choices
-
         return gr.update(choices=list(dict.fromkeys([*ctx.systems, *system_choices(list(ctx.backend.rerankers()))])))
 
     ctx.page.load(_systems, None, esys, **PRIVATE, queue=False)
