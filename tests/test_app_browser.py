@@ -187,6 +187,15 @@ def test_evaluate_benchmark_table_chart_and_downloads(page, served):
     assert body.ok and "bm25" in body.text() and "hybrid" in body.text()
 
 
+def test_tab_bar_keeps_every_tab_after_visiting_each(page):
+    """Regression: a component left directly under gr.Tabs (outside any Tab) made Gradio re-register tabs at
+    shifted indices: after visiting Compare the Admin tab's button became a second "So sánh"."""
+    names = ["Tìm kiếm", "So sánh", "Đánh giá", "Admin"]
+    for name in [*names, *names]:
+        _tab(page, name)
+    assert [t.inner_text().strip() for t in page.get_by_role("tab").all()] == names
+
+
 def test_admin_login_refused_then_accepted(page):
     _tab(page, "Admin")
     pw = _box(page, "admin-password")

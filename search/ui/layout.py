@@ -65,7 +65,7 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> gr.Blocks:
                         available=[n for n, s in status.items() if s.startswith("available")],
                         systems=tab_compare.system_choices(list(status)), default_mode=mode,
                         default_reranker=reranker)
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # every tab stays visible (no "…" menu hiding Admin)
             for tab in (tab_search, tab_compare, tab_evaluate, tab_admin):
                 tab.build(ctx)
 

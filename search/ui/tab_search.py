@@ -199,8 +199,10 @@ def build(ctx: UiContext) -> None:
             with gr.Column(scale=2, visible=False, elem_id="search-doc-panel") as doc_panel:
                 doc_close = gr.Button("Đóng", size="sm", elem_id="search-doc-close")
                 doc_html = gr.HTML(elem_id="search-doc")
-    state = gr.State(None)
-    shown = gr.State(10)
+        # inside the Tab: a component left directly under gr.Tabs shifts Gradio's tab indices (visiting
+        # Compare then replaced the Admin tab's button with a second "So sánh")
+        state = gr.State(None)
+        shown = gr.State(10)
 
     def _outputs(view: SearchView, per_page: Any):
         n = clamp_k(per_page)
