@@ -2,7 +2,7 @@
 
     python bench/fresh_start.py [--starts 5] [--timeout 240] [--query "thủ đô của Việt Nam"] [--keep DIR]
 
-Each start runs exactly like ``tests/test_app_start.py`` (:func:`tests.app_testkit.fresh_start`): a new empty
+Each start runs exactly like ``tests/e2e/test_app_start.py`` (:func:`tests.app_testkit.fresh_start`): a new empty
 home, ``GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1``, a free port; it polls ``/status``
 until the background demo build is done, searches once through ``/search`` (hybrid: the vectors must be
 there), and stops the app with SIGTERM. Prints one line per start (seconds from spawn to the first served

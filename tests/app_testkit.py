@@ -3,8 +3,8 @@ reranker, an in-process app server on a free 127.0.0.1 port over a temporary ``V
 whose demo build fails on purpose (:func:`flaky_backend`), and :func:`fresh_start`: ``python app.py`` as a
 subprocess on an empty home, timed to its first served search result.
 
-Used by ``tests/test_app_api.py``, ``tests/test_app_browser.py``, ``tests/test_app_start.py``,
-``tests/test_progress_no_tqdm_patch.py`` and ``bench/fresh_start.py``.
+Used by ``tests/search/ui/test_app_api.py``, ``tests/e2e/test_app_browser.py``, ``tests/e2e/test_app_start.py``,
+``tests/search/ui/test_progress_no_tqdm_patch.py`` and ``bench/fresh_start.py``.
 """
 
 from __future__ import annotations

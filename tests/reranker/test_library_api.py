@@ -16,7 +16,7 @@ from tests.reranker_fixtures import *  # noqa: F403
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "viranker-small"
+SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "models" / "viranker-small"
 QUERY = "thủ đô của việt nam là gì"
 DOCS = [
     "Hà Nội là thủ đô của nước Cộng hòa Xã hội chủ nghĩa Việt Nam.",

@@ -20,7 +20,7 @@ from search.ui.confidence import (
     readable_score,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench"))
 import no_match as bench  # noqa: E402
 

@@ -41,7 +41,7 @@ from indexing.corpus import Passage
 from indexing.embed_cache import EmbeddingCache
 from indexing.normalize import folded_syllables
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TESTS = Path(__file__).resolve().parent
 INDEX = "crash"
 QUERIES = ["thủ đô Việt Nam", "sông Hồng chảy qua", "món ăn truyền thống", "cố đô triều Nguyễn"]

@@ -18,7 +18,7 @@ import pytest
 
 from search import app_registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

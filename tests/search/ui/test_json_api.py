@@ -16,7 +16,7 @@ httpx = pytest.importorskip("httpx")
 
 from search.ui.lanes import Lane, LaneBusy, Lanes  # noqa: E402
 from tests import app_testkit as kit  # noqa: E402
-from tests.test_security import call  # noqa: E402
+from tests.e2e.test_security import call  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

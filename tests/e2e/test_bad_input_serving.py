@@ -1,4 +1,4 @@
-"""Bad input checklist, part 2 (listed in tests/test_bad_input.py's docstring): the Qdrant server down (a
+"""Bad input checklist, part 2 (listed in tests/e2e/test_bad_input.py's docstring): the Qdrant server down (a
 typed error saying why, the real cause in Admin status, a build failing before its expensive stages), model
 server paths hidden from visitors, and the admin's messages in Vietnamese by reason code."""
 
@@ -12,7 +12,7 @@ import pytest
 from indexing import generations as gens
 from indexing import settings
 from indexing.build import build_generation
-from tests.test_bad_input import PASSAGES, HashEmbedder, _free_port, _server_generation
+from tests.e2e.test_bad_input import PASSAGES, HashEmbedder, _free_port, _server_generation
 
 
 def test_qdrant_down_says_why_and_admin_status_shows_the_cause(tmp_path: Path, monkeypatch) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from search.blend import FEATURES, BlendError, LearnedBlend, candidate, feature_matrix, learned_blend_of
 from search.pipeline import Pipeline
-from tests.test_pipeline import HashEmbedder, LengthReranker, bm25, passages, restorer, vectors  # noqa: F401
+from tests.search.test_pipeline import HashEmbedder, LengthReranker, bm25, passages, restorer, vectors  # noqa: F401
 from trainer.blend import Window, fit_blend, guard_passes, held_back_report, split_windows, write_blend
 
 

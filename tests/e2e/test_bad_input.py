@@ -6,12 +6,12 @@ briefly so that this file is the whole checklist):
 queries   empty · whitespace-only · 10,000 characters · emoji/control characters (control → space) · mixed
           scripts · stopwords only · a lone surrogate (cleaned alike in every mode)
 api       non-string query · ``top_k`` = Infinity / NaN / "abc" (typed BadInput) · a pipelines string is one
-          pipeline (JSON API and gr.api: tests/test_json_api.py)
+          pipeline (JSON API and gr.api: tests/search/ui/test_json_api.py)
 ingest    malformed JSONL · a JSONL record with a lone ``\ud800`` (skipped, the build goes on) · CSV with
           missing columns · Latin-1 file · duplicate ids · zero-length documents
 admin     50 MB upload over the limit · ZIP with ``../`` paths · wrong password (throttled when repeated;
           forged X-Forwarded-For, anonymous uploads, a skipped duplicate's origin, refused uploads' files:
-          tests/test_security.py) · login results worded in Vietnamese by ``reason`` (wrong/wait/disabled) ·
+          tests/e2e/test_security.py) · login results worded in Vietnamese by ``reason`` (wrong/wait/disabled) ·
           admin action refusals in Vietnamese
 render    HTML/JS inside documents is shown escaped
 models    missing reranker weights → ``ModelUnavailable`` with how to fix · a model's server path is never
@@ -20,9 +20,9 @@ qdrant    a Qdrant URL that does not answer → a clear error within the timeout
           (through ``SearchService`` and the app's search handler) · the server down → ``VectorStoreDown``
           saying why (not "no vectors yet") and the real cause in Admin status · a build with an unreachable
           ``QDRANT_URL`` fails (``VectorServerUnreachable``) within seconds, before the passage/BM25 stages
-          (these, the models' paths and the admin wording: tests/test_bad_input_serving.py)
+          (these, the models' paths and the admin wording: tests/e2e/test_bad_input_serving.py)
 cli       documents built/added with ``python -m indexing`` show their source/url like uploaded ones
-          (tests/test_indexing_cli.py)
+          (tests/indexing/test_indexing_cli.py)
 
 Tiny data in ``tmp_path``; a hashing embedder and fake rerankers stand in for real models.
 """

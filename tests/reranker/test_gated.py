@@ -115,7 +115,7 @@ def test_config_architecture_switch(tmp_path):
 
 
 def test_shipped_model_dir_loads_as_joint(tmp_path):
-    shipped = Path(__file__).resolve().parents[1] / "assets" / "models" / "viranker-small"
+    shipped = Path(__file__).resolve().parents[2] / "assets" / "models" / "viranker-small"
     model = load_model(shipped)
     assert type(model) is ViRanker and model.config.architecture == "joint" and model.config.rope
     # a dir written before the key existed (config.json without "architecture") is "joint" too

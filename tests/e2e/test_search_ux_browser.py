@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import app_testkit as kit
-from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _box, _mark_stale, _wait_fresh
+from tests.e2e.test_app_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _box, _mark_stale, _wait_fresh
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -15,7 +15,7 @@ import pytest
 from indexing.normalize import fold
 from indexing.restorer import DiacriticRestorer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 from restore_accuracy import accuracy, corpus_restorer, load_cases  # noqa: E402
 

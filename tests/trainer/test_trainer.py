@@ -486,7 +486,7 @@ TINY_GATED_TRAIN = {**{k: v for k, v in TINY.items() if k != "rope"}, "architect
 def _config_sections(name: str) -> dict:
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "trainer" / "configs" / name
+    path = Path(__file__).resolve().parents[2] / "trainer" / "configs" / name
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
