@@ -194,15 +194,25 @@ def build_generation(
             **bm25_kw)
         if extra:
             manifest.update(extra)
-        gens.write_manifest(index_dir, gen, manifest)
-        report("manifest", 1, 1)
-        gens.switch(index_dir, gen)
-        if keep is not None:
-            try:
-                cleanup(index_name, root, keep=keep)
-            except Exception:  # noqa: BLE001 - pruning is housekeeping; the new generation is live
-                log.exception("pruning old generations of %s failed", index_name)
-        return manifest
+        return publish(index_name, index_dir, gen, manifest, root=root, keep=keep, report=report)
+
+
+def publish(
+    index_name: str, index_dir: Path, gen: str, manifest: dict[str, Any], *, root: str | os.PathLike[str] | None,
+    keep: int | None, report: Any,
+) -> dict[str, Any]:
+    """The last steps of every new generation (a build or an incremental change): write ``manifest.json``
+    (a generation without it is incomplete), swap ``CURRENT`` to it, then prune to ``keep`` generations
+    (housekeeping: a failure there is logged, the new generation stays live) → the manifest."""
+    gens.write_manifest(index_dir, gen, manifest)
+    report("manifest", 1, 1)
+    gens.switch(index_dir, gen)
+    if keep is not None:
+        try:
+            cleanup(index_name, root, keep=keep)
+        except Exception:  # noqa: BLE001 - pruning is housekeeping; the new generation is live
+            log.exception("pruning old generations of %s failed", index_name)
+    return manifest
 
 
 def _pick_generation(

@@ -136,7 +136,7 @@ def apply_change(
 ) -> dict[str, Any]:
     """A new generation = the current one minus ``removed`` plus ``added`` (the caller holds the index lock and
     has checked ids and the embedder) → its manifest; ``CURRENT`` is swapped. See the module docstring."""
-    from indexing.build import cleanup, drop_generation
+    from indexing.build import drop_generation, publish
 
     t_start = time.perf_counter()
     index_dir = settings.index_dir(index_name, root)
@@ -220,12 +220,4 @@ def apply_change(
         counts={"passages": n_passages, "documents": n_documents}, **bm25_kw)
     out["incremental"] = True
     out.update(extra)
-    gens.write_manifest(index_dir, gen, out)
-    report("manifest", 1, 1)
-    gens.switch(index_dir, gen)
-    if keep is not None:
-        try:
-            cleanup(index_name, root, keep=keep)
-        except Exception:  # noqa: BLE001 - pruning is housekeeping; the new generation is live
-            log.exception("pruning old generations of %s failed", index_name)
-    return out
+    return publish(index_name, index_dir, gen, out, root=root, keep=keep, report=report)
