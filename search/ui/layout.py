@@ -79,14 +79,17 @@ def build_ui(backend: Backend, default_pipeline: str = "auto") -> gr.Blocks:
 
 
 def app_kwargs(backend: Backend) -> dict[str, Any]:
-    """What Gradio's FastAPI app gets besides the UI: the JSON API's routes and the upload guard (only an
-    admin uploads, with size and rate limits: :mod:`search.ui.upload_guard`)."""
+    """What Gradio's FastAPI app gets besides the UI: the JSON API's routes, the upload guard (only an
+    admin uploads, with size and rate limits: :mod:`search.ui.upload_guard`) and ``<html lang="vi">`` in the
+    HTML it serves (:mod:`search.ui.html_lang`)."""
     from starlette.middleware import Middleware
 
+    from search.ui.html_lang import HtmlLang
     from search.ui.upload_guard import UploadGuard
 
     return {"routes": json_api.routes(backend),
-            "middleware": [Middleware(UploadGuard, valid_token=lambda token: backend.auth.valid_token(token))]}
+            "middleware": [Middleware(UploadGuard, valid_token=lambda token: backend.auth.valid_token(token)),
+                           Middleware(HtmlLang, lang="vi")]}
 
 
 def launch(backend: Backend, host: str, port: int, concurrency: int | None = None, max_queue: int = 256,
