@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 from indexing.normalize import fold, has_diacritics, syllables
 from search.compare import display_scores, movement_marker
+from search.ui.confidence import readable_score
 
 __all__ = [
     "QueryTerms",
@@ -381,7 +382,9 @@ def compare_html(
     The same passage gets the same badge (D1, D2, … in order of first appearance) in every column, so the
     eye can follow it; ▲/▼ give the move against the rank before reranking; ✓ marks ``relevant`` ids
     (benchmark qrels); each header shows the system's total latency and, when given, its NDCG@10 / MRR@10.
-    Scores are on one 0–1 scale (:func:`search.compare.display_scores`).
+    Each hit's number is its score on its own named scale (:func:`search.ui.confidence.readable_score`: the
+    calibrated reranker probability, else BM25 / cosine / the relative fused score); the bar is its place on
+    one 0–1 display scale within the column (:func:`search.compare.display_scores`).
     """
     metrics = metrics or {}
     meta = meta or {}
@@ -415,7 +418,8 @@ def compare_html(
                 cls = "vr-up" if marker.startswith("▲") else "vr-down" if marker.startswith("▼") else "vr-muted"
                 mv = f" <span class='{cls}' title='rank before reranking: {pre}'>{marker}</span>"
             rel = relevant is not None and (h.doc_id in relevant or h.id in relevant)
-            score = scores[name][i]
+            score = scores[name][i]  # the bar: position on a 0–1 display scale within this list
+            shown = readable_score(h)  # the number: the score on its own named scale (calibrated where it can)
             info = meta.get(h.doc_id, {})
             cells.append(
                 "<td" + (" class='vr-relrow'" if rel else "") + ">"
@@ -423,14 +427,17 @@ def compare_html(
                 + ("<span class='vr-rel' title='relevant (benchmark qrels)'>✓ </span>" if rel else "")
                 + f"<b>{html.escape(h.title or h.doc_id)}</b>{mv}"
                 + f"<div class='vr-snippet'>{snippet(h.text, terms[name], 180)}</div>"
-                + f"<div class='vr-muted'>{score:.3f} · {source_html(info.get('source') or '', info.get('url'))}</div>"
+                + f"<div class='vr-muted'><span class='vr-score' title='{html.escape(shown.scale, quote=True)}'>"
+                + f"<b>{html.escape(shown.text)}</b> {html.escape(shown.scale)}</span> · "
+                + f"{source_html(info.get('source') or '', info.get('url'))}</div>"
                 + f"<div class='vr-bar'><div style='width:{100 * score:.0f}%'></div></div>"
                 + "</td>"
             )
         rows.append("<tr>" + "".join(cells) + "</tr>")
     rows.append("</tbody></table>")
-    legend = ("<div class='vr-muted'>Điểm trên một thang 0–1: sigmoid(logit) của reranker; điểm truy hồi "
-              "min-max trong danh sách. ▲/▼: thay đổi hạng so với trước rerank. Cùng nhãn Dn = cùng đoạn văn."
+    legend = ("<div class='vr-muted'>Điểm: xác suất liên quan của reranker (đã hiệu chỉnh) khi có, nếu không là "
+              "điểm của chính bộ truy hồi (BM25, cosine, điểm hợp nhất tương đối); thanh: vị trí tương đối trong "
+              "danh sách. ▲/▼: thay đổi hạng so với trước rerank. Cùng nhãn Dn = cùng đoạn văn."
               + (" ✓ = đoạn văn liên quan theo benchmark." if relevant is not None else "") + "</div>")
     return legend + "".join(rows)
 

@@ -285,3 +285,23 @@ def test_filters_facets_and_exports():
     assert rows[0]["score_scale"] == "bm25" and rows[0]["score"] == "5.0"
     data = json.loads(export_json("q", "q", "bm25", hits, sources))
     assert data["pipeline"] == "bm25" and data["hits"][1]["stage_scores"] == {"bm25": 2.0}
+
+
+def test_compare_shows_each_score_on_its_own_scale_not_a_saturated_0_to_1():
+    """Issue 18: Compare read "1.000" for every reranked hit (sigmoid of logits 10–15) and for rank 1 of a
+    min-max list; now the number is the calibrated probability or the retriever's own score, named."""
+    from search.results import Hit, SearchResult
+    from search.ui.render import compare_html
+
+    reranked = SearchResult("q", "q", "full", [
+        Hit("p1", "d1", "T1", "alpha", 14.2, 1, {"fusion": 2}, {"rerank_raw": 14.2, "rerank_prob": 0.31}),
+        Hit("p2", "d2", "T2", "beta", 11.0, 2, {"fusion": 1}, {"rerank_raw": 11.0, "rerank_prob": 0.07}),
+    ], {"total": 5.0}, "hybrid+viranker", [])
+    lexical = SearchResult("q", "q", "full", [
+        Hit("p2", "d2", "T2", "beta", 12.5, 1, {"bm25": 1}, {"bm25": 12.5}),
+        Hit("p1", "d1", "T1", "alpha", 3.25, 2, {"bm25": 2}, {"bm25": 3.25}),
+    ], {"total": 1.0}, "bm25", [])
+    out = compare_html("q", {"hybrid+viranker": reranked, "bm25": lexical}, 2)
+    assert "<b>31%</b>" in out and "<b>7%</b>" in out  # calibrated probabilities
+    assert "<b>12.50</b>" in out and "<b>3.25</b>" in out and "BM25" in out  # BM25's own scores, named
+    assert "1.000" not in out and "sigmoid(logit)" not in out
