@@ -11,24 +11,16 @@ tests are skipped, unless ``CI`` is set (then they fail).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from tests import app_testkit as kit
+from tests.e2e import browser_kit as bk
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 60_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-if not CHROMIUM.exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI is set but /usr/bin/chromium is missing: install Debian's chromium package")
-    pytest.skip("/usr/bin/chromium not found (install Debian's chromium; `playwright install` is not used)",
-                allow_module_level=True)
+bk.require_chromium()
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -42,34 +34,22 @@ def served(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(served):
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        pg = context.new_page()
-        pg.set_default_timeout(TIMEOUT_MS)
-        pg.goto(served.url)
-        pg.wait_for_selector("#search-query textarea, #search-query input")
+        browser = bk.launch(p)
+        context, pg = bk.open_page(browser, served.url, width=1400, height=1000, timeout_ms=TIMEOUT_MS)
         yield pg
         context.close()
         browser.close()
 
 
-def _box(page, elem_id: str):
-    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+_box, _mark_stale = bk.box, bk.mark_stale
 
 
 def _tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).first.click()
 
 
-def _mark_stale(page, sel: str) -> None:
-    page.evaluate("(sel) => document.querySelectorAll(sel + ' *').forEach(e => e.dataset.stale = '1')", sel)
-
-
 def _wait_fresh(page, sel: str, child: str) -> None:
-    page.wait_for_function(
-        "([sel, child]) => { const c = document.querySelector(sel + ' ' + child); return c && !c.dataset.stale; }",
-        arg=[sel, child], timeout=TIMEOUT_MS,
-    )
+    bk.wait_fresh(page, sel, child, timeout=TIMEOUT_MS)
 
 
 def _checkboxes(page, elem_id: str) -> dict[str, bool]:

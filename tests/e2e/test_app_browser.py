@@ -12,26 +12,16 @@ Without /usr/bin/chromium the tests are skipped, unless ``CI`` is set (then they
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 
 from tests import app_testkit as kit
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-TIMEOUT_MS = 30_000
+from tests.e2e import browser_kit as bk
+from tests.e2e.browser_kit import TIMEOUT_MS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-if not CHROMIUM.exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI is set but /usr/bin/chromium is missing: install Debian's chromium package")
-    pytest.skip("/usr/bin/chromium not found (install Debian's chromium; `playwright install` is not used)",
-                allow_module_level=True)
+bk.require_chromium()
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -45,7 +35,7 @@ def served(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        b = bk.launch(p)
         yield b
         b.close()
 
@@ -57,15 +47,14 @@ def page(browser, served):
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
     pg.dialogs = []
-    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))  # before the page loads
     pg.goto(served.url)
     pg.wait_for_selector("#search-query textarea, #search-query input")
     yield pg
     context.close()
 
 
-def _box(page, elem_id: str):
-    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+_box, _mark_stale, _wait_fresh = bk.box, bk.mark_stale, bk.wait_fresh
 
 
 def _tab(page, name: str) -> None:
@@ -81,19 +70,6 @@ def _search(page, query: str) -> str:
     box.press("Enter")
     _wait_fresh(page, "#search-results", "ol.vr-hits")
     return page.locator("#search-results").inner_html()
-
-
-def _mark_stale(page, sel: str) -> None:
-    """Tag the current children of ``sel`` so that :func:`_wait_fresh` can tell new output from old."""
-    page.evaluate("(sel) => document.querySelectorAll(sel + ' *').forEach(e => e.dataset.stale = '1')", sel)
-
-
-def _wait_fresh(page, sel: str, child: str, timeout: int = TIMEOUT_MS) -> None:
-    """Wait until ``sel`` holds a ``child`` element rendered after :func:`_mark_stale`."""
-    page.wait_for_function(
-        "([sel, child]) => { const c = document.querySelector(sel + ' ' + child); return c && !c.dataset.stale; }",
-        arg=[sel, child], timeout=timeout,
-    )
 
 
 def test_search_with_diacritics(page):

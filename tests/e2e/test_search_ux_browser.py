@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests import app_testkit as kit
-from tests.e2e.test_app_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _box, _mark_stale, _wait_fresh
+from tests.e2e import browser_kit as bk
+from tests.e2e.browser_kit import box as _box
+from tests.e2e.browser_kit import mark_stale as _mark_stale
+from tests.e2e.browser_kit import wait_fresh as _wait_fresh
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+bk.require_chromium()
 sync_api = pytest.importorskip("playwright.sync_api")
 SHOTS = os.environ.get("SCREENSHOTS")
 
@@ -31,18 +35,14 @@ def served(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        b = bk.launch(p)
         yield b
         b.close()
 
 
 @pytest.fixture()
 def page(browser, served):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    pg = context.new_page()
-    pg.set_default_timeout(TIMEOUT_MS)
-    pg.goto(served.url)
-    pg.wait_for_selector("#search-query textarea, #search-query input")
+    context, pg = bk.open_page(browser, served.url, accept_downloads=True)
     yield pg
     context.close()
 
