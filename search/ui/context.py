@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -149,3 +149,9 @@ def system_choices(rerankers: Sequence[str]) -> list[str]:
     for r in rerankers:
         out += [f"hybrid+{r}", f"bm25+{r}"]
     return out
+
+
+def usable_rerankers(status: Mapping[str, str]) -> list[str]:
+    """Reranker statuses (``Backend.rerankers()``: name → "available…" | "loaded…" | "unavailable: …") → the
+    names that can run now."""
+    return [n for n, st in status.items() if st.startswith(("available", "loaded"))]

@@ -28,7 +28,7 @@ import gradio as gr
 from indexing.admin import UploadError
 from search.ui import messages as msg
 from search.ui.benchmarks import bundled_benchmarks, default_eval_dataset
-from search.ui.context import PRIVATE, UiContext, system_choices
+from search.ui.context import PRIVATE, UiContext, system_choices, usable_rerankers
 from search.ui.render import notice_html
 
 if TYPE_CHECKING:
@@ -305,7 +305,8 @@ def build(ctx: UiContext) -> None:
                          file_types=[".zip"], type="filepath", elem_id="eval-upload", scale=2)
             lim = gr.Number(value=DEFAULT_LIMIT, precision=0, minimum=0, label="Giới hạn số câu hỏi (0 = tất cả)",
                             elem_id="eval-limit", scale=1)
-        esys = gr.CheckboxGroup(ctx.systems, value=default_eval_systems(ctx.systems, ctx.available),
+        runnable = system_choices(ctx.available)  # unavailable rerankers are not offered (Compare lists why)
+        esys = gr.CheckboxGroup(runnable, value=default_eval_systems(runnable, ctx.available),
                                 label="Hệ thống", elem_id="eval-systems")
         ego = gr.Button("Chạy đánh giá", variant="primary", elem_id="eval-button")
         estatus = gr.HTML(elem_id="eval-status")
@@ -331,7 +332,7 @@ def build(ctx: UiContext) -> None:
         return h.evaluate(dataset, upload, sys_names, limit, progress)
 
     def _systems() -> Any:  # rerankers loaded from local model dirs (Compare tab) since the page was built
-        return gr.update(choices=list(dict.fromkeys([*ctx.systems, *system_choices(list(ctx.backend.rerankers()))])))
+        return gr.update(choices=system_choices(usable_rerankers(ctx.backend.rerankers())))
 
     ctx.page.load(_systems, None, esys, **PRIVATE, queue=False)
     ego.click(_evaluate, [ds, up, esys, lim], [estatus, emetrics, eplot, ewin, ediff, efiles, esig, eempty], **PRIVATE,

@@ -139,6 +139,7 @@ def test_evaluate_shows_p_values_and_empty_states(page, served):
     page.wait_for_function("() => document.querySelector('#eval-systems').innerText.includes('hybrid+local-tiny')")
     boxes = _checkboxes(page, "eval-systems")
     assert [n for n, on in boxes.items() if on] == ["bm25", "hybrid", "hybrid+overlap"]  # + first available reranker
+    assert not any("phoranker" in n for n in boxes)  # only systems that can run are offered
     _mark_stale(page, "#eval-significance")
     page.locator("#eval-button").click()
     page.wait_for_function("() => document.querySelector('#eval-status').innerText.includes('tiny-bench')",
