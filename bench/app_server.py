@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,13 +22,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.app_testkit import free_port, gradio_call, stop_process  # noqa: E402 - one copy, shared with the tests
+
 __all__ = ["serve", "gradio_call", "percentiles", "machine", "load_queries"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -67,28 +62,7 @@ def serve(home: Path, *, args: Sequence[str] = (), timeout: float = 600.0,
             time.sleep(0.5)
         yield url, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def gradio_call(http: Any, url: str, name: str, *data: Any, timeout: float = 300.0) -> tuple[str, Any]:
-    """One ``/gradio_api/call/<name>`` round trip → (last SSE event: ``complete`` / ``error``, its data)."""
-    r = http.post(f"{url}gradio_api/call/{name}", json={"data": list(data)}, timeout=timeout)
-    r.raise_for_status()
-    text = http.get(f"{url}gradio_api/call/{name}/{r.json()['event_id']}", timeout=timeout).text
-    event, payload = "", None
-    for line in text.splitlines():
-        if line.startswith("event:"):
-            event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            raw = line.split(":", 1)[1].strip()
-            payload = json.loads(raw) if raw and raw != "null" else None
-    return event, payload
+        stop_process(proc)
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:

@@ -32,7 +32,7 @@ def _search(http, url: str, api: str, query: str, pipeline: str) -> bool:
     if api == "json":
         r = http.post(f"{url}api/v1/search", json={"query": query, "pipeline": pipeline, "top_k": 10}, timeout=300)
         return r.status_code == 200
-    event, _ = gradio_call(http, url, "search", query, pipeline, 10)
+    event, _ = gradio_call(http, url, "search", query, pipeline, 10, timeout=300.0)
     return event == "complete"
 
 

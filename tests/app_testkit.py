@@ -141,6 +141,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> bool:
+    """SIGTERM ``proc``, wait ``grace`` s, then kill it → True when it stopped on SIGTERM (or had exited)."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        return False
+
+
+def gradio_call(http: Any, url: str, api: str, *data: Any, headers: dict[str, str] | None = None,
+                timeout: float = 30.0) -> tuple[str, Any]:
+    """One Gradio ``/gradio_api/call/<api>`` round trip over plain HTTP (``http``: an httpx client or module)
+    → (the last SSE event: ``complete`` / ``error``, its data)."""
+    r = http.post(f"{url}gradio_api/call/{api}", json={"data": list(data)}, headers=headers or {}, timeout=timeout)
+    r.raise_for_status()
+    text = http.get(f"{url}gradio_api/call/{api}/{r.json()['event_id']}", timeout=timeout).text
+    event, payload = "", None
+    for line in text.splitlines():
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            raw = line.split(":", 1)[1].strip()
+            payload = json.loads(raw) if raw and raw != "null" else None
+    return event, payload
+
+
 def make_service_factory(embedder: Any, rerankers: dict[str, Any]):
     """A ``service_factory`` for :class:`app.Backend`: the real :class:`search.service.SearchService` with
     the test embedder and rerankers injected (unknown rerankers raise ``ModelUnavailable``)."""
@@ -335,14 +366,8 @@ def fresh_start(home: Path, *, timeout: float = 240.0, query: str = FRESH_START_
         except Exception as err:  # noqa: BLE001 - reported in the result
             error = f"{type(err).__name__}: {err}"
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-                    error = error or "the app did not stop within 30 s of SIGTERM"
+            if not stop_process(proc):
+                error = error or "the app did not stop within 30 s of SIGTERM"
     output = log_path.read_text(encoding="utf-8", errors="replace")
     return StartResult(ok=not error and bool(hits), seconds=seconds, hits=list(hits or []), error=error,
                        output=output, returncode=proc.returncode, status=status)

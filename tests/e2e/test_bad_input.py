@@ -47,6 +47,7 @@ from indexing.corpus import IngestError, Passage, load_corpus
 from indexing.normalize import syllables
 from search.pipeline import MAX_QUERY_CHARS, MAX_QUERY_SYLLABLES, Pipeline, QueryError
 from search.results import NoteCode
+from tests.app_testkit import free_port  # noqa: E402
 
 DOCS = [
     ("hn", "Hà Nội", "Hà Nội là thủ đô của Việt Nam, nằm bên bờ sông Hồng."),
@@ -100,10 +101,7 @@ def pipe(home: Path) -> Pipeline:
     snap.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_free_port = free_port
 
 
 def _write_jsonl(path: Path, rows: list) -> Path:

@@ -7,7 +7,6 @@ Requests go over HTTP to an in-process app (``tests/app_testkit.py``); a second 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -36,17 +35,7 @@ class RecordingAuth(AdminAuth):
 
 def call(http: Any, url: str, api: str, *data: Any, headers: dict[str, str] | None = None) -> tuple[str, Any]:
     """One Gradio ``/gradio_api/call/<api>`` round trip → (last SSE event name, its data)."""
-    r = http.post(f"{url}gradio_api/call/{api}", json={"data": list(data)}, headers=headers or {}, timeout=30)
-    r.raise_for_status()
-    text = http.get(f"{url}gradio_api/call/{api}/{r.json()['event_id']}", timeout=30).text
-    event, payload = "", None
-    for line in text.splitlines():
-        if line.startswith("event:"):
-            event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            raw = line.split(":", 1)[1].strip()
-            payload = json.loads(raw) if raw and raw != "null" else None
-    return event, payload
+    return kit.gradio_call(http, url, api, *data, headers=headers)
 
 
 def from_address(addr: str) -> Any:
