@@ -22,7 +22,8 @@ import under transformers 5 (``transformers.modeling_attn_mask_utils`` is gone),
 "Fresh install".
 
 Resolution order: explicit ``path`` > env var > default dir (viranker) > the local Hugging Face cache
-(``local_files_only``). Nothing found -> :class:`ModelUnavailable` with the fix, immediately.
+(``local_files_only``). Nothing found -> :class:`ModelUnavailable` with the fix, immediately; its ``code``
+(:class:`reranker.availability.UnavailableReason`) says which failure it is, for a UI to word.
 """
 
 from __future__ import annotations
@@ -36,16 +37,21 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from reranker.availability import (
+    DependencyUnavailable,
+    ModelUnavailable,
+    RerankerState,
+    RerankerStatus,
+    UnavailableReason,
+)
+
+__all__ = ["ModelUnavailable", "DependencyUnavailable", "UnavailableReason", "RerankerState", "RerankerStatus",
+           "RerankScores", "Reranker", "SPECS", "resolve_model_path", "load_reranker", "available_rerankers",
+           "recommended_by_default", "ViRankerReranker", "CrossEncoderReranker", "PhoRankerReranker",
+           "position_capacity", "sigmoid", "reranker_status", "dependency_unavailable"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIRANKER_DIR = REPO_ROOT / "assets" / "models" / "viranker-small"
-
-
-class ModelUnavailable(RuntimeError):
-    """A reranker's weights are not on this machine (or cannot be loaded)."""
-
-    def __init__(self, name: str, reason: str, how_to_fix: str) -> None:
-        self.name, self.reason, self.how_to_fix = name, reason, how_to_fix
-        super().__init__(f"reranker {name!r} unavailable: {reason}. {how_to_fix}")
 
 
 @dataclass
@@ -100,16 +106,23 @@ SPECS: dict[str, _Spec] = {
 }
 
 
+def _unavailable(name: str, reason: str, how_to_fix: str, code: UnavailableReason) -> ModelUnavailable:
+    """``ModelUnavailable`` for the known reranker ``name`` (its env var and hub id filled in)."""
+    spec = SPECS[name]
+    return ModelUnavailable(name, reason, how_to_fix, code, env=spec.env, hub_id=spec.hub_id)
+
+
 def _check_dir(name: str, path: Path, kind: str, source: str) -> Path:
     spec = SPECS[name]
     fix = f"point {spec.env} (or path=...) at a local copy of {spec.description}"
     if not path.is_dir():
-        raise ModelUnavailable(name, f"{source} {path} is not a directory", fix)
+        raise _unavailable(name, f"{source} {path} is not a directory", fix, UnavailableReason.NOT_A_DIRECTORY)
     if not (path / "config.json").is_file():
-        raise ModelUnavailable(name, f"{source} {path} has no config.json", fix)
+        raise _unavailable(name, f"{source} {path} has no config.json", fix, UnavailableReason.NO_CONFIG)
     weights = ("model.safetensors",) if kind == "viranker" else ("model.safetensors", "pytorch_model.bin")
     if not any((path / w).is_file() for w in weights):
-        raise ModelUnavailable(name, f"{source} {path} has no weights ({' or '.join(weights)})", fix)
+        raise _unavailable(name, f"{source} {path} has no weights ({' or '.join(weights)})", fix,
+                           UnavailableReason.NO_WEIGHTS)
     return path
 
 
@@ -136,17 +149,19 @@ def resolve_model_path(name: str, path: str | os.PathLike | None = None) -> Path
     if spec.kind == "viranker":
         if DEFAULT_VIRANKER_DIR.is_dir():
             return _check_dir(name, DEFAULT_VIRANKER_DIR, spec.kind, "default dir")
-        raise ModelUnavailable(
+        raise _unavailable(
             name, f"no model at {DEFAULT_VIRANKER_DIR} and ${spec.env} is not set",
             f"train/export one (trainer) into {DEFAULT_VIRANKER_DIR} or set {spec.env}=<model dir>",
+            UnavailableReason.NO_DEFAULT_MODEL,
         )
     snap = _hf_cache_snapshot(spec.hub_id) if spec.hub_id else None
     if snap is not None:
         return _check_dir(name, snap, spec.kind, "HF cache snapshot")
-    raise ModelUnavailable(
+    raise _unavailable(
         name, f"${spec.env} is not set and {spec.hub_id} is not in the local Hugging Face cache",
         f"download {spec.hub_id} on a connected machine (huggingface-cli download {spec.hub_id} "
         f"--local-dir <dir>) and set {spec.env}=<dir>",
+        UnavailableReason.NOT_DOWNLOADED,
     )
 
 
@@ -190,8 +205,16 @@ def _default_segmenter() -> Callable[[str], str]:
     return lambda text: " ".join(words(text))
 
 
-class DependencyUnavailable(ModelUnavailable):
-    """The weights are there but a package the backend needs does not import (missing or incompatible)."""
+def dependency_unavailable(name: str, dist: str, err: BaseException) -> DependencyUnavailable:
+    """``import`` of distribution ``dist`` raised ``err`` → the error for reranker ``name``: code
+    ``PACKAGE_MISSING`` when ``dist`` is not installed, else ``PACKAGE_BROKEN`` (decided by the installed
+    version, not by the message); the English detail from :func:`indexing.deps.import_failure`."""
+    from indexing.deps import import_failure, installed_version
+
+    code = UnavailableReason.PACKAGE_MISSING if installed_version(dist) is None else UnavailableReason.PACKAGE_BROKEN
+    spec = SPECS.get(name)
+    return DependencyUnavailable(name, *import_failure(dist, err), code, package=dist,
+                                 env=spec.env if spec else None, hub_id=spec.hub_id if spec else None)
 
 
 def _cross_encoder_class(name: str) -> Any:
@@ -199,9 +222,7 @@ def _cross_encoder_class(name: str) -> Any:
     try:
         from sentence_transformers import CrossEncoder
     except Exception as err:  # ImportError, or an incompatible transformers failing inside the import
-        from indexing.deps import import_failure
-
-        raise DependencyUnavailable(name, *import_failure("sentence-transformers", err)) from err
+        raise dependency_unavailable(name, "sentence-transformers", err) from err
     return CrossEncoder
 
 
@@ -276,12 +297,13 @@ def load_reranker(name: str, path: str | os.PathLike | None = None, **kw: Any) -
     except ModelUnavailable:  # incl. DependencyUnavailable: a package, not the weights
         raise
     except ImportError as e:  # a package the backend needs is missing or broken: say so, not "weights"
-        from indexing.deps import import_failure, module_distribution
+        from indexing.deps import module_distribution
 
-        raise DependencyUnavailable(name, *import_failure(module_distribution(e.name), e)) from e
+        raise dependency_unavailable(name, module_distribution(e.name), e) from e
     except Exception as e:  # corrupt / incompatible files: report, never crash the caller
-        raise ModelUnavailable(name, f"loading {model_dir} failed: {type(e).__name__}: {e}",
-                               f"check that {model_dir} holds a complete {SPECS[name].description}") from e
+        raise _unavailable(name, f"loading {model_dir} failed: {type(e).__name__}: {e}",
+                           f"check that {model_dir} holds a complete {SPECS[name].description}",
+                           UnavailableReason.LOAD_FAILED) from e
 
 
 def recommended_by_default(name: str) -> bool:
@@ -302,12 +324,16 @@ def recommended_by_default(name: str) -> bool:
         return False
 
 
-def available_rerankers() -> dict[str, str]:
-    """{name: "available: <dir>" | "unavailable: <reason>. <how to fix>"} without loading any weights."""
-    status = {}
-    for name in SPECS:
-        try:
-            status[name] = f"available: {resolve_model_path(name)}"
-        except ModelUnavailable as e:
-            status[name] = f"unavailable: {e.reason}. {e.how_to_fix}"
-    return status
+def reranker_status(name: str) -> RerankerStatus:
+    """The status of the known reranker ``name`` without loading weights: available (with its dir) or
+    unavailable (with the :class:`UnavailableReason` of :func:`resolve_model_path`'s failure)."""
+    try:
+        return RerankerStatus.available(resolve_model_path(name))
+    except ModelUnavailable as e:
+        return RerankerStatus.unavailable(e)
+
+
+def available_rerankers() -> dict[str, RerankerStatus]:
+    """``{name: status}`` for every known reranker (:func:`reranker_status`; each also reads as the str
+    "available: <dir>" | "unavailable: <reason>. <how to fix>"), without loading any weights."""
+    return {name: reranker_status(name) for name in SPECS}

@@ -266,11 +266,12 @@ class SearchService:
             loader = self._reranker_loader
             if loader is None:
                 from reranker.backends import load_reranker as loader
+            from reranker.availability import status_from_error
             try:
                 model = loader(name)
             except Exception as err:
                 with self._lock:
-                    self._reranker_errors[name] = str(err)
+                    self._reranker_errors[name] = status_from_error(err, name)  # keeps the reason's code
                 raise
             with self._lock:
                 self._reranker_errors.pop(name, None)
@@ -295,8 +296,7 @@ class SearchService:
         with self._lock:
             for name in self._rerankers:
                 status[name] = "loaded"
-            for name, msg in self._reranker_errors.items():
-                status[name] = f"unavailable: {msg}"
+            status.update(self._reranker_errors)  # RerankerStatus: "unavailable: <reason>. <fix>" + code
         return status
 
     # ------------------------------------------------------------------------------------------- API
