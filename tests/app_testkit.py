@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from indexing.normalize import folded_syllables
+from reranker.availability import ModelUnavailable, RerankerStatus, UnavailableReason
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,10 +94,13 @@ class OverlapReranker:
         return _Scores(raw, 1.0 / (1.0 + np.exp(-raw)))
 
 
-RERANKER_STATUS = {
-    "overlap": "available: built into the test kit",
-    "viranker": "available: a tiny random ViRanker built by the test kit",
-    "phoranker": "unavailable: $PHORANKER_PATH is not set. set PHORANKER_PATH=<model dir>",
+RERANKER_STATUS = {  # typed statuses, as reranker.backends.available_rerankers() gives them (reason codes)
+    "overlap": RerankerStatus.available("built into the test kit"),
+    "viranker": RerankerStatus.available("a tiny random ViRanker built by the test kit"),
+    "phoranker": RerankerStatus.unavailable(ModelUnavailable(
+        "phoranker", "$PHORANKER_PATH is not set and itdainb/PhoRanker is not in the local Hugging Face cache",
+        "set PHORANKER_PATH=<model dir>", UnavailableReason.NOT_DOWNLOADED, env="PHORANKER_PATH",
+        hub_id="itdainb/PhoRanker")),
 }
 
 
@@ -175,12 +179,15 @@ def gradio_call(http: Any, url: str, api: str, *data: Any, headers: dict[str, st
 def make_service_factory(embedder: Any, rerankers: dict[str, Any]):
     """A ``service_factory`` for :class:`app.Backend`: the real :class:`search.service.SearchService` with
     the test embedder and rerankers injected (unknown rerankers raise ``ModelUnavailable``)."""
-    from reranker.backends import ModelUnavailable
+    from reranker.backends import SPECS
     from search.service import SearchService
 
     def load_reranker(name: str) -> Any:
-        if name not in rerankers:
-            raise ModelUnavailable(name, "no model in the test kit", "set VIRANKER_MODEL=<model dir>")
+        if name not in rerankers:  # as reranker.backends says it: env unset, not in the HF cache
+            spec = SPECS.get(name)
+            env = spec.env if spec else "VIRANKER_MODEL"
+            raise ModelUnavailable(name, "no model in the test kit", f"set {env}=<model dir>",
+                                   UnavailableReason.NOT_DOWNLOADED, env=env, hub_id=spec.hub_id if spec else None)
         return rerankers[name]
 
     def factory(index: str) -> Any:

@@ -181,7 +181,8 @@ class Backend(AdminOps):
 
     def public_status(self) -> dict[str, Any]:
         """Status for anyone (the ``/status`` API): readiness, build progress and, when the build failed, its
-        stage, error class, a short message without server paths and a hint (Vietnamese)."""
+        stage, error class, a short message without server paths and a hint (Vietnamese); ``rerankers``: each
+        model's state, reason code and Vietnamese message (:func:`search.ui.messages.rerankers_json`)."""
         st = self.status()
         snap, failure = st["build"], st["failure"]
         public_failure = None
@@ -214,6 +215,7 @@ class Backend(AdminOps):
             "build_failed": failure is not None,
             "failure": public_failure,
             "message": message,
+            "rerankers": msg.rerankers_json(self.rerankers()),  # {name: {"state", "code", "message"}}, no paths
         }
 
     def not_ready_error(self) -> IndexNotReady:
@@ -319,13 +321,12 @@ class Backend(AdminOps):
         return recommended_by_default(name)
 
     def rerankers(self) -> dict[str, str]:
-        """What visitors see: ``{name: "available" | "loaded" | "unavailable: <reason>. <how to fix>"}`` with
-        no server path (model dirs redacted to their last part); admins get :meth:`reranker_details`."""
-        out = {}
-        for name, status in self.reranker_details().items():
-            state, _, detail = status.partition(":")
-            out[name] = state if state in ("available", "loaded") else f"{state}: {redact_paths(detail.strip())}"
-        return out
+        """What visitors see: ``{name: RerankerStatus}`` (reads as "available" | "loaded" | "unavailable:
+        <reason>. <how to fix>"; ``.state`` and the reason's ``.code`` kept) with no server path (model dirs
+        redacted to their last part); admins get :meth:`reranker_details`."""
+        from reranker.availability import as_status  # statuses keep their state and code (RerankerStatus)
+
+        return {name: as_status(status, name).redacted(redact_paths) for name, status in self.reranker_details().items()}
 
     def reranker_details(self) -> dict[str, str]:
         """``{name: "available: <dir>" | "loaded: <dir>" | "unavailable: <reason>. <how to fix>"}`` (no weights

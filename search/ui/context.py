@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from search.ui.handlers import Handlers
 
 __all__ = ["UiContext", "PRIVATE", "clamp_k", "read_query", "read_pipelines", "BadInput", "client_key", "trusted_proxies", "proxy_trust",
-           "TRUSTED_PROXIES_ENV"]
+           "TRUSTED_PROXIES_ENV", "system_choices", "usable_rerankers", "metric_label"]
 
 TRUSTED_PROXIES_ENV = "VIRANKER_TRUSTED_PROXIES"
 
@@ -31,8 +31,8 @@ PRIVATE = {"api_visibility": "private"}  # UI events are not part of the public 
 class UiContext:
     """Shared by the tabs while the page is built.
 
-    ``rerankers``: ``{name: status}`` (:meth:`Backend.rerankers`); ``available``: the names whose status says
-    ``available``; ``systems``: every pipeline name Compare / Evaluate offer; ``default_mode`` /
+    ``rerankers``: ``{name: status}`` (:meth:`Backend.rerankers`: ``RerankerStatus`` objects, state and reason
+    code); ``available``: the names whose status is ``available``; ``systems``: every pipeline name Compare / Evaluate offer; ``default_mode`` /
     ``default_reranker``: the Search tab's initial choice; ``page``: the ``gr.Blocks`` (for ``page.load``
     events); ``banner`` / ``banner_timer``: the page-top status and its poll timer (tabs that start builds
     update them).
@@ -152,6 +152,16 @@ def system_choices(rerankers: Sequence[str]) -> list[str]:
 
 
 def usable_rerankers(status: Mapping[str, str]) -> list[str]:
-    """Reranker statuses (``Backend.rerankers()``: name → "available…" | "loaded…" | "unavailable: …") → the
-    names that can run now."""
-    return [n for n, st in status.items() if st.startswith(("available", "loaded"))]
+    """Reranker statuses (``Backend.rerankers()``: name → :class:`~reranker.availability.RerankerStatus`, or
+    an old-style "available…" | "loaded…" | "unavailable: …" string) → the names that can run now."""
+    from reranker.availability import as_status
+
+    return [n for n, st in status.items() if as_status(st, n).usable]
+
+
+def metric_label(metric: str) -> str:
+    """A metric's key → its header in the tabs' tables (``ndcg@10`` → ``NDCG@10``, ``recall@100`` →
+    ``Recall@100``): metric names stay as the literature writes them."""
+    name, _, k = metric.partition("@")
+    label = "Recall" if name == "recall" else name.upper()
+    return f"{label}@{k}" if k else label

@@ -15,7 +15,9 @@ Requests (GET query parameters or a POST JSON body; same names):
 - ``/api/v1/compare``: ``query``, ``pipelines`` (a list, or one string: ``"bm25"`` or ``"bm25,hybrid"``),
   ``top_k`` → ``{"results": {pipeline: [hit]}, "unavailable": {pipeline: reason}, "agreement": [...],
   "timings_ms": {...}, "searched_query": {...}}`` (as the ``/compare`` gr.api endpoint);
-- ``/api/v1/status`` (GET) → what the ``/status`` endpoint returns.
+- ``/api/v1/status`` (GET) → what the ``/status`` endpoint returns, with ``"rerankers": {name: {"state":
+  "available" | "loaded" | "unavailable", "code": <reason code> | null, "message": <Vietnamese>}}`` (the
+  codes of :class:`reranker.availability.UnavailableReason`; no server paths).
 
 Errors: ``{"error": {"type": <class>, "message": <Vietnamese message>}}`` with 400 (bad input: empty or
 non-string query, ``top_k`` not a finite number, unknown pipeline), 503 (index not ready, vectors or model

@@ -3,17 +3,19 @@
 Everything the handlers and the backend say to a visitor or an admin is here (widget labels stay with their
 widgets in the ``tab_*`` modules). Nothing is matched by message text: :func:`friendly_error` dispatches on
 the classes of :mod:`search.errors` and the model errors of the layers below (``ModelUnavailable``,
-``EmbedderUnavailable``, ``EmbedderMismatch``), :func:`note_vi` on
-:class:`search.results.NoteCode`.
+``EmbedderUnavailable``, ``EmbedderMismatch``), :func:`note_vi` on :class:`search.results.NoteCode`, and why a
+reranker is unavailable (:func:`unavailable_vi`, :func:`reranker_status_vi`) on the
+:class:`reranker.availability.UnavailableReason` its error or status carries.
 """
 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from indexing.embedders import EmbedderMismatch, EmbedderUnavailable
-from reranker.backends import ModelUnavailable
+from reranker.availability import ModelUnavailable, RerankerState, UnavailableReason, as_status
 from search.errors import (
     EmptyQuery,
     IndexNotReady,
@@ -24,7 +26,7 @@ from search.errors import (
     VectorsUnavailable,
 )
 from search.results import Note, NoteCode
-from search.ui.render import build_failure_html, build_failure_text, notice_html, progress_html, redact_paths
+from search.ui.render import build_failure_html, build_failure_text, notice_html, progress_html
 
 if TYPE_CHECKING:
     from indexing.admin import AuthResult
@@ -76,6 +78,8 @@ ADMIN_STAT_LABELS = {
     "generations": "Số thế hệ", "disk_mb": "Dung lượng (MB)", "uploads": "Số lần tải lên",
     "rerankers": "Reranker",
 }
+GENERATION_COLUMNS = ["Thế hệ", "Trạng thái", "Tạo lúc (UTC)", "Đang phục vụ", "Số đoạn văn", "Số tài liệu"]
+GENERATION_STATUS_VI = {"complete": "hoàn chỉnh", "incomplete": "chưa hoàn chỉnh"}  # indexing.generations
 ADMIN_FAILED = {  # action → "could not ..." prefix
     "rollback": "Không quay lui được",
     "switch": "Không chuyển được",
@@ -170,6 +174,108 @@ def index_ready(index: str, generation: str) -> str:
     return f"Chỉ mục {index!r} sẵn sàng (thế hệ {generation})."
 
 
+# ---------------------------------------------------------------------------- unavailable rerankers
+_R = UnavailableReason
+FIX_PACKAGES = "cài đúng các phiên bản đã kiểm thử: pip install -c constraints.txt -e ."
+UNAVAILABLE_VI: dict[UnavailableReason, tuple[str, str]] = {  # code → (why, how to fix); {env} {hub_id} {package}
+    _R.NOT_A_DIRECTORY: ("thư mục mô hình được chỉ định không tồn tại trên máy chủ",
+                         "đặt {env} trỏ tới một thư mục mô hình có trên máy chủ"),
+    _R.NO_CONFIG: ("thư mục mô hình thiếu tệp config.json",
+                   "chép đủ các tệp của mô hình vào thư mục đó, hoặc đặt {env} trỏ tới một bản đầy đủ"),
+    _R.NO_WEIGHTS: ("thư mục mô hình thiếu tệp trọng số (model.safetensors hoặc pytorch_model.bin)",
+                    "chép đủ các tệp của mô hình vào thư mục đó, hoặc đặt {env} trỏ tới một bản đầy đủ"),
+    _R.NO_DEFAULT_MODEL: ("chưa có mô hình trong assets/models/viranker-small và chưa đặt {env}",
+                          "huấn luyện hoặc xuất một mô hình ViRanker vào thư mục đó, hoặc đặt {env}=<thư mục mô hình>"),
+    _R.NOT_DOWNLOADED: ("chưa đặt {env} và {hub_id} chưa có trong bộ nhớ đệm Hugging Face của máy chủ",
+                        "tải {hub_id} trên một máy có mạng (huggingface-cli download {hub_id} --local-dir "
+                        "<thư mục>) rồi đặt {env}=<thư mục>"),
+    _R.PACKAGE_MISSING: ("máy chủ chưa cài thư viện {package}", FIX_PACKAGES),
+    _R.PACKAGE_BROKEN: ("thư viện {package} đã cài nhưng không nạp được (phiên bản không tương thích)",
+                        FIX_PACKAGES),
+    _R.LOAD_FAILED: ("có tệp mô hình nhưng không nạp được (tệp hỏng hoặc không tương thích)",
+                     "kiểm tra thư mục mô hình có đủ và đúng các tệp; quản trị viên xem chi tiết trong tab Admin"),
+    _R.UNSPECIFIED: ("mô hình chưa dùng được trên máy chủ này",
+                     "quản trị viên xem chi tiết trong tab Admin"),
+}
+STATE_VI = {RerankerState.AVAILABLE: "sẵn sàng", RerankerState.LOADED: "đã nạp",
+            RerankerState.UNAVAILABLE: "chưa dùng được"}
+
+
+class _Unavailability(Protocol):
+    """What :func:`unavailable_vi` reads (a ``ModelUnavailable`` or a ``RerankerStatus``)."""
+
+    code: UnavailableReason | None
+    env: str | None
+    hub_id: str | None
+    package: str | None
+
+
+def unavailable_vi(info: _Unavailability) -> tuple[str, str]:
+    """Why a reranker is unavailable → (why, how to fix) in Vietnamese, chosen by ``info.code`` (a
+    :class:`reranker.availability.UnavailableReason`; None → ``UNSPECIFIED``), never by the English text.
+    ``info.env`` / ``hub_id`` / ``package`` fill in the names (no server path is ever shown)."""
+    why, fix = UNAVAILABLE_VI[info.code or UnavailableReason.UNSPECIFIED]
+    names = {"env": info.env or "biến môi trường của mô hình", "hub_id": info.hub_id or "mô hình",
+             "package": info.package or "cần thiết"}
+    return why.format_map(names), fix.format_map(names)
+
+
+def model_unavailable(name: str, info: _Unavailability) -> str:
+    """One sentence for visitors: reranker ``name`` cannot run, why and how an admin adds it."""
+    why, fix = unavailable_vi(info)
+    return f"Mô hình {name} chưa dùng được: {why}. Cách thêm: {fix}."
+
+
+def reranker_status_vi(name: str, status: str) -> str:
+    """A reranker's status (``RerankerStatus`` or an old-style string) → ``sẵn sàng`` · ``đã nạp`` · ``chưa
+    dùng được: <why>. Cách thêm: <fix>.``"""
+    st = as_status(status, name)
+    if st.usable:
+        return STATE_VI[st.state]
+    why, fix = unavailable_vi(st)
+    return f"{STATE_VI[st.state]}: {why}. Cách thêm: {fix}."
+
+
+def rerankers_json(statuses: Mapping[str, str]) -> dict[str, dict[str, str | None]]:
+    """Reranker statuses → ``{name: {"state", "code", "message"}}`` for the public status API: the state and
+    the :class:`~reranker.availability.UnavailableReason` as their values (``code`` None when usable), the
+    message in Vietnamese (no server paths: callers pass :meth:`Backend.rerankers`)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for name, status in statuses.items():
+        st = as_status(status, name)
+        out[name] = {"state": st.state.value, "code": None if st.code is None else st.code.value,
+                     "message": reranker_status_vi(name, st)}
+    return out
+
+
+def admin_rerankers_html(statuses: Mapping[str, str]) -> str:
+    """The Admin tab's reranker cell: each model's status in Vietnamese, with the English detail (its dir,
+    or the technical reason) in small print for the admin."""
+    items = []
+    for name, status in statuses.items():
+        st = as_status(status, name)
+        detail = st.path if st.usable else str(st).partition(":")[2].strip()
+        items.append(f"<li><b>{html.escape(name)}</b>: {html.escape(reranker_status_vi(name, st))}"
+                     + (f"<div class='vr-muted'><code>{html.escape(detail)}</code></div>" if detail else "")
+                     + "</li>")
+    return f"<ul class='vr-rerankers'>{''.join(items)}</ul>" if items else "—"
+
+
+def admin_stat_html(key: str, value: Any) -> str:
+    """One value of the Admin tab's statistics table (a key of :data:`ADMIN_STAT_LABELS`) as HTML: the
+    rerankers' statuses worded by :func:`admin_rerankers_html`, anything else escaped (``—`` for None)."""
+    if key == "rerankers" and isinstance(value, Mapping):
+        return admin_rerankers_html(value)
+    return html.escape("—" if value is None else str(value))
+
+
+def generation_rows(generations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``Backend.admin_generations()`` → the Admin tab's generations table rows (:data:`GENERATION_COLUMNS`)."""
+    return [dict(zip(GENERATION_COLUMNS, [g["name"], GENERATION_STATUS_VI.get(g["status"], g["status"]), g["created"],
+                                          "✓" if g["current"] else "", g["counts"].get("passages"),
+                                          g["counts"].get("documents")], strict=True)) for g in generations]
+
+
 # --------------------------------------------------------------------------------- errors and notes
 BUSY = "Máy chủ đang bận (quá nhiều tìm kiếm đang chờ). Hãy thử lại sau vài giây."
 
@@ -196,11 +302,11 @@ def friendly_error(err: BaseException) -> str:
         return f"Không thể tìm: {err}"
     if isinstance(err, EmbedderMismatch):  # the index must be rebuilt for the embedder it now loads
         return f"Không thể tìm: {err}"
-    if isinstance(err, ModelUnavailable):
-        # the model's name and why, never its server path (admins see that in Admin)
-        return f"Mô hình {err.name!r} chưa có: {redact_paths(err.reason)}. Cách thêm: {redact_paths(err.how_to_fix)}"
+    if isinstance(err, ModelUnavailable):  # worded by its code; the English detail (with paths) is for Admin
+        return model_unavailable(err.name, err)
     if isinstance(err, EmbedderUnavailable):
-        return f"Mô hình embedding chưa có: {err}. Hãy dùng pipeline BM25."
+        # no reason code on this error yet (indexing.embedders): its English detail is not shown to visitors
+        return f"Mô hình embedding {err.name} chưa dùng được trên máy chủ này. Hãy dùng pipeline BM25."
     if isinstance(err, ValueError):
         return f"Không thể tìm: {err}"
     return f"Đã xảy ra lỗi khi tìm kiếm ({type(err).__name__}: {err}). Hãy thử lại."

@@ -270,6 +270,7 @@ def results_html(
     if not hits:
         return notice_html("Không tìm thấy kết quả nào. Hãy thử từ khoá khác hoặc bỏ bớt từ.", "info")
     relevant = set(relevant)
+    rel_mark = "<span class='vr-rel' title='đoạn liên quan'>✓</span> "
     show_pre = any(pre_rerank_rank(h) is not None for h in hits)
     head = ["#", "Kết quả", "Điểm"] + (["Trước rerank"] if show_pre else []) + ["Nguồn"]
     rows = ["<table class='vr-results'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
@@ -279,7 +280,7 @@ def results_html(
         is_rel = hit.id in relevant or hit.doc_id in relevant
         title = highlight(hit.title or hit.doc_id, terms)
         body = (
-            f"<div class='vr-title'>{'<span class=vr-rel title=relevant>✓</span> ' if is_rel else ''}{title}</div>"
+            f"<div class='vr-title'>{rel_mark if is_rel else ''}{title}</div>"
             f"<div class='vr-snippet'>{snippet(hit.text, terms, snippet_chars)}</div>"
             f"<div class='vr-id'>{html.escape(hit.id)}</div>"
         )
@@ -416,7 +417,7 @@ def compare_html(
             if pre is not None:
                 marker = movement_marker(pre - h.rank)
                 cls = "vr-up" if marker.startswith("▲") else "vr-down" if marker.startswith("▼") else "vr-muted"
-                mv = f" <span class='{cls}' title='rank before reranking: {pre}'>{marker}</span>"
+                mv = f" <span class='{cls}' title='hạng trước khi xếp hạng lại: {pre}'>{marker}</span>"
             rel = relevant is not None and (h.doc_id in relevant or h.id in relevant)
             score = scores[name][i]  # the bar: position on a 0–1 display scale within this list
             shown = readable_score(h)  # the number: the score on its own named scale (calibrated where it can)
@@ -424,7 +425,7 @@ def compare_html(
             cells.append(
                 "<td" + (" class='vr-relrow'" if rel else "") + ">"
                 + _doc_badge(f"D{doc_ids[h.id] + 1}", doc_ids[h.id])
-                + ("<span class='vr-rel' title='relevant (benchmark qrels)'>✓ </span>" if rel else "")
+                + ("<span class='vr-rel' title='đoạn liên quan (theo benchmark)'>✓ </span>" if rel else "")
                 + f"<b>{html.escape(h.title or h.doc_id)}</b>{mv}"
                 + f"<div class='vr-snippet'>{snippet(h.text, terms[name], 180)}</div>"
                 + f"<div class='vr-muted'><span class='vr-score' title='{html.escape(shown.scale, quote=True)}'>"
@@ -457,8 +458,8 @@ def stats_html(stats: Sequence[Any], errors: Mapping[str, str], bench_note: str 
         )
         k = out["stats"][0].k
         parts.append(
-            f"<table class='vr-results'><thead><tr><th>Hệ thống A</th><th>Hệ thống B</th><th>overlap@{k}</th>"
-            f"<th>Kendall τ (trên đoạn chung)</th><th>số đoạn chung</th></tr></thead><tbody>{rows}</tbody></table>"
+            f"<table class='vr-results'><thead><tr><th>Hệ thống A</th><th>Hệ thống B</th><th>Trùng lặp (overlap@{k})</th>"
+            f"<th>Kendall τ (trên đoạn chung)</th><th>Số đoạn chung</th></tr></thead><tbody>{rows}</tbody></table>"
         )
     for name, msg in out["errors"].items():
         parts.append(notice_html(f"{name}: không khả dụng — {msg}", "warn"))

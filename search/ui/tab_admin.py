@@ -46,13 +46,11 @@ class AdminHandlers:
         if not self.b.auth.valid_token(token):
             return notice_html(msg.DENIED, "error"), pd.DataFrame(), []
         st = self.b.admin_stats()
-        rows = "".join(f"<tr><th>{html.escape(v)}</th><td>{html.escape(str(st.get(k, '—')))}</td></tr>"
+        rows = "".join(f"<tr><th>{html.escape(v)}</th><td>{msg.admin_stat_html(k, st.get(k, '—'))}</td></tr>"
                        for k, v in msg.ADMIN_STAT_LABELS.items())
-        gens_rows = [{"generation": g["name"], "status": g["status"], "created": g["created"],
-                      "current": "✓" if g["current"] else "", "passages": g["counts"].get("passages"),
-                      "documents": g["counts"].get("documents")} for g in self.b.admin_generations()]
-        df = pd.DataFrame(gens_rows, columns=["generation", "status", "created", "current", "passages", "documents"])
-        names = [g["generation"] for g in gens_rows if g["status"] == "complete"]
+        generations = self.b.admin_generations()
+        df = pd.DataFrame(msg.generation_rows(generations), columns=msg.GENERATION_COLUMNS)
+        names = [g["name"] for g in generations if g["status"] == "complete"]
         return f"<table class='vr-results vr-stats'>{rows}</table>", df, names
 
     def upload(self, token: str | None, files: Any, mode: str) -> tuple[str, bool]:

@@ -3,7 +3,8 @@ benchmark question, its judged passages and every system's metrics on it (NDCG@1
 of the first relevant passage).
 
 Only systems that can run are offered and ticked (a reranker whose weights are missing is listed below the
-choices with the reason, so a stock Compare shows no warning). An analyst can add a reranker from a local
+choices with the reason, worded in Vietnamese by its :class:`reranker.availability.UnavailableReason`, so a
+stock Compare shows no warning). An analyst can add a reranker from a local
 model dir (sandboxed to the allowed folders, :mod:`search.ui.local_rerankers`): it is loaded through the
 existing reranker backends and offered as ``hybrid+local-<dir>`` / ``bm25+local-<dir>``.
 """
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from reranker.availability import RerankerStatus, as_status
 from search.compare import pairwise_stats
 from search.ui import messages as msg
 from search.ui.backend import MAX_COMPARE
 from search.ui.benchmarks import QUERY_METRICS, single_query_metrics
-from search.ui.context import PRIVATE, UiContext, clamp_k, system_choices
+from search.ui.context import PRIVATE, UiContext, clamp_k, metric_label, system_choices
 from search.ui.local_rerankers import LocalModelError, root_label
 from search.ui.render import compare_html, notice_html, stats_html
 
@@ -54,26 +56,24 @@ def default_compare_systems(rerankers: Sequence[str] = ("viranker", "phoranker")
     return [f"hybrid+{r}" for r in order[:2]] + ["hybrid"]
 
 
-def _usable(status: str) -> bool:
-    return status.startswith(("available", "loaded"))
-
-
-def compare_choices(status: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
-    """Reranker statuses (:meth:`Backend.rerankers`) → (systems that can run, ``{unavailable reranker:
-    reason}``)."""
-    usable = [n for n, s in status.items() if _usable(s)]
-    reasons = {n: s.split(":", 1)[1].strip() if ":" in s else s for n, s in status.items() if not _usable(s)}
-    return system_choices(usable), reasons
+def compare_choices(status: Mapping[str, str]) -> tuple[list[str], dict[str, RerankerStatus]]:
+    """Reranker statuses (:meth:`Backend.rerankers`) → (systems that can run, ``{unavailable reranker: its
+    status}`` (a :class:`~reranker.availability.RerankerStatus` with the reason's code)."""
+    statuses = {n: as_status(s, n) for n, s in status.items()}
+    usable = [n for n, s in statuses.items() if s.usable]
+    return system_choices(usable), {n: s for n, s in statuses.items() if not s.usable}
 
 
 def unavailable_html(reasons: Mapping[str, str]) -> str:
-    """The rerankers Compare does not offer, each with its systems and reason (empty when none)."""
+    """The rerankers Compare does not offer (``{name: status}``), each with its systems and why, in Vietnamese
+    by the status's reason code (:func:`search.ui.messages.unavailable_vi`); empty when none."""
     if not reasons:
         return ""
-    items = "".join(
-        f"<li><b>hybrid+{html.escape(n)}</b>, <b>bm25+{html.escape(n)}</b>: {html.escape(r)}</li>"
-        for n, r in reasons.items()
-    )
+    items = ""
+    for n, status in reasons.items():
+        why, fix = msg.unavailable_vi(as_status(status, n))
+        items += (f"<li><b>hybrid+{html.escape(n)}</b>, <b>bm25+{html.escape(n)}</b>: {html.escape(why)}. "
+                  f"<span class='vr-muted'>Cách thêm: {html.escape(fix)}.</span></li>")
     return (f"<div class='vr-muted' id='compare-unavailable-list'>Không khả dụng (không thể chọn):<ul>{items}</ul>"
             "</div>")
 
@@ -88,14 +88,14 @@ def query_metrics_html(metrics: Mapping[str, Mapping[str, float]], ranks: Mappin
     relevant document among the shown hits)."""
     if not metrics:
         return ""
-    head = "".join(f"<th>{html.escape(m.upper().replace('RECALL', 'Recall'))}</th>" for m in QUERY_METRICS)
+    head = "".join(f"<th>{html.escape(metric_label(m))}</th>" for m in QUERY_METRICS)
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{float(m.get(k, 0.0)):.3f}</td>" for k in QUERY_METRICS)
         + f"<td>{ranks.get(n) or '—'}</td></tr>"
         for n, m in metrics.items()
     )
     return (f"<table class='vr-results' id='compare-query-metrics'><caption>Chỉ số của câu hỏi này theo từng hệ "
-            f"thống</caption><thead><tr><th>Hệ thống</th>{head}<th>hạng đoạn liên quan đầu tiên</th></tr></thead>"
+            f"thống</caption><thead><tr><th>Hệ thống</th>{head}<th>Hạng đoạn liên quan đầu tiên</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>")
 
 
@@ -152,7 +152,7 @@ class CompareHandlers:
         """(systems' choices and default value, unavailable list HTML) for the page as it loads."""
         status = self.b.rerankers()
         choices, reasons = compare_choices(status)
-        default = default_compare_systems(list(status), [n for n, s in status.items() if _usable(s)])
+        default = default_compare_systems(list(status), [n for n, s in status.items() if as_status(s, n).usable])
         return gr.update(choices=choices, value=[s for s in default if s in choices]), unavailable_html(reasons)
 
 
@@ -169,7 +169,8 @@ def build(ctx: UiContext) -> None:
             default = [s for s in default_compare_systems(ctx.reranker_names, ctx.available) if s in choices]
             systems = gr.CheckboxGroup(choices, value=default, label="Hệ thống (tối đa 3)", elem_id="compare-systems",
                                        scale=5)
-            ck = gr.Slider(1, 20, value=10, step=1, label="Top-k", elem_id="compare-topk", scale=1)
+            ck = gr.Slider(1, 20, value=10, step=1, label="Số kết quả mỗi hệ thống", elem_id="compare-topk",
+                           scale=1)
         unavailable = gr.HTML(unavailable_html(reasons), elem_id="compare-unavailable")
         with gr.Accordion("Thêm reranker từ thư mục mô hình", open=False, elem_id="compare-add-model"):
             roots = ", ".join(dict.fromkeys(["$VIRANKER_HOME/models", "assets/models",
@@ -185,7 +186,8 @@ def build(ctx: UiContext) -> None:
         cstats = gr.HTML(elem_id="compare-stats")
         cout = gr.HTML(elem_id="compare-results")
         if ctx.rerankers:
-            lines = [f"- **{html.escape(n)}**: {html.escape(s)}" for n, s in ctx.rerankers.items()]
+            lines = [f"- **{html.escape(n)}**: {html.escape(msg.reranker_status_vi(n, s))}"
+                     for n, s in ctx.rerankers.items()]
             gr.Markdown("**Reranker:**\n" + "\n".join(lines), elem_id="compare-rerankers")
 
     c_in, c_out = [cq, systems, ck], [cout, cstats]

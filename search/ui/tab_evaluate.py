@@ -28,7 +28,7 @@ import gradio as gr
 from indexing.admin import UploadError
 from search.ui import messages as msg
 from search.ui.benchmarks import bundled_benchmarks, default_eval_dataset
-from search.ui.context import PRIVATE, UiContext, system_choices, usable_rerankers
+from search.ui.context import PRIVATE, UiContext, metric_label, system_choices, usable_rerankers
 from search.ui.render import notice_html
 
 if TYPE_CHECKING:
@@ -36,14 +36,20 @@ if TYPE_CHECKING:
     from search.ui.backend import Backend
 
 __all__ = ["EVAL_METRICS", "EvaluationRun", "run_evaluation", "render_evaluation", "EvaluateHandlers", "build",
-           "default_eval_systems", "significance_rows", "SIGNIFICANCE_COLUMNS", "DEFAULT_LIMIT"]
+           "default_eval_systems", "significance_rows", "SIGNIFICANCE_COLUMNS", "DEFAULT_LIMIT", "COL_SYSTEM",
+           "COL_QUERIES", "CHART_COLUMNS", "WINLOSS_COLUMNS", "DIFF_ID", "DIFF_QUERY", "DIFF_SPREAD", "metric_label"]
 
 EVAL_METRICS = ("ndcg@10", "mrr@10", "ndcg@3", "mrr@3", "recall@100")
 SIGNIFICANCE_METRICS = ("ndcg@10", "mrr@10")
 ALPHA = 0.05
 DEFAULT_LIMIT = 120  # every query of hard-mini; the first 120 of a larger set
-SIGNIFICANCE_COLUMNS = ["hệ thống A", "hệ thống B", "chỉ số", "TB A", "TB B", "B − A", "p (t-test cặp)",
-                        "p (Wilcoxon)", "B thắng / hoà / thua", "kết luận"]
+# the tables' headers (Vietnamese; metric names as the literature writes them: NDCG@10, MRR@10, Recall@100)
+COL_SYSTEM, COL_QUERIES, COL_P50, COL_P95 = "Hệ thống", "Số câu hỏi", "Độ trễ p50 (ms)", "Độ trễ p95 (ms)"
+CHART_COLUMNS = ["Chỉ số · hệ thống", "Điểm", "Hệ thống", "Chỉ số"]  # x, y, colour, metric of the bar chart
+WINLOSS_COLUMNS = ["Hệ thống", "So với", "Thắng", "Hoà", "Thua"]
+DIFF_ID, DIFF_QUERY, DIFF_SPREAD = "Mã câu hỏi", "Câu hỏi", "Chênh lệch NDCG@10"
+SIGNIFICANCE_COLUMNS = ["Hệ thống A", "Hệ thống B", "Chỉ số", "TB A", "TB B", "B − A", "p (t-test cặp)",
+                        "p (Wilcoxon)", "B thắng / hoà / thua", "Kết luận"]
 NO_DIFFERENCES = ("Không có câu hỏi nào mà các hệ thống cho NDCG@10 khác nhau: trên bộ dữ liệu này chúng xếp "
                   "hạng như nhau (hãy thử bộ khó hard-mini).")
 ONE_SYSTEM = "Chọn ít nhất hai hệ thống để xem kiểm định ý nghĩa và các câu hỏi khác biệt."
@@ -157,7 +163,7 @@ def _win_loss(run: EvaluationRun, names: list[str]) -> list[dict[str, Any]]:
                 lo += 1
             else:
                 t += 1
-        rows.append({"system": other, "baseline": base, "wins": w, "ties": t, "losses": lo})
+        rows.append(dict(zip(WINLOSS_COLUMNS, [other, base, w, t, lo], strict=True)))
     return rows
 
 
@@ -186,7 +192,7 @@ def significance_rows(run: EvaluationRun, names: list[str],
                 else:
                     verdict = f"chưa đủ bằng chứng (p ≥ {ALPHA:g})"
                 rows.append(dict(zip(SIGNIFICANCE_COLUMNS, [
-                    a, b, metric, round(r.mean_a, 4), round(r.mean_b, 4), round(r.mean_diff, 4),
+                    a, b, metric_label(metric), round(r.mean_a, 4), round(r.mean_b, 4), round(r.mean_diff, 4),
                     _p(r.t_pvalue), _p(r.wilcoxon_pvalue), f"{r.wins} / {r.ties} / {r.losses}", verdict], strict=True)))
     return rows
 
@@ -205,9 +211,9 @@ def _differences(run: EvaluationRun, names: list[str]) -> list[dict[str, Any]]:
         vals = {n: run.reports[n].per_query.get(qid, {}).get("ndcg@10", 0.0) for n in names}
         spread = max(vals.values()) - min(vals.values())
         if spread > 0:
-            rows.append({"query id": qid, "query": text, **{f"ndcg@10 {n}": round(v, 3) for n, v in vals.items()},
-                         "spread": round(spread, 3)})
-    rows.sort(key=lambda r: -r["spread"])
+            rows.append({DIFF_ID: qid, DIFF_QUERY: text, **{f"NDCG@10 · {n}": round(v, 3) for n, v in vals.items()},
+                         DIFF_SPREAD: round(spread, 3)})
+    rows.sort(key=lambda r: -r[DIFF_SPREAD])
     return rows
 
 
@@ -221,18 +227,20 @@ def render_evaluation(run: EvaluationRun) -> tuple[str, Any, Any, Any, Any, list
     for name, rep in run.reports.items():
         m = rep.metrics
         lat = rep.timings_ms.get("total", {})
-        rows.append({"system": name, **{k: m.get(k) for k in EVAL_METRICS}, "queries": m.get("queries"),
-                     "p50 ms": round(lat.get("p50", 0.0), 1), "p95 ms": round(lat.get("p95", 0.0), 1)})
+        rows.append({COL_SYSTEM: name, **{metric_label(k): m.get(k) for k in EVAL_METRICS},
+                     COL_QUERIES: m.get("queries"), COL_P50: round(lat.get("p50", 0.0), 1),
+                     COL_P95: round(lat.get("p95", 0.0), 1)})
         for metric in ("ndcg@10", "mrr@10"):
-            chart.append({"label": f"{metric} · {name}", "value": float(m.get(metric) or 0.0), "system": name,
-                          "metric": metric})
+            label = metric_label(metric)
+            chart.append(dict(zip(CHART_COLUMNS, [f"{label} · {name}", float(m.get(metric) or 0.0), name, label],
+                                  strict=True)))
     metrics_df = pd.DataFrame(rows)
-    chart_df = pd.DataFrame(chart, columns=["label", "value", "system", "metric"])
+    chart_df = pd.DataFrame(chart, columns=CHART_COLUMNS)
     names = list(run.reports)
     win_rows, diff_rows = (_win_loss(run, names), _differences(run, names)) if len(names) >= 2 else ([], [])
-    win_df = pd.DataFrame(win_rows, columns=["system", "baseline", "wins", "ties", "losses"])
-    diff_df = pd.DataFrame(diff_rows[:100], columns=list(diff_rows[0]) if diff_rows else ["query id", "query",
-                                                                                          "spread"])
+    win_df = pd.DataFrame(win_rows, columns=WINLOSS_COLUMNS)
+    diff_df = pd.DataFrame(diff_rows[:100], columns=list(diff_rows[0]) if diff_rows else [DIFF_ID, DIFF_QUERY,
+                                                                                          DIFF_SPREAD])
     sig_df = pd.DataFrame(significance_rows(run, names) if len(names) >= 2 else [], columns=SIGNIFICANCE_COLUMNS)
     empty = ONE_SYSTEM if len(names) < 2 else NO_DIFFERENCES if not diff_rows else ""
     files = _write_eval_files(run, sig_df.to_dict("records")) if run.reports else None
@@ -280,7 +288,7 @@ class EvaluateHandlers:
         :func:`render_evaluation`."""
         import pandas as pd
 
-        empty = (pd.DataFrame(), pd.DataFrame(columns=["label", "value", "system", "metric"]),
+        empty = (pd.DataFrame(), pd.DataFrame(columns=CHART_COLUMNS),
                  pd.DataFrame(), pd.DataFrame(), None, pd.DataFrame(columns=SIGNIFICANCE_COLUMNS),
                  notice_html(NO_RUN, "info"))
         systems = list(dict.fromkeys(systems or []))
@@ -311,7 +319,7 @@ def build(ctx: UiContext) -> None:
         ego = gr.Button("Chạy đánh giá", variant="primary", elem_id="eval-button")
         estatus = gr.HTML(elem_id="eval-status")
         emetrics = gr.Dataframe(label="Chỉ số", elem_id="eval-metrics", interactive=False)
-        eplot = gr.BarPlot(x="label", y="value", color="system", title="NDCG@10 / MRR@10",
+        eplot = gr.BarPlot(x=CHART_COLUMNS[0], y=CHART_COLUMNS[1], color=CHART_COLUMNS[2], title="NDCG@10 / MRR@10",
                            y_lim=[0, 1], x_label_angle=-30, elem_id="eval-plot", sort=None)
         esig = gr.Dataframe(label="Kiểm định ý nghĩa theo cặp (t-test cặp và Wilcoxon trên điểm từng câu hỏi; "
                                   "chưa hiệu chỉnh đa so sánh)", elem_id="eval-significance", interactive=False,

@@ -80,6 +80,8 @@ def test_stock_compare_ticks_only_available_systems(page):
     assert set(ticked) == {"hybrid", "hybrid+overlap", "hybrid+viranker"}, ticked
     unavailable = page.locator("#compare-unavailable").inner_text()
     assert "hybrid+phoranker" in unavailable and "PHORANKER_PATH" in unavailable and "Không khả dụng" in unavailable
+    # worded in Vietnamese by the status's reason code (not_downloaded), not its English detail
+    assert "chưa có trong bộ nhớ đệm Hugging Face" in unavailable and "is not set" not in unavailable
     results, stats = _compare(page, kit.BENCH_QUERY)
     assert "không khả dụng" not in stats and "vr-warn" not in stats  # a stock Compare shows no warning
     # the benchmark question: every system's own metrics on it
@@ -146,8 +148,11 @@ def test_evaluate_shows_p_values_and_empty_states(page, served):
                            timeout=120_000)
     page.wait_for_function("() => document.querySelector('#eval-significance').innerText.includes('hybrid+overlap')")
     sig = page.locator("#eval-significance").inner_text()
-    assert "p (t-test cặp)" in sig and "p (Wilcoxon)" in sig and "kết luận" in sig
-    assert sig.count("ndcg@10") == 3 and sig.count("mrr@10") == 3  # 3 pairs × 2 metrics
+    assert "p (t-test cặp)" in sig and "p (Wilcoxon)" in sig and "Kết luận" in sig
+    assert sig.count("NDCG@10") == 3 and sig.count("MRR@10") == 3  # 3 pairs × 2 metrics
+    heads = page.locator("#eval-metrics thead th").all_inner_texts()  # Vietnamese headers, metric names kept
+    assert any("Hệ thống" in h for h in heads) and any("Số câu hỏi" in h for h in heads), heads
+    assert any("NDCG@10" in h for h in heads) and not any(h.strip() in ("system", "queries") for h in heads)
     # the "most different" table: rows, or the empty-state text saying why (as the same run gives server-side)
     *_, diff, _files, _sig, _empty = app_module.Handlers(served.backend).evaluate(
         "tiny-bench", None, ["bm25", "hybrid", "hybrid+overlap"], 120)
@@ -155,7 +160,7 @@ def test_evaluate_shows_p_values_and_empty_states(page, served):
     if diff.empty:
         assert "Không có câu hỏi nào" in empty_text
     else:
-        assert empty_text.strip() == "" and diff.iloc[0]["query id"] in page.locator("#eval-perquery").inner_text()
+        assert empty_text.strip() == "" and diff.iloc[0]["Mã câu hỏi"] in page.locator("#eval-perquery").inner_text()
     # one system: nothing to test, and the page says so
     for name in ("hybrid", "hybrid+overlap"):
         page.locator("#eval-systems").get_by_label(name, exact=True).click()

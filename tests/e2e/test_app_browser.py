@@ -133,7 +133,7 @@ def test_compare_side_by_side(page):
                                                               for h in heads)
     assert any("NDCG@10" in h for h in heads)
     stats = page.locator("#compare-stats").inner_text()
-    assert "overlap@10" in stats and "tiny-bench" in stats
+    assert "Trùng lặp (overlap@10)" in stats and "tiny-bench" in stats
     # an unavailable reranker is not ticked (no warning), but listed below the choices with why (issue 18)
     assert "hybrid+phoranker" not in stats and "không khả dụng" not in stats
     assert "PHORANKER_PATH" in page.locator("#compare-unavailable").inner_text()

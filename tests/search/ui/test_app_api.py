@@ -75,7 +75,7 @@ def test_search_with_reranker_and_unavailable_model(client):
     hits = client.predict("sông Hồng chảy qua Hà Nội", "hybrid+overlap", 3, api_name="/search")
     assert hits[0]["id"] == "song-hong"
     assert 0.0 <= hits[0]["normalized_score"] <= 1.0
-    with pytest.raises(AppError, match="VIRANKER_MODEL"):
+    with pytest.raises(AppError, match="PHORANKER_PATH"):  # worded by the error's code (not_downloaded)
         client.predict("Hà Nội", "hybrid+phoranker", 3, api_name="/search")
 
 
@@ -83,7 +83,8 @@ def test_compare_per_system(client):
     out = client.predict("Đà Lạt cao nguyên", ["hybrid+overlap", "bm25", "hybrid+phoranker"], 3, api_name="/compare")
     assert set(out["results"]) == {"hybrid+overlap", "bm25"}
     assert out["results"]["bm25"][0]["id"] == "dl"
-    assert "VIRANKER_MODEL" in out["unavailable"]["hybrid+phoranker"]
+    why = out["unavailable"]["hybrid+phoranker"]
+    assert "PHORANKER_PATH" in why and "chưa dùng được" in why and "no model in the test kit" not in why
     (pair,) = out["agreement"]
     assert pair["a"] == "hybrid+overlap" and pair["b"] == "bm25" and 0.0 <= pair["overlap"] <= 1.0
     assert set(out["timings_ms"]) == {"hybrid+overlap", "bm25"}
@@ -113,7 +114,7 @@ def test_friendly_messages_never_tracebacks(handlers):
     notice, *_ = handlers.search("Hà Nội " * 300, "bm25", None, 10)
     assert "Câu hỏi quá dài" in notice
     notice, *_ = handlers.search("Hà Nội", "rerank", "phoranker", 5)
-    assert "VIRANKER_MODEL" in notice and "Traceback" not in notice
+    assert "PHORANKER_PATH" in notice and "chưa dùng được" in notice and "Traceback" not in notice
 
 
 def test_search_handler_renders_escaped_highlighted_results(handlers):
@@ -135,19 +136,21 @@ def test_restored_query_notice_and_as_typed(handlers):
 
 def test_compare_handler_marks_benchmark_relevance(handlers):
     table, stats = handlers.compare(kit.BENCH_QUERY, ["hybrid+overlap", "bm25", "hybrid+phoranker"], 5)
-    assert "tiny-bench" in stats and "overlap@5" in stats
+    assert "tiny-bench" in stats and "Trùng lặp (overlap@5)" in stats
     assert "✓" in table and "NDCG@10" in table
-    assert "hybrid+phoranker" in stats and "VIRANKER_MODEL" in stats
+    assert "hybrid+phoranker" in stats and "PHORANKER_PATH" in stats and "chưa dùng được" in stats
     table, _ = handlers.compare("Hà Nội", ["a", "b", "c", "d"], 5)
     assert "tối đa 3" in table
 
 
 def test_evaluate_bundled_and_uploaded(handlers, served, tmp_path):
     status, metrics, chart, winloss, diff, files, *_ = handlers.evaluate("tiny-bench", None, ["bm25", "hybrid+overlap"], 0)
-    assert list(metrics["system"]) == ["bm25", "hybrid+overlap"]
-    assert metrics["ndcg@10"].between(0, 1).all() and (metrics["queries"] == 2).all()
-    assert set(chart["metric"]) == {"ndcg@10", "mrr@10"}
-    assert list(winloss.columns) == ["system", "baseline", "wins", "ties", "losses"]
+    assert list(metrics["Hệ thống"]) == ["bm25", "hybrid+overlap"]
+    assert list(metrics.columns) == ["Hệ thống", "NDCG@10", "MRR@10", "NDCG@3", "MRR@3", "Recall@100", "Số câu hỏi",
+                                     "Độ trễ p50 (ms)", "Độ trễ p95 (ms)"]
+    assert metrics["NDCG@10"].between(0, 1).all() and (metrics["Số câu hỏi"] == 2).all()
+    assert set(chart["Chỉ số"]) == {"NDCG@10", "MRR@10"}
+    assert list(winloss.columns) == ["Hệ thống", "So với", "Thắng", "Hoà", "Thua"]
     csv_path, json_path = files
     assert Path(csv_path).read_text(encoding="utf-8").startswith("system,query_id,query,")
     report = json.loads(Path(json_path).read_text(encoding="utf-8"))
@@ -159,7 +162,7 @@ def test_evaluate_bundled_and_uploaded(handlers, served, tmp_path):
         for f in ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"]:
             zf.write(src / f, f"tiny/{f}")
     status, metrics, *_ = handlers.evaluate(None, str(z), ["bm25"], 1)
-    assert "upload:bench.zip" in status and int(metrics["queries"][0]) == 1
+    assert "upload:bench.zip" in status and int(metrics["Số câu hỏi"][0]) == 1
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(bad, "w") as zf:
         zf.writestr("../corpus.jsonl", "{}")

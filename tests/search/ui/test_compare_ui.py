@@ -38,16 +38,22 @@ def test_compare_ticks_only_available_rerankers():
 
 
 def test_compare_choices_leave_unavailable_ones_out_with_their_reason():
-    status = {"viranker": "available: /m/v", "phoranker": "unavailable: $PHORANKER_PATH is not set. set it",
-              "local-x": "loaded: /m/x"}
+    from reranker.availability import ModelUnavailable, RerankerStatus, UnavailableReason
+
+    missing = RerankerStatus.unavailable(ModelUnavailable(
+        "phoranker", "$PHORANKER_PATH is not set and itdainb/PhoRanker is not cached", "set it",
+        UnavailableReason.NOT_DOWNLOADED, env="PHORANKER_PATH", hub_id="itdainb/PhoRanker"))
+    status = {"viranker": "available: /m/v", "phoranker": missing, "local-x": "loaded: /m/x"}
     choices, reasons = compare_choices(status)
     assert "hybrid+viranker" in choices and "bm25+local-x" in choices
     assert not any("phoranker" in c for c in choices)
-    assert reasons == {"phoranker": "$PHORANKER_PATH is not set. set it"}
+    assert list(reasons) == ["phoranker"] and reasons["phoranker"].code is UnavailableReason.NOT_DOWNLOADED
     text = unavailable_html(reasons)
     assert "hybrid+phoranker" in text and "PHORANKER_PATH" in text and "Không khả dụng" in text
+    assert "itdainb/PhoRanker chưa có trong bộ nhớ đệm Hugging Face" in text  # worded by its code
+    assert "is not set" not in text and "is not cached" not in text  # not the English detail
     assert unavailable_html({}) == ""
-    assert unavailable_html({"<b>": "<script>"}).count("<script>") == 0  # escaped
+    assert unavailable_html({"<b>": "unavailable: <script>"}).count("<script>") == 0  # escaped
 
 
 def test_evaluate_defaults():
@@ -83,21 +89,21 @@ def test_significance_rows_give_p_values_for_every_pair():
     c = list(a)
     rows = significance_rows(_run({"bm25": a, "hybrid": b, "hybrid+x": c}), ["bm25", "hybrid", "hybrid+x"])
     assert len(rows) == 6 and set(rows[0]) == set(SIGNIFICANCE_COLUMNS)
-    pairs = [(r["hệ thống A"], r["hệ thống B"], r["chỉ số"]) for r in rows]
-    assert pairs[:2] == [("bm25", "hybrid", "ndcg@10"), ("bm25", "hybrid", "mrr@10")]
+    pairs = [(r["Hệ thống A"], r["Hệ thống B"], r["Chỉ số"]) for r in rows]
+    assert pairs[:2] == [("bm25", "hybrid", "NDCG@10"), ("bm25", "hybrid", "MRR@10")]
     first = rows[0]
     assert float(first["p (Wilcoxon)"]) < 0.05 and first["B thắng / hoà / thua"] == "10 / 2 / 0"
-    assert first["kết luận"].startswith("khác biệt có ý nghĩa") and first["kết luận"].endswith("B tốt hơn")
+    assert first["Kết luận"].startswith("khác biệt có ý nghĩa") and first["Kết luận"].endswith("B tốt hơn")
     assert first["B − A"] == pytest.approx(0.5 * 10 / 12, abs=1e-4)
-    same = next(r for r in rows if (r["hệ thống A"], r["hệ thống B"]) == ("bm25", "hybrid+x"))
-    assert same["p (t-test cặp)"] == "1.0000" and same["kết luận"] == "như nhau trên mọi câu hỏi"
+    same = next(r for r in rows if (r["Hệ thống A"], r["Hệ thống B"]) == ("bm25", "hybrid+x"))
+    assert same["p (t-test cặp)"] == "1.0000" and same["Kết luận"] == "như nhau trên mọi câu hỏi"
 
 
 def test_render_evaluation_empty_states():
     out = render_evaluation(_run({"bm25": [1.0, 1.0, 1.0], "hybrid": [1.0, 1.0, 1.0]}))
     status, metrics, chart, win, diff, files, sig, empty = out
     assert diff.empty and NO_DIFFERENCES in empty  # the empty "most different" table says why
-    assert len(sig) == 2 and (sig["kết luận"] == "như nhau trên mọi câu hỏi").all()
+    assert len(sig) == 2 and (sig["Kết luận"] == "như nhau trên mọi câu hỏi").all()
     report = json.loads(Path(files[1]).read_text(encoding="utf-8"))
     assert len(report["significance"]) == 2 and "p (Wilcoxon)" in report["significance"][0]
     *_, sig1, empty1 = render_evaluation(_run({"bm25": [0.5, 1.0]}))
@@ -216,7 +222,7 @@ def test_add_local_reranker_then_compare_with_per_query_metrics(served):
     h = app_module.Handlers(served.backend)
     choices, unavailable = h.compare_state()
     assert "hybrid+phoranker" not in choices["value"] and "hybrid+phoranker" not in choices["choices"]
-    assert "PHORANKER_PATH" in unavailable
+    assert "PHORANKER_PATH" in unavailable and "chưa có trong bộ nhớ đệm Hugging Face" in unavailable
     msg, update, _ = h.add_model("../tiny-viranker", ["hybrid"])  # outside $VIRANKER_HOME/models
     assert "không được chứa" in msg and update == {"__type__": "update"}
     kit.tiny_viranker_dir(served.home / "models" / "tiny")
@@ -230,7 +236,7 @@ def test_add_local_reranker_then_compare_with_per_query_metrics(served):
     assert per_query.count("<tr><td>bm25</td>") == 1 and "<tr><td>hybrid+local-tiny</td>" in per_query
     # evaluation can use it too, next to the kit's rerankers
     status, metrics, *_ , sig, empty = h.evaluate("tiny-bench", None, ["bm25", "hybrid+local-tiny"], 0)
-    assert list(metrics["system"]) == ["bm25", "hybrid+local-tiny"] and len(sig) == 2
+    assert list(metrics["Hệ thống"]) == ["bm25", "hybrid+local-tiny"] and len(sig) == 2
     assert served.backend.rerankers()["local-tiny"].startswith("loaded")
 
 

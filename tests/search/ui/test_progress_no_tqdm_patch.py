@@ -116,7 +116,7 @@ def test_evaluate_tab_drives_gr_progress_from_callbacks(tmp_path, monkeypatch):
 
     status, metrics, *_ = app_module.Handlers(backend).evaluate("tiny-bench", None, ["bm25", "hybrid+overlap"], 0,
                                                                progress)
-    assert list(metrics["system"]) == ["bm25", "hybrid+overlap"], status
+    assert list(metrics["Hệ thống"]) == ["bm25", "hybrid+overlap"], status
     fracs = [f for f, _ in seen]
     assert fracs == sorted(fracs) and fracs[-1] == pytest.approx(1.0)
     descs = [d for _, d in seen]

@@ -1,0 +1,93 @@
+"""Why a reranker is unavailable, worded in Vietnamese by its reason code (search.ui.messages), never by the
+English detail: every code has a message, the Compare list / Admin / status API use them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from reranker.availability import ModelUnavailable, RerankerState, RerankerStatus, UnavailableReason
+from search.ui import messages as msg
+
+VI_LETTERS = re.compile("[ăâđêôơưàáảãạằắẳẵặầấẩẫậèéẻẽẹềếểễệìíỉĩịòóỏõọồốổỗộờớởỡợùúủũụừứửữựỳýỷỹỵ]")
+ENGLISH_WORDS = {"not", "is", "the", "and", "set", "missing", "unavailable", "failed", "directory", "weights",
+                 "package", "installed", "loading", "cached", "cache", "found", "no", "has", "point", "check"}
+
+
+def _err(code: UnavailableReason, reason: str = "English detail at /srv/secret/m",
+         fix: str = "point X at /srv/secret/m") -> ModelUnavailable:
+    return ModelUnavailable("phoranker", reason, fix, code, env="PHORANKER_PATH", hub_id="itdainb/PhoRanker",
+                            package="sentence-transformers")
+
+
+def test_every_reason_code_has_a_vietnamese_message():
+    assert set(msg.UNAVAILABLE_VI) == set(UnavailableReason)
+    for code in UnavailableReason:
+        why, fix = msg.unavailable_vi(_err(code))
+        for text in (why, fix):
+            assert len(VI_LETTERS.findall(text.lower())) >= 3, (code, text)  # Vietnamese, not English
+            words = set(re.findall(r"[A-Za-z]+", text))
+            assert not words & ENGLISH_WORDS, (code, text, words & ENGLISH_WORDS)
+            assert "{" not in text and "/srv/" not in text  # every name filled in; never a server path
+
+
+@pytest.mark.parametrize(("code", "needs"), [
+    (UnavailableReason.NOT_DOWNLOADED, ["PHORANKER_PATH", "itdainb/PhoRanker", "huggingface-cli download"]),
+    (UnavailableReason.NO_DEFAULT_MODEL, ["assets/models/viranker-small", "PHORANKER_PATH"]),
+    (UnavailableReason.NOT_A_DIRECTORY, ["PHORANKER_PATH"]),
+    (UnavailableReason.NO_CONFIG, ["config.json"]),
+    (UnavailableReason.NO_WEIGHTS, ["model.safetensors"]),
+    (UnavailableReason.PACKAGE_MISSING, ["sentence-transformers", "constraints.txt"]),
+    (UnavailableReason.PACKAGE_BROKEN, ["sentence-transformers", "constraints.txt"]),
+])
+def test_messages_name_the_technical_bits_an_admin_needs(code, needs):
+    text = msg.model_unavailable("phoranker", _err(code))
+    assert text.startswith("Mô hình phoranker chưa dùng được: ") and "Cách thêm: " in text
+    assert all(n in text for n in needs), text
+
+
+def test_the_message_follows_the_code_not_the_english_text():
+    a = msg.friendly_error(_err(UnavailableReason.NO_CONFIG, reason="has no weights"))
+    b = msg.friendly_error(_err(UnavailableReason.NO_CONFIG, reason="something else entirely"))
+    c = msg.friendly_error(_err(UnavailableReason.NO_WEIGHTS, reason="has no weights"))
+    assert a == b != c and "config.json" in a and "has no weights" not in a
+    bare = msg.friendly_error(ModelUnavailable("viranker", "no weights", "set VIRANKER_MODEL"))  # no code
+    assert msg.UNAVAILABLE_VI[UnavailableReason.UNSPECIFIED][0] in bare and "no weights" not in bare
+
+
+def test_statuses_in_vietnamese_for_lists_admin_and_the_api():
+    statuses = {"viranker": RerankerStatus.available("/srv/secret/m/viranker"),
+                "local-x": RerankerStatus.loaded("/srv/secret/m/x"),
+                "phoranker": RerankerStatus.unavailable(_err(UnavailableReason.NOT_DOWNLOADED)),
+                "old": "unavailable: some English text"}
+    assert msg.reranker_status_vi("viranker", statuses["viranker"]) == "sẵn sàng"
+    assert msg.reranker_status_vi("local-x", "loaded: /m/x") == "đã nạp"
+    assert "PHORANKER_PATH" in msg.reranker_status_vi("phoranker", statuses["phoranker"])
+    old = msg.reranker_status_vi("old", statuses["old"])
+    assert old.startswith("chưa dùng được") and "English" not in old
+    api = msg.rerankers_json(statuses)
+    assert api["viranker"] == {"state": "available", "code": None, "message": "sẵn sàng"}
+    assert api["phoranker"]["state"] == RerankerState.UNAVAILABLE.value and api["phoranker"]["code"] == "not_downloaded"
+    assert api["old"]["code"] == "unspecified" and "/srv/" not in repr(api)
+    cell = msg.admin_stat_html("rerankers", statuses)
+    assert "sẵn sàng" in cell and "/srv/secret/m/viranker" in cell  # the admin sees the dir and the English
+    assert "English detail at /srv/secret/m" in cell and "bộ nhớ đệm Hugging Face" in cell
+    assert msg.admin_stat_html("passages", None) == "—" and msg.admin_stat_html("index", "<b>") == "&lt;b&gt;"
+
+
+def test_generation_rows_have_vietnamese_headers():
+    gens = [{"name": "g2", "status": "complete", "created": "t", "current": True,
+             "counts": {"passages": 3, "documents": 1}},
+            {"name": "g1", "status": "incomplete", "created": "t0", "current": False, "counts": {}}]
+    rows = msg.generation_rows(gens)
+    assert list(rows[0]) == msg.GENERATION_COLUMNS
+    assert rows[0]["Trạng thái"] == "hoàn chỉnh" and rows[0]["Đang phục vụ"] == "✓" and rows[0]["Số đoạn văn"] == 3
+    assert rows[1]["Trạng thái"] == "chưa hoàn chỉnh" and rows[1]["Số tài liệu"] is None
+
+
+def test_metric_labels_keep_the_metric_names():
+    from search.ui.context import metric_label
+
+    assert [metric_label(m) for m in ("ndcg@10", "mrr@10", "recall@100", "map")] == [
+        "NDCG@10", "MRR@10", "Recall@100", "MAP"]
