@@ -149,8 +149,10 @@ def load_model_dir(path: Path, name: str) -> Reranker:
         if kind == "viranker":
             return ViRankerReranker(path, name=name)
         return CrossEncoderReranker(path, name=name)
-    except ModelUnavailable as err:  # a package the backend needs
-        raise ModelLoadFailed(f"Không nạp được {path.name}: thiếu thư viện ({err.reason}).") from err
+    except ModelUnavailable as err:  # a package the backend needs: worded by its reason code
+        from search.ui.messages import unavailable_vi
+
+        raise ModelLoadFailed(f"Không nạp được {path.name}: {unavailable_vi(err)[0]}.") from err
     except Exception as err:  # noqa: BLE001 - corrupt / unsupported files: say so, never crash the page
         raise ModelLoadFailed(f"Không nạp được {path.name} ({kind}): {type(err).__name__}: "
                               f"{str(err).strip()[:200]}") from err

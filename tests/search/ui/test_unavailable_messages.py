@@ -91,3 +91,17 @@ def test_metric_labels_keep_the_metric_names():
 
     assert [metric_label(m) for m in ("ndcg@10", "mrr@10", "recall@100", "map")] == [
         "NDCG@10", "MRR@10", "Recall@100", "MAP"]
+
+
+def test_a_local_model_dir_whose_package_fails_is_refused_in_vietnamese(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from search.ui import local_rerankers as lr
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "xlm-roberta"}))
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import raises ImportError
+    with pytest.raises(lr.ModelLoadFailed) as e:
+        lr.load_model_dir(tmp_path, "local-x")
+    text = str(e.value)
+    assert "sentence-transformers" in text and "đã cài nhưng không nạp được" in text and "installed" not in text
