@@ -133,6 +133,9 @@ def reranker_variants(model_dir: Path) -> tuple[dict[str, dict[str, Any]], list[
     variants: dict[str, dict[str, Any]] = {"viranker": {}, "viranker-full": {"exit_layer": None, "quantize": False}}
     if 3 in cfg.all_exit_layers and cfg.num_layers > 3:
         variants["viranker-exit3"] = {"exit_layer": 3, "quantize": False}
+    elif cfg.num_layers == 3:  # truncated to its serving head (python -m reranker.compact): full depth is exit 3
+        notes.append("model ends at layer 3 (truncated to its serving head): viranker-full / viranker-int8 are "
+                     "the exit-3 rows")
     else:
         notes.append(f"model has no early-exit head at layer 3 (heads at {list(cfg.all_exit_layers)}): "
                      "exit-3 rows skipped")

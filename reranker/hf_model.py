@@ -13,13 +13,17 @@ Two ways to load a dir with stock tooling:
   ``trust_remote_code``.
 
 :class:`ViRankerForSequenceClassification` wraps the model of either architecture (``joint`` / ``gated``) with
-the same parameter names as ``model.safetensors`` and returns ``logits`` (B, 1): the full-depth head's raw
-score, as :class:`reranker.inference.ViRankerScorer` with ``exit_layer=None`` computes it on the same ids.
+the same parameter names as ``model.safetensors`` and returns ``logits`` (B, 1): the last layer's head's raw
+score, as :class:`reranker.inference.ViRankerScorer` with ``exit_layer=None`` computes it on the same ids (a dir
+truncated to its serving depth by :mod:`reranker.compact` ends at the head it serves). A dir whose word table is
+stored as Q4_0 blocks (:mod:`reranker.packed_weights`) is loaded by :meth:`ViRankerForSequenceClassification.from_pretrained`
+itself (stock loading does not know packed tensors): the same weights, dequantized.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +107,33 @@ class ViRankerForSequenceClassification(PreTrainedModel):
         self.post_init()
 
     _rope_ready = False
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], *model_args: Any,
+                        config: Any = None, **kwargs: Any) -> ViRankerForSequenceClassification:
+        """``PreTrainedModel.from_pretrained``, except for a local dir with packed tables (Q4_0 word embeddings):
+        there the model is built from its config and loaded by :func:`reranker.packed_weights.load_weights`
+        (strict); ``dtype`` / ``torch_dtype`` and a device string in ``device_map`` are honoured, in eval mode."""
+        from reranker.model import WEIGHTS_NAME
+        from reranker.packed_weights import load_weights, packed_names
+
+        path = Path(pretrained_model_name_or_path)
+        weights = path / WEIGHTS_NAME
+        if not (weights.is_file() and packed_names(weights)):
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+        if not isinstance(config, PretrainedConfig):
+            config = cls.config_class.from_pretrained(str(config if config is not None else path))
+        model = cls(config)
+        model.load_state_dict(load_weights(weights), strict=True)
+        dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+        if isinstance(dtype, str) and dtype != "auto":
+            dtype = getattr(torch, dtype)
+        if isinstance(dtype, torch.dtype):
+            model.to(dtype)
+        device = kwargs.get("device_map")
+        if isinstance(device, (str, torch.device)) and str(device) != "auto":
+            model.to(device)
+        return model.eval()
 
     def _rebuild_rope(self, device: torch.device) -> None:
         """RoPE tables are buffers outside the state dict; ``from_pretrained`` builds the model on the meta device

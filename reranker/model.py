@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
@@ -134,21 +133,35 @@ class PretrainedMixin:
         return n
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, save_dir: str | Path, tokenizer: Any = None, vocab_map: Any = None) -> Path:
+    #: tables loaded from Q4_0 blocks (:mod:`reranker.packed_weights`), {state-dict name: Q4Tensor}; a table that
+    #: still equals its blocks is saved packed again (see :meth:`save_pretrained`)
+    packed_weights: dict[str, Any]
+
+    def save_pretrained(self, save_dir: str | Path, tokenizer: Any = None, vocab_map: Any = None,
+                        packed: dict[str, Any] | None = None) -> Path:
         """Write config.json (with the Hugging Face keys of :func:`reranker.hf_model.hf_config_extra`) +
         model.safetensors + the remote-code files (+ tokenizer files, + vocab_map.safetensors).
 
         ``tokenizer`` is the full one the model was trained with; with ``vocab_map`` (a pruned model) the dir gets
         its pruned form (:func:`reranker.vocab.save_pruned_tokenizer`), which emits the model's ids directly.
+
+        ``packed``: {state-dict name: :class:`reranker.packed_weights.Q4Tensor`}, tables to store as their Q4_0
+        blocks; each must equal its blocks' dequantization (else ``PackedWeightMismatch``). Default: the tables
+        this model was loaded packed with (``packed_weights``) that still equal their blocks (a table trained or
+        pruned since is stored in full).
         """
         from reranker.hf_model import hf_config_extra, write_remote_code
+        from reranker.packed_weights import equals_blocks, save_weights
 
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(save_dir, extra=hf_config_extra())
         write_remote_code(save_dir)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(save_dir / WEIGHTS_NAME), metadata={"format": "pt", "model": "viranker"})
+        if packed is None:
+            loaded = getattr(self, "packed_weights", None) or {}
+            packed = {k: q for k, q in loaded.items() if k in state and equals_blocks(state[k], q)}
+        save_weights(save_dir / WEIGHTS_NAME, state, packed, metadata={"model": "viranker"})
         if tokenizer is not None and vocab_map is not None:
             from reranker.vocab import save_pruned_tokenizer
 
@@ -167,11 +180,14 @@ class PretrainedMixin:
         dtype: torch.dtype | None = None,
         **config_overrides: Any,
     ) -> Any:
-        """Load a directory written by :meth:`save_pretrained` (strict: every weight must be present).
+        """Load a directory written by :meth:`save_pretrained` (strict: every weight must be present; tables stored
+        as Q4_0 blocks are dequantized to float32 and kept in ``packed_weights``).
 
         ``config_overrides`` change run-time fields (e.g. ``use_bpt=False``, ``dropout=0.0``); fields that
         change weight shapes fail the strict load.
         """
+        from reranker.packed_weights import read_weights
+
         model_dir = Path(model_dir)
         weights = model_dir / WEIGHTS_NAME
         if not (model_dir / CONFIG_NAME).is_file() or not weights.is_file():
@@ -180,7 +196,9 @@ class PretrainedMixin:
         if config_overrides:
             config = config.replace(**config_overrides)
         model = cls(config)
-        model.load_state_dict(load_file(str(weights)), strict=True)
+        plain, packed = read_weights(weights)
+        model.load_state_dict({**plain, **{k: q.dequantize() for k, q in packed.items()}}, strict=True)
+        model.packed_weights = packed
         model.to(device=device, dtype=dtype)
         return model.eval()
 

@@ -1,5 +1,8 @@
 """``python -m trainer export``: a Lightning checkpoint → a vocabulary-pruned ``from_pretrained`` directory with
-a model card (:mod:`trainer.export` does the work)."""
+a model card (:mod:`trainer.export` does the work).
+
+To ship it small afterwards: ``python -m reranker.compact OUT_DIR`` stores frozen e5 word embeddings as e5's own
+Q4_0 blocks and drops the layers past the deepest head its ``inference.json`` serves (exact; :mod:`reranker.compact`)."""
 
 from __future__ import annotations
 

@@ -69,10 +69,25 @@ def test_compute_score_normalize_applies_the_calibration(shipped_fp32):
     assert isinstance(shipped_fp32.compute_score((QUERY, DOCS[0]), normalize=True), float)
 
 
-def test_calibration_only_for_the_head_it_was_fitted_on():
-    from reranker.api import ViRankerCrossEncoder
+def test_calibration_only_for_the_head_it_was_fitted_on(tmp_path, xlmr_tokenizer):
+    """(The shipped dir has one head since it was truncated to its serving depth: a tiny two-head dir here.)"""
+    import torch
 
-    full_depth = ViRankerCrossEncoder(SHIPPED, exit_layer=None, quantize=False)
+    from reranker.api import ViRankerCrossEncoder
+    from reranker.config import ViRankerConfig
+    from reranker.factory import create_model
+    from reranker.vocab import collect_token_ids, prune_vocab
+
+    torch.manual_seed(0)
+    model = create_model(ViRankerConfig(vocab_size=250037, hidden_size=32, num_layers=2, num_heads=4,
+                                        intermediate_size=64, exit_layers=(1,), max_query_length=16,
+                                        max_length=64)).eval()
+    pruned, vmap = prune_vocab(model, collect_token_ids(xlmr_tokenizer, [QUERY, *DOCS]))
+    d = pruned.save_pretrained(tmp_path / "m", tokenizer=xlmr_tokenizer, vocab_map=vmap)
+    cal = {"kind": "platt", "a": 0.5, "b": -1.0, "meta": {"scorer": {"exit_layer": 1, "quantize": False}}}
+    (d / "inference.json").write_text(json.dumps({"exit_layer": 1, "calibration": cal}), encoding="utf-8")
+    assert ViRankerCrossEncoder(d).calibration is not None  # the head it was fitted on
+    full_depth = ViRankerCrossEncoder(d, exit_layer=None)
     assert full_depth.calibration is None  # another head's logits: plain sigmoid
     np.testing.assert_allclose(full_depth.normalize([0.0, 2.0]), [0.5, 1 / (1 + np.exp(-2))], rtol=1e-6)
 
