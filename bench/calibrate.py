@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"data": f"{args.beir.name} train questions not in {', '.join(p.name for p in exclude)} "
                     f"x BM25 top-{args.k} over its corpus (held back from training; never the test splits)",
             "questions": len(queries), "seed": args.seed,
-            "scorer": scorer_signature(scorer.exit_layer, bool(settings.get("quantize", False)))}
+            "scorer": scorer_signature(scorer.served_layer, bool(settings.get("quantize", False)))}
     final = fit_platt(np.concatenate([raw_fit, raw_chk]), np.concatenate([y_fit, y_chk]), meta)
     res = {
         "model_dir": str(args.model_dir), "held_back_questions": len(queries),

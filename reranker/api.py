@@ -70,7 +70,7 @@ class ViRankerCrossEncoder:
         else:
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         self.settings = {**settings, **kw}
-        signature = scorer_signature(self.scorer.exit_layer, bool(self.settings.get("quantize", False)), backend)
+        signature = scorer_signature(self.scorer.served_layer, bool(self.settings.get("quantize", False)), backend)
         self.calibration = calibration_for(settings, signature)
 
     @classmethod

@@ -192,7 +192,7 @@ class ViRankerReranker:
         self.blend: float | None = None if blend is None else float(blend)
         from reranker.calibration import calibration_for, scorer_signature
 
-        signature = scorer_signature(self.scorer.exit_layer, bool(self.settings.get("quantize", False)), backend)
+        signature = scorer_signature(self.scorer.served_layer, bool(self.settings.get("quantize", False)), backend)
         self.calibration = calibration_for(self.settings, signature)  # None: normalized is sigmoid(raw)
 
     def rerank(self, query: str, passages: Sequence[str]) -> RerankScores:

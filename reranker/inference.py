@@ -146,6 +146,8 @@ class ViRankerScorer:
         self.long_passages = long_passages
         self.window_overlap = int(window_overlap)
         self.exit_layer = exit_layer
+        # the layer whose head scores: exit_layer, or the last layer (what a calibration is keyed on)
+        self.served_layer = int(exit_layer) if exit_layer is not None else int(cfg.num_layers)
         if attn_impl not in ("bpt", "sdpa", "eager"):
             raise ValueError(f"unknown attention impl {attn_impl!r}")
         self.attn_impl, self.pack = attn_impl, bool(pack)

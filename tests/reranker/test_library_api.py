@@ -92,6 +92,18 @@ def test_calibration_only_for_the_head_it_was_fitted_on(tmp_path, xlmr_tokenizer
     np.testing.assert_allclose(full_depth.normalize([0.0, 2.0]), [0.5, 1 / (1 + np.exp(-2))], rtol=1e-6)
 
 
+def test_full_depth_of_the_truncated_shipped_dir_keeps_its_calibration():
+    """Truncated to its served exit, the shipped model's last layer is layer 3: ``exit_layer=None`` scores with the
+    same head, so the calibration fitted on layer 3 applies (``served_layer``, not the literal None)."""
+    from reranker.api import ViRankerCrossEncoder
+
+    full = ViRankerCrossEncoder(SHIPPED, exit_layer=None)
+    assert full.scorer.served_layer == 3
+    assert full.calibration is not None
+    np.testing.assert_allclose(full.predict([(QUERY, DOCS[0])]), ViRankerCrossEncoder(SHIPPED).predict([(QUERY, DOCS[0])]),
+                               rtol=1e-6)
+
+
 def test_backend_normalized_scores_use_the_calibration(monkeypatch):
     from reranker.backends import load_reranker
 
