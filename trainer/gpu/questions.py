@@ -10,7 +10,7 @@ The held-back dev split is chosen **by document group** (:func:`trainer.pool.gro
 Nanibot paragraph), so no dev question shares its positive's group with a training question (Nanibot has 8-9
 questions per paragraph; a split by question would leak them, docs/benchmarks.md "Learned blend").
 
-BM25 (the project's Whoosh index over the pool, :class:`trainer.searchers.ProjectBM25Searcher`) runs once per
+BM25 (``bm25s`` over normalized syllables, or the project's Whoosh index: :mod:`trainer.searchers`) runs once per
 question; hits are appended to a JSONL in the work dir, so an interrupted build resumes where it stopped.
 """
 
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from trainer.paths import resolve
 
-__all__ = ["Question", "Sources", "collect_sources", "split_dev", "bm25_hits", "train_candidates",
-           "default_block_corpora", "default_block_ids"]
+__all__ = ["Question", "Sources", "collect_sources", "stale_inputs", "split_dev", "bm25_hits", "train_candidates",
+           "default_block_corpora", "default_block_ids", "default_hard_sets"]
 
 HARD_SET_CORPORA = ["var/devsets/nanibot-test-hard/corpus.jsonl", "var/devsets/xquad-vi-hard/corpus.jsonl"]
 HARD_SET_IDS = ["var/train/hard_distractor_ids.txt"]
@@ -55,16 +55,23 @@ class Sources:
 
 
 def default_block_corpora() -> list[str]:
-    """``trainer mine``'s defaults + the hard dev sets' corpora (their distractors too) where they exist."""
+    """``trainer mine``'s defaults: the demo corpus and the evaluation sets' test passages (id, text, near-dup)."""
     from trainer.cli_mine import DEFAULT_BLOCK_CORPORA
 
-    return [*DEFAULT_BLOCK_CORPORA, *(p for p in HARD_SET_CORPORA if resolve(p).is_file())]
+    return list(DEFAULT_BLOCK_CORPORA)
 
 
 def default_block_ids() -> list[str]:
+    """``trainer mine``'s default id lists + the hard dev sets' distractor ids where they exist."""
     from trainer.cli_mine import DEFAULT_BLOCK_IDS
 
     return [*DEFAULT_BLOCK_IDS, *(p for p in HARD_SET_IDS if resolve(p).is_file())]
+
+
+def default_hard_sets() -> list[str]:
+    """The hard dev sets' corpora that exist: every passage of theirs is blocked by id (their distractors, also
+    when the sets grow), except the training split's paragraphs that Nanibot's hard set carries."""
+    return [p for p in HARD_SET_CORPORA if resolve(p).is_file()]
 
 
 def _sha256(path: Path) -> str:
@@ -81,11 +88,13 @@ def _sha256(path: Path) -> str:
 
 def collect_sources(pool_path: str, pool_sample: int, beir_dirs: Sequence[str], beir_prefix: str,
                     block_corpora: Sequence[str], block_ids: Sequence[str], seed: int = 13,
-                    ict: int = 0, ict_cache: Path | None = None, ict_rounds: int = 1) -> Sources:
+                    ict: int = 0, ict_cache: Path | None = None, ict_rounds: int = 1,
+                    hard_sets: Sequence[str] = ()) -> Sources:
     """Pool + questions, blocked as ``trainer mine`` blocks them. ``ict`` caps the inverse-cloze questions
     per round (0 = one per sampled paragraph that has an eligible sentence); each of ``ict_rounds`` rounds draws
     another sentence per paragraph (seed + round; a sentence drawn twice counts once). ``ict_cache``: JSONL reused when its
-    fingerprint (pool ids, seed) matches (sentence splitting is the slow part)."""
+    fingerprint (pool ids, seed) matches (sentence splitting is the slow part). ``hard_sets``: corpora whose
+    passages are blocked by id, but for the training questions' own positives."""
     from trainer.cli_mine import _blocked_records  # noqa: PLC2701 - trainer mine's own blocking rule
     from trainer.ict import make_ict_examples
     from trainer.mine import Blocklist, load_beir_train_queries, read_jsonl, sample_pool
@@ -94,7 +103,19 @@ def collect_sources(pool_path: str, pool_sample: int, beir_dirs: Sequence[str], 
         if "xquad" in Path(d).name.lower():
             raise SystemExit(f"refusing to train on an evaluation set: {d}")
     inputs: dict[str, str] = {}
+    beir = []
+    for d in beir_dirs:
+        qs, used = load_beir_train_queries(resolve(d), "train", beir_prefix or None, source=f"{Path(d).name}-train")
+        if any(q.query_id.startswith("nanibot-test") for q in qs):
+            raise SystemExit("refusing nanibot test queries")
+        beir.append((d, qs, used))
+        inputs[f"{d}/qrels/train.tsv"] = _sha256(resolve(d) / "qrels" / "train.tsv")
+    train_pos = {pid for _, _, used in beir for pid in used}
     block = Blocklist()
+    for f in hard_sets:
+        p = resolve(f)
+        block.ids.update(str(r["_id"]) for r in read_jsonl(p) if str(r["_id"]) not in train_pos)
+        inputs[f] = _sha256(p)
     for f in block_ids:
         p = resolve(f)
         block.ids.update(p.read_text(encoding="utf-8").split())
@@ -131,10 +152,7 @@ def collect_sources(pool_path: str, pool_sample: int, beir_dirs: Sequence[str], 
     counts = {"pool_unblocked": len(unblocked), "pool_blocked": len(pool_all) - len(unblocked),
               "pool_sample": len(pool), "ict": len(questions)}
     by_id = {str(p["_id"]): p for p in pool}
-    for d in beir_dirs:
-        qs, used = load_beir_train_queries(resolve(d), "train", beir_prefix or None, source=f"{Path(d).name}-train")
-        if any(q.query_id.startswith("nanibot-test") for q in qs):
-            raise SystemExit("refusing nanibot test queries")
+    for d, qs, used in beir:
         bad = {pid for pid, r in used.items() if block.blocks(pid, str(r["text"]))}
         kept = [q for q in qs if not bad & set(q.positive_ids)]
         for pid, r in used.items():
@@ -143,8 +161,18 @@ def collect_sources(pool_path: str, pool_sample: int, beir_dirs: Sequence[str], 
         questions += [Question(q.query_id, q.query, tuple(q.positive_ids), q.source) for q in kept]
         counts[f"{Path(d).name}-train"] = len(kept)
         counts[f"{Path(d).name}-train_dropped_blocked"] = len(qs) - len(kept)
-        inputs[d] = _sha256(resolve(d) / "qrels" / "train.tsv")
     return Sources(list(by_id.values()), questions, counts, inputs)
+
+
+def stale_inputs(inputs_sha256: dict[str, str]) -> list[str]:
+    """The recorded inputs (block lists, hard-set corpora, train qrels) that changed or vanished since the pack was
+    built: a pack built before the hard dev sets grew did not block their new distractors."""
+    stale = []
+    for name, sha in inputs_sha256.items():
+        p = resolve(name)
+        if not p.exists() or _sha256(p) != sha:
+            stale.append(name)
+    return stale
 
 
 def split_dev(questions: Sequence[Question], dev_counts: dict[str, int], seed: int = 13) -> set[str]:
@@ -176,20 +204,23 @@ def split_dev(questions: Sequence[Question], dev_counts: dict[str, int], seed: i
 
 
 def bm25_hits(questions: Sequence[Question], pool: Sequence[dict], k: int, cache: Path, index_root: Path,
-              progress: bool = True) -> dict[str, list[tuple[str, float]]]:
+              backend: str = "bm25s", progress: bool = True) -> dict[str, list[tuple[str, float]]]:
     """BM25 top ``k + 4 * positives + 10`` of every question over ``pool``, resumable through ``cache``
-    (JSONL ``{"qid", "hits": [[pid, score], ...]}``; a cut-off last line is redone)."""
+    (JSONL ``{"query_id", "hits": [[pid, score], ...]}``; a cut-off last line is redone). ``backend``: "bm25s"
+    (in memory, ~2 ms a query over 20k paragraphs here) or "project" (the app's Whoosh index with exact + folded
+    fields, ~30x slower), as ``python -m trainer mine --bm25``."""
     from tqdm.auto import tqdm
 
     from trainer.mine import _repair_tail, done_query_ids  # noqa: PLC2701 - the miner's own crash repair
-    from trainer.searchers import ProjectBM25Searcher
+    from trainer.searchers import Bm25sSearcher, ProjectBM25Searcher
 
     cache.parent.mkdir(parents=True, exist_ok=True)
     _repair_tail(cache)
     done = done_query_ids(cache)
     todo = [q for q in questions if q.qid not in done]
     if todo:
-        searcher = ProjectBM25Searcher(pool, index_name="gpu-pack", root=str(index_root))
+        searcher = (Bm25sSearcher(pool) if backend == "bm25s"
+                    else ProjectBM25Searcher(pool, index_name="gpu-pack", root=str(index_root)))
         with open(cache, "a", encoding="utf-8") as f, tqdm(total=len(todo), desc="bm25", unit="q",
                                                            disable=not progress) as bar:
             for q in todo:

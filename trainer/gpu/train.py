@@ -259,7 +259,11 @@ def run(pack_dir: str | Path, config: str | Path, out: str | Path, shipped_dir: 
         print(fit_error, file=sys.stderr, flush=True)
     mark("fit")
     if not module.curve or module.curve[-1]["step"] != trainer.global_step:
-        trainer.validate(module, dm, verbose=False)
+        try:
+            trainer.validate(module, dm, verbose=False)
+        except Exception:  # e.g. after a CUDA error in fit: export anyway
+            fit_error = (fit_error or "") + traceback.format_exc()
+            print(traceback.format_exc(), file=sys.stderr, flush=True)
     mark("validate_final")
     model = module.model.float().cpu().eval()
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[
@@ -279,7 +283,8 @@ def run(pack_dir: str | Path, config: str | Path, out: str | Path, shipped_dir: 
         "mining": mstats, "reference_max_abs_diff": ref_diff, "word_table": table, "phases_seconds": phases,
         "seconds": round(time.monotonic() - t0, 1), "precision": precision, "shards": shards,
         "export_dtype": str(dtype).replace("torch.", ""),
-        "pack": {"manifest_sha256": _manifest_sha(pack), "counts": pack.manifest["counts"]},
+        "pack": {"manifest_sha256": _manifest_sha(pack), "counts": pack.manifest["counts"],
+                 "inputs_sha256": pack.manifest.get("recipe", {}).get("inputs_sha256", {})},
         "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else f"CPU ({os.cpu_count()} cores)",
         "versions": {"torch": torch.__version__, "lightning": L.__version__, "python": platform.python_version()},
     }

@@ -110,7 +110,14 @@ def unpack(result_dir: str | Path, model_dir: str | Path, e5_path: str | None = 
         "commands": {"pack": "python -m trainer.gpu.pack --out var/gpu_pack", "train": "bash bench/gpu_train.sh",
                      "unpack": f"python -m trainer.gpu.unpack <results> {model_dir}"},
     })
+    from trainer.gpu.questions import stale_inputs
+
+    stale = stale_inputs(run.get("pack", {}).get("inputs_sha256", {}))
+    if stale:
+        print(f"warning: the pack was built before these inputs changed: {stale} (its blocklist may be out of date)",
+              file=sys.stderr)
     return {"model_dir": str(model_dir), "global_step": run["global_step"], "pairs_seen": run["pairs_seen"],
+            "stale_pack_inputs": stale,
             "dev_final": final, "first_stage": run["first_stage"],
             "weights_bytes": (model_dir / "model.safetensors").stat().st_size}
 
