@@ -31,6 +31,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,10 @@ from whoosh.analysis import Token, Tokenizer
 from whoosh.fields import ID, STORED, TEXT, Schema
 
 from indexing import normalize as _normalize
+from indexing.bm25_build import default_procs, write_documents
 from indexing.bm25_edit import LIVE_LENGTHS_KEY, apply_edit, live_docnums
 from indexing.bm25_scoring import PostingScorer
+from indexing.normalize import _fold_token
 from indexing.passages import Passage
 
 __all__ = [
@@ -82,8 +85,16 @@ class NormalizeTokenizer(Tokenizer):
         return hash((type(self).__name__, self.kind))
 
     def tokens(self, value: str) -> list[str]:
-        """Plain token strings for ``value`` (what the index stores for this field)."""
-        return getattr(_normalize, _TOKEN_FUNCTIONS[self.kind])(value)
+        """Plain token strings for ``value`` (what the index stores for this field).
+
+        ``exact``/``folded`` share one normalization of ``value`` (:func:`_syllables`, the last few values
+        cached): a document's two fields, a query's two fields and an edit's length check each analyze the
+        same text twice, and ``folded_syllables(v)`` is ``[fold(s) for s in syllables(v)]`` by definition.
+        """
+        if self.kind == "words":
+            return _normalize.words(value)
+        syllables = _syllables(value)
+        return list(syllables) if self.kind == "exact" else [_fold_token(s) for s in syllables]
 
     def __call__(
         self,
@@ -113,6 +124,12 @@ class NormalizeTokenizer(Tokenizer):
             if positions:
                 t.pos = start_pos + pos
             yield t
+
+
+@lru_cache(maxsize=8)
+def _syllables(value: str) -> tuple[str, ...]:
+    """:func:`indexing.normalize.syllables` of ``value`` (immutable, cached for the next field's analysis)."""
+    return tuple(_normalize.syllables(value))
 
 
 def make_schema(words: bool = False) -> Schema:
@@ -201,13 +218,18 @@ class BM25Index:
         b: float = 0.75,
         exact_boost: float = DEFAULT_EXACT_BOOST,
         limitmb: int = 256,
+        procs: int | None = None,
         total: int | None = None,
         progress: bool = False,
         progress_callback: Callable[[str, int, int], None] | None = None,
         overwrite: bool = True,
     ) -> BM25Index:
-        """Create an index at ``path`` from ``passages`` (bulk: one writer, procs=1, large ``limitmb``).
+        """Create an index at ``path`` from ``passages`` (bulk: :func:`indexing.bm25_build.write_documents`).
 
+        ``procs``: processes writing contiguous parts of the passages in parallel, one segment each, in input
+        order (same ids, scores and ties as one writer; :mod:`indexing.bm25_build`); ``None`` picks
+        :func:`~indexing.bm25_build.default_procs` (2 on a multi-core machine from 10,000 passages, else 1);
+        ``1`` is the single Whoosh writer. ``limitmb`` is Whoosh's posting-pool memory, shared by the parts.
         ``overwrite`` removes an existing directory first. ``progress`` shows a tqdm bar;
         ``progress_callback("bm25", done, total)`` is called every 1,000 passages and at the end.
         """
@@ -221,6 +243,9 @@ class BM25Index:
             {**BM25Config.DEFAULTS, "K1": k1, "B": b, "exact_boost": exact_boost, "words": words}
         ).save(path)
         ix = whoosh_index.create_in(path, make_schema(words), indexname=INDEX_NAME)
+        if procs is None:
+            passages = passages if isinstance(passages, Sequence) else list(passages)
+            procs = default_procs(len(passages))
         if total is None and isinstance(passages, Sequence):
             total = len(passages)
         bar = None
@@ -228,28 +253,27 @@ class BM25Index:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, desc="bm25", unit="passage", mininterval=1.0)
-        writer = ix.writer(procs=1, limitmb=limitmb)
-        n = 0
+        done = [0, 0]  # passages added, passages reported
+
+        def tick(k: int) -> None:
+            done[0] += k
+            if done[0] - done[1] >= 1000:
+                if bar is not None:
+                    bar.update(done[0] - done[1])
+                done[1] = done[0]
+                if progress_callback is not None:
+                    progress_callback("bm25", done[0], total or done[0])
+
+        docs = (_document(p, words) for p in passages) if procs <= 1 else [_document(p, words) for p in passages]
         try:
-            for p in passages:
-                writer.add_document(**_document(p, words))
-                n += 1
-                if n % 1000 == 0:
-                    if bar is not None:
-                        bar.update(1000)
-                    if progress_callback is not None:
-                        progress_callback("bm25", n, total or n)
-            writer.commit()
-        except BaseException:
-            writer.cancel()
-            raise
+            n = write_documents(ix, docs, procs=procs, limitmb=limitmb, tick=tick)
         finally:
             if bar is not None:
-                bar.update(n % 1000)
+                bar.update(done[0] - done[1])
                 bar.close()
         if progress_callback is not None:
             progress_callback("bm25", n, total or n)
-        with ix.reader() as reader:  # one commit: Whoosh's totals are exact; edits keep them so
+        with ix.reader() as reader:  # exact totals (summed over the parts' segments); edits keep them so
             cfg = BM25Config.load(path)
             cfg[LIVE_LENGTHS_KEY] = {f: int(reader.field_length(f)) for f in ix.schema.scorable_names()}
             cfg.save(path)

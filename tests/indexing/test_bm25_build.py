@@ -1,0 +1,192 @@
+"""BM25 bulk build (:mod:`indexing.bm25_build`): the parallel parts build equals the single writer (ids, scores,
+ties, live lengths, edits afterwards); failures leave no worker, no part folder and the directory as the single
+writer leaves it; the analyzer's shared normalization gives the normalize functions' tokens exactly."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+
+from indexing import bm25_build, normalize
+from indexing.bm25 import CONFIG_FILE, BM25Index, NormalizeTokenizer, make_schema
+from indexing.bm25_build import BM25BuildError, default_procs, split_ranges
+from indexing.bm25_edit import LIVE_LENGTHS_KEY
+from indexing.corpus import Passage
+
+VOCAB = ("hà nội thủ đô việt nam phở bún chả sông hồng huế cố đô thành phố đông dân hoà bình thuỷ chung "
+         "con ma má mạ đèn sáng tắt điện núi rừng biển đảo")
+SYLLABLES = VOCAB.split()
+
+
+def corpus(n: int, seed: int = 7) -> list[Passage]:
+    """``n`` deterministic passages of 3–14 syllables (many equal scores: short texts from a small vocabulary)."""
+    out, x = [], seed
+    for i in range(n):
+        words = []
+        for _ in range(3 + i % 12):
+            x = (x * 1103515245 + 12345) % 2**31
+            words.append(SYLLABLES[x % len(SYLLABLES)])
+        title = words[0].title() if i % 3 else ""
+        out.append(Passage(f"p{i}", f"d{i // 4}", title, " ".join(words).capitalize() + ".", "t"))
+    return out
+
+
+QUERIES = ["thủ đô hà nội", "pho bun cha", "con ma", "con má", "hoà bình", "thuy chung", "đèn sáng điện",
+           "sông hồng", "đảo biển núi", "việt nam", "xyz"]
+
+
+def results(ix: BM25Index) -> list[list[tuple[str, float]]]:
+    return [ix.search(q, k=50, field=f) for q in QUERIES for f in ("both", "folded", "exact")]
+
+
+SEGMENT_FILE = re.compile(r"^MAIN_([0-9a-z]+)\.")
+
+
+def listing(path: Path) -> tuple[list[str], int]:
+    """(the directory's entries other than segment files, number of distinct segment ids among its files).
+
+    A cancelled Whoosh writer leaves its own unreferenced segment files behind (the next commit deletes them):
+    one segment id, for the single writer as for the parent of a parallel build."""
+    names = os.listdir(path)
+    segids = {m.group(1) for n in names if (m := SEGMENT_FILE.match(n))}
+    return sorted(n for n in names if not SEGMENT_FILE.match(n)), len(segids)
+
+
+def test_split_ranges_and_default_procs() -> None:
+    assert split_ranges(10, 3) == [(0, 4), (4, 7), (7, 10)]
+    assert split_ranges(1, 2) == [(0, 1)] and split_ranges(0, 2) == []
+    assert default_procs(bm25_build.PART_MIN_DOCS * 2 - 1) == 1
+    assert default_procs(10**6) == min(bm25_build.DEFAULT_MAX_PROCS, len(os.sched_getaffinity(0)))
+
+
+def test_schema_and_analyzers_pickle() -> None:
+    for words in (False, True):
+        schema = make_schema(words)
+        again = pickle.loads(pickle.dumps(schema))
+        assert again.names() == schema.names()
+        assert all(again[f].analyzer == schema[f].analyzer for f in schema.scorable_names())
+
+
+def test_shared_normalization_gives_the_normalize_functions_tokens() -> None:
+    exact, folded = NormalizeTokenizer("exact"), NormalizeTokenizer("folded")
+    texts = ["Thuý Kiều ĐÃ đến Hà Nội!", "Hoà bình\u200b và thuỷ chung", "HOÀ BÌNH", "ΟΔΟΣ Σ σ đường 2024km",
+             "Ngày 2/9/1945, Chủ tịch Hồ Chí Minh đọc Tuyên ngôn Độc lập.", "", "   ", "đ Đ ð", "naïve café"]
+    for _ in range(2):  # a second pass is served from the cache
+        for t in texts + texts[::-1]:
+            assert exact.tokens(t) == normalize.syllables(t), t
+            assert folded.tokens(t) == normalize.folded_syllables(t), t
+    got = exact.tokens(texts[0])
+    got.append("poison")  # callers get their own list; the cached tokens are untouched
+    assert exact.tokens(texts[0]) == normalize.syllables(texts[0])
+
+
+@pytest.mark.parametrize("procs", [2, 3])
+def test_parallel_parts_equal_the_single_writer(tmp_path: Path, procs: int) -> None:
+    passages = corpus(120)
+    with BM25Index.build(tmp_path / "one", passages, procs=1) as one, \
+            BM25Index.build(tmp_path / "par", passages, procs=procs) as par:
+        assert results(par) == results(one)  # ids in rank order (ties by docnum = input order) and scores
+        assert par.config[LIVE_LENGTHS_KEY] == one.config[LIVE_LENGTHS_KEY]
+        leaves = par._searcher.reader().leaf_readers()
+        assert len(leaves) == procs and len(one._searcher.reader().leaf_readers()) == 1
+        ids = par._searcher.reader().column_reader("id")
+        assert [ids[d] for d in range(len(passages))] == [p.id for p in passages]  # input order
+        assert par.get([p.id for p in passages[::7]]) == passages[::7]
+    assert not [p for p in (tmp_path / "par").iterdir() if p.name.startswith(bm25_build.PART_PREFIX)]
+    assert not mp.active_children()
+
+
+@pytest.mark.slow
+def test_spawned_parts_equal_the_single_writer(tmp_path: Path) -> None:
+    """The ``spawn`` start method (no fork: the schema and documents are pickled to the workers)."""
+    from whoosh import index as whoosh_index
+
+    from indexing.bm25 import INDEX_NAME, _document
+
+    passages = corpus(50)
+    for name, kwargs in (("one", {"procs": 1}), ("spawn", {"procs": 2, "start_method": "spawn"})):
+        BM25Index.build(tmp_path / name, [], procs=1).close()  # the empty index and config build writes
+        ix = whoosh_index.open_dir(tmp_path / name, indexname=INDEX_NAME)
+        assert bm25_build.write_documents(ix, [_document(p, False) for p in passages], **kwargs) == len(passages)
+        ix.close()
+    with BM25Index.open(tmp_path / "one") as one, BM25Index.open(tmp_path / "spawn") as spawned:
+        assert results(spawned) == results(one)
+        assert len(spawned._searcher.reader().leaf_readers()) == 2
+    assert not mp.active_children()
+
+
+def test_edits_on_a_parallel_build_score_like_a_rebuild(tmp_path: Path) -> None:
+    passages = corpus(90)
+    added = corpus(15, seed=99)
+    added = [Passage(f"n{i}", p.doc_id, p.title, p.text, p.source) for i, p in enumerate(added)]
+    doomed = {"p3", "p47", "p88"}
+    ix = BM25Index.build(tmp_path / "inc", passages, procs=2, k1=1.3, b=0.7)
+    ix.apply(added, sorted(doomed))
+    live = [p for p in passages if p.id not in doomed] + added
+    with BM25Index.build(tmp_path / "full", live, procs=1, k1=1.3, b=0.7) as full:
+        assert results(ix) == results(full)
+        assert ix.config[LIVE_LENGTHS_KEY] == full.config[LIVE_LENGTHS_KEY]
+        assert ix.doc_count() == full.doc_count() == len(live)
+    ix.close()
+
+
+def test_progress_reaches_the_total_in_parallel(tmp_path: Path) -> None:
+    seen: list[int] = []
+    passages = corpus(2_300)
+    BM25Index.build(tmp_path / "p", passages, procs=2, progress_callback=lambda _s, d, t: seen.append(d)).close()
+    assert seen == sorted(seen) and seen[-1] == len(passages) and len(seen) >= 3
+
+
+def failing_corpus() -> list[Passage]:
+    passages = corpus(60)
+    passages[40] = Passage("bad", "bad", "", 12345, "t")  # type: ignore[arg-type]  # not text: ValueError
+    return passages
+
+
+def failed_build(path: Path, passages, procs: int) -> tuple[list[str], int]:
+    with pytest.raises(ValueError, match="12345 is not unicode"):  # Whoosh's, raised in the worker for procs=2
+        BM25Index.build(path, passages, procs=procs)
+    return listing(path)
+
+
+def test_a_failing_passage_leaves_the_directory_as_the_single_writer_does(tmp_path: Path) -> None:
+    serial = failed_build(tmp_path / "one", failing_corpus(), 1)
+    parallel = failed_build(tmp_path / "par", failing_corpus(), 2)
+    assert parallel[0] == serial[0] == sorted([CONFIG_FILE, "MAIN_WRITELOCK", "_MAIN_0.toc"])  # empty TOC
+    assert parallel[1] <= 1 and serial[1] <= 1  # only the cancelled writer's own files
+    assert not mp.active_children()
+    with BM25Index.open(tmp_path / "par") as ix:  # the empty index of a cancelled build, as before
+        assert ix.doc_count() == 0
+
+
+def test_a_failing_iterable_starts_no_worker(tmp_path: Path) -> None:
+    def passages():
+        yield from corpus(30)
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        BM25Index.build(tmp_path / "g", passages(), procs=2)
+    assert not mp.active_children()
+    assert listing(tmp_path / "g")[0] == sorted([CONFIG_FILE, "_MAIN_0.toc"])  # no writer was opened
+
+
+def test_a_dying_worker_is_a_typed_error_and_cleaned_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("the patched worker reaches the child only through fork")
+    real = bm25_build._write_part
+
+    def dies_in_part_one(folder, indexname, schema, docs, limitmb, conn):
+        if docs[0]["id"] != "p0":
+            os._exit(3)  # killed (e.g. out of memory): no report, no cleanup of its own
+        real(folder, indexname, schema, docs, limitmb, conn)
+
+    monkeypatch.setattr(bm25_build, "_write_part", dies_in_part_one)
+    with pytest.raises(BM25BuildError, match="code 3"):
+        BM25Index.build(tmp_path / "k", corpus(40), procs=2)
+    assert not mp.active_children()
+    assert listing(tmp_path / "k")[0] == failed_build(tmp_path / "one", failing_corpus(), 1)[0]
