@@ -458,6 +458,11 @@ def main() -> int:
                                           args.bundle_queries, args.bundle_size, args.bundle_k, args.seed)
     elif args.bundle:
         log("--bundle needs the selection run (not --from-manifest); the bundled set is committed as is")
+    elif args.manifest.is_file() and not args.from_manifest:
+        # a selection run without --bundle keeps the committed bundle's record (its files are its own)
+        previous = json.loads(args.manifest.read_text(encoding="utf-8"))
+        if "bundle" in previous:
+            manifest["bundle"] = previous["bundle"]
     if not args.from_manifest:
         args.manifest.parent.mkdir(parents=True, exist_ok=True)
         args.manifest.write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
