@@ -202,6 +202,15 @@ def test_dev_metrics_match_pytrec_eval() -> None:
     assert ours["ndcg@10"] == pytest.approx(theirs["ndcg@10"], abs=1e-6)
 
 
+def test_training_time_is_cut_to_the_deadline() -> None:
+    from trainer.gpu.train import training_seconds
+
+    assert training_seconds("00:00:06:00", 510, 60, 40) == 360  # the config's cap
+    assert training_seconds("00:00:06:00", 510, 200, 40) == 270  # slow mining: the deadline wins
+    assert training_seconds("00:01:00:00", 99999, 0, 0) == 3600
+    assert training_seconds("00:00:06:00", 30, 60, 40) == 1.0
+
+
 def test_sentence_drop_span_search_and_pass_sampler() -> None:
     from trainer.gpu.data import PassBatchSampler, drop_sentence
     from trainer.gpu.pack import find_span
@@ -253,8 +262,14 @@ def test_pack_holds_what_the_gpu_run_needs(tiny_pack: dict) -> None:
     for r in np.flatnonzero(train):  # training candidates never include a positive's group
         c = pack["q_cands"][r]
         assert not {int(groups[x]) for x in c[c >= 0]} & {int(groups[p]) for p in pack["q_pos"][r]}
-    for r in np.flatnonzero(dev):  # dev candidates hold a positive
+    from trainer.gpu.pack import find_span
+
+    for r in np.flatnonzero(dev):  # dev candidates hold a positive ...
         assert set(pack["q_pos"][r].tolist()) & set(pack["q_cands"][r].tolist())
+        if pack["q_removed"][r]:  # ... which, for inverse-cloze, has lost the question's sentence (BM25 saw it so)
+            assert pack["q_cut"][r, 0] == -1
+            pos = pack["passages"].row_list(int(pack["q_pos"][r][0]))
+            assert find_span(pos, pack["queries"].row_list(r)) == -1
     assert (pack["q_cut"][:, 0] >= 0).sum() > 10
     assert m["total_bytes"] < MIB
 
@@ -303,7 +318,8 @@ def test_tiny_gpu_run_end_to_end_on_cpu(tiny_pack: dict, tmp_path: Path) -> None
     ce = ViRankerCrossEncoder.from_pretrained(model_dir)
     scores = ce.predict([("thủ đô của việt nam", "Hà Nội là thủ đô của Việt Nam."), ("phở", "Phở là món ăn.")])
     assert np.isfinite(np.asarray(scores)).all()
-    print(json.dumps({"unpacked": summary, "travel_check_here": travel_report(carry=[c for c in ["var/gpu_pack"] if (REPO_ROOT / c).is_dir()])}, ensure_ascii=False))
+    carry = [c for c in ["var/gpu_pack"] if (REPO_ROOT / c).is_dir()]
+    print(json.dumps({"unpacked": summary, "travel_check_here": travel_report(carry=carry)}, ensure_ascii=False))
 
 
 @pytest.mark.slow

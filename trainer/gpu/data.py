@@ -278,14 +278,22 @@ class PackDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.mq, self.ml = max_query_length, max_length
         self.bucket_multiplier, self.num_workers, self.seed = bucket_multiplier, num_workers, seed
+        self._val_batches: list[dict[str, Any]] | None = None
 
     def train_dataloader(self) -> DataLoader:
         sampler = PassBatchSampler(self.train_set.lengths, self.batch_size, self.bucket_multiplier, True, True,
                                    self.seed)
         return DataLoader(self.train_set, batch_sampler=sampler, num_workers=self.num_workers,
                           collate_fn=GroupCollator(self.mq, self.ml), persistent_workers=False,
-                          pin_memory=torch.cuda.is_available())
+                          pin_memory=torch.cuda.is_available(),
+                          timeout=120 if self.num_workers else 0)  # a hung worker ends fit (and the run exports)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.eval_batch_size, shuffle=False, num_workers=0,
-                          collate_fn=DevCollator(self.mq, self.ml))
+        """The dev batches, collated once (validation runs every few hundred steps; re-collating 16k pairs in the
+        main process each time would cost more than scoring them)."""
+        if self._val_batches is None:
+            col = DevCollator(self.mq, self.ml)
+            pairs = self.val_set.pairs
+            self._val_batches = [col(pairs[i : i + self.eval_batch_size])
+                                 for i in range(0, len(pairs), self.eval_batch_size)]
+        return DataLoader(self._val_batches, batch_size=None, shuffle=False, num_workers=0)

@@ -56,7 +56,7 @@ class PackSettings:
     tokenizer: str | None = None  # the full XLM-R tokenizer (default: reranker.tokenizer.load_tokenizer())
     bm25: str = "bm25s"  # "bm25s" | "project" (Whoosh; ~30x slower), as `python -m trainer mine --bm25`
     top_k: int = 20
-    dev_ict: int = 300
+    dev_ict: int = 500
     dev_beir: int = 100
     max_query_length: int = 32
     max_length: int = 160
@@ -158,13 +158,27 @@ def build_pack(s: PackSettings) -> dict:
     qcap = s.max_query_length - len(pre_q)
     pcap = s.max_length - 4 - len(pre_q) - 1 - len(pre_p)
 
+    # An inverse-cloze dev question is searched over the pool in which its paragraph has lost the question's
+    # sentence (as its positive has), else BM25 would find the sentence itself; one such question per paragraph.
+    dev_ict: dict[str, Question] = {}
+    for q in qs:
+        if q.qid in dev and q.source == "ict":
+            dev_ict.setdefault(q.positive_ids[0], q)
+    dev_pool = [{**p, "text": dev_ict[p["_id"]].positive_text} if p["_id"] in dev_ict else p for p in src.pool]
+    dev_fp = hashlib.sha1(pool_fp.encode() + "\n".join(q.qid for q in dev_ict.values()).encode()).hexdigest()[:12]
+    dev_hits = bm25_hits(list(dev_ict.values()), dev_pool, s.top_k, work / f"bm25-dev-{s.bm25}-{dev_fp}.jsonl", work,
+                         s.bm25, s.progress)
+    dev_dropped_same_paragraph = sum(q.qid in dev and q.source == "ict" for q in qs) - len(dev_ict)
+
     # questions: dev ones need their positive in BM25's raw top k (else reranking cannot move them)
     kept: list[Question] = []
     cands: dict[str, list[tuple[str, float]]] = {}
     dropped_dev = 0
     for q in qs:
+        if q.qid in dev and q.source == "ict" and dev_ict.get(q.positive_ids[0]) is not q:
+            continue
         if q.qid in dev:
-            top = hits[q.qid][: s.top_k]
+            top = (dev_hits if q.source == "ict" else hits)[q.qid][: s.top_k]
             if not set(q.positive_ids) & {p for p, _ in top}:
                 dropped_dev += 1
                 continue
@@ -189,17 +203,19 @@ def build_pack(s: PackSettings) -> dict:
     extra_groups: list[str] = []
     q_pos: list[list[int]] = []
     n_cut = n_cut_missing = 0
+    own: dict[int, int] = {}  # question -> its own positive passage (a cut text that travels as such)
     for i, q in enumerate(kept):
         pos = [index[p] for p in q.positive_ids]
         if q.source == "ict" and q.removed:
-            a = find_span(p_tokens[pos[0]], q_tok[i])
+            a = -1 if q.qid in dev else find_span(p_tokens[pos[0]], q_tok[i])
             if a >= 0:
                 b = a + len(q_tok[i])
                 cuts[i] = (a, b)
                 keep_len[pos[0]] = min(len(p_tokens[pos[0]]), max(keep_len[pos[0]], pcap + (b - a)))
                 n_cut += 1
-            else:  # the sentence is not a token run of its paragraph: the cut positive travels as its own text
+            else:  # dev, or the sentence is not a token run of its paragraph: the cut positive travels as a text
                 pos = [len(order) + len(extra_texts)]
+                own[i] = pos[0]
                 extra_texts.append(q.positive_text or "")
                 extra_groups.append(group_of(q.positive_ids[0]))
                 n_cut_missing += 1
@@ -216,7 +232,8 @@ def build_pack(s: PackSettings) -> dict:
     score_arr = np.zeros((len(kept), K), np.float32)
     for i, q in enumerate(kept):
         for j, (p, sc) in enumerate(cands[q.qid][:K]):  # scores only matter for dev (the first-stage order)
-            cand_arr[i, j], score_arr[i, j] = index[p], (sc if q.qid in dev else 0.0)
+            c = own[i] if i in own and p == q.positive_ids[0] else index[p]
+            cand_arr[i, j], score_arr[i, j] = c, (sc if q.qid in dev else 0.0)
     sources = ["ict", *beir_sources]
     arrays = {
         "passages": Ragged.from_rows([t[:n] for t, n in zip(all_tok, keep_len, strict=True)], np.uint16),
@@ -253,6 +270,7 @@ def build_pack(s: PackSettings) -> dict:
         "reference": reference,
         "counts": {**src.counts, "questions": len(kept), "train_questions": n_train,
                    "dev_questions": len(kept) - n_train, "dev_dropped_positive_not_in_top_k": dropped_dev,
+                   "dev_ict_dropped_second_on_paragraph": dev_dropped_same_paragraph,
                    "by_source": {src_: int((arrays["q_source"] == k).sum()) for k, src_ in enumerate(sources)},
                    "dev_by_source": {src_: int(((arrays["q_source"] == k) & (arrays["q_dev"] == 1)).sum())
                                      for k, src_ in enumerate(sources)},

@@ -41,7 +41,7 @@ from trainer.gpu.data import (
 from trainer.gpu.packio import Pack, PackError, load_pack
 from trainer.module import FitScheduleToTime, RerankerModule
 
-__all__ = ["rank_metrics", "GpuRerankerModule", "check_reference", "run", "main"]
+__all__ = ["rank_metrics", "GpuRerankerModule", "check_reference", "training_seconds", "run", "main"]
 
 RUN_FILE = "gpu_run.json"
 
@@ -164,6 +164,13 @@ def check_reference(model: torch.nn.Module, pack: Pack, device: torch.device) ->
     return max(diffs)
 
 
+def training_seconds(max_time: str, deadline_s: float, elapsed_s: float, reserve_s: float) -> float:
+    """Lightning's ``max_time`` for fit: the config's ``DD:HH:MM:SS``, cut so that fit ends ``reserve_s`` before
+    ``deadline_s`` (counted from process start, ``elapsed_s`` of it gone); at least 1 s."""
+    d, h, m, s = (int(x) for x in max_time.split(":"))
+    return max(1.0, min(((d * 24 + h) * 60 + m) * 60 + s, deadline_s - elapsed_s - reserve_s))
+
+
 def _apply(cfg: dict, overrides: dict[str, Any]) -> None:
     for key, value in overrides.items():
         node = cfg
@@ -214,8 +221,14 @@ def run(pack_dir: str | Path, config: str | Path, out: str | Path, shipped_dir: 
     amp = dev.type == "cuda"
     is_dev = pack["q_dev"].astype(bool)
     rows, dev_rows = np.flatnonzero(~is_dev), np.flatnonzero(is_dev)
+    limit = int(dcfg.get("limit_questions", 0) or 0)  # a smoke run on a real pack (CPU): the first N of each
+    if limit:
+        rows, dev_rows = rows[:limit], dev_rows[:limit]
     bs = int(mcfg.get("embed_batch_size", 512))
-    pvec = embed_rows(model, pack, "passage", np.arange(len(pack["passages"])), dev, bs, amp)
+    used = np.unique(np.concatenate([pack["q_pos"][r] for r in rows] + [pack["q_cands"][rows].ravel()]))
+    used = used[used >= 0]
+    pvec = torch.zeros(len(pack["passages"]), model.config.hidden_size)
+    pvec[torch.as_tensor(used)] = embed_rows(model, pack, "passage", used, dev, bs, amp)
     qvec = embed_rows(model, pack, "query", rows, dev, bs, amp)
     mark("embed")
     n_neg = int(dcfg["n_neg"])
@@ -233,13 +246,13 @@ def run(pack_dir: str | Path, config: str | Path, out: str | Path, shipped_dir: 
     max_steps = int(tcfg["max_steps"])
     module = GpuRerankerModule(model_config=model_cfg, model=model, total_steps=max_steps,
                                **FitConfig.from_sections(cfg).module_kwargs()).attach(dev_set, pairs_per_step)
-    h, m, s = (int(x) for x in str(tcfg.get("max_time", "00:00:06:00")).split(":")[1:])
-    budget = min(h * 3600 + m * 60 + s, float(tcfg.get("deadline_seconds", 510)) - (time.monotonic() - t0)
-                 - float(tcfg.get("export_reserve_seconds", 40)))
+    budget = training_seconds(str(tcfg.get("max_time", "00:00:06:00")), float(tcfg.get("deadline_seconds", 510)),
+                              time.monotonic() - t0, float(tcfg.get("export_reserve_seconds", 40)))
+    print(f"training budget: {budget:.0f} s", flush=True)
     precision = str(tcfg.get("precision", "bf16-mixed"))
     trainer = L.Trainer(
         accelerator="gpu" if dev.type == "cuda" else "cpu", devices=1, precision=precision, max_steps=max_steps,
-        max_time=timedelta(seconds=max(1.0, budget)), val_check_interval=int(tcfg.get("val_check_interval", 200)),
+        max_time=timedelta(seconds=budget), val_check_interval=int(tcfg.get("val_check_interval", 200)),
         check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=float(tcfg.get("gradient_clip_val", 1.0)),
         default_root_dir=tempfile.mkdtemp(prefix="gpu-train-"),
