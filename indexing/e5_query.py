@@ -146,10 +146,9 @@ class OnnxE5Queries:
 
             from indexing.e5_onnx import WordTable
             from indexing.e5_tokenizer import E5Tokenizer
-            from indexing.e5_weights import read_e5_file
 
             self._tokenizer = E5Tokenizer.from_file(default_e5_path(config.variant))
-            self._table = WordTable.from_file(read_e5_file(default_e5_path(config.variant)))
+            self._table = WordTable.from_path(default_e5_path(config.variant))
             graph = ensure_graph(config)
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

