@@ -12,7 +12,7 @@ the GPU machine with the working tree, 64 MiB in all: ``python -m trainer.gpu.tr
 
 Example (the full pack, docs/gpu.md)::
 
-    nice -n 10 python -m trainer.gpu.pack --out var/gpu_pack --pool-sample 20000
+    nice -n 10 python -m trainer.gpu.pack --out var/gpu_pack --pool-sample 15000 --ict-rounds 2
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ class PackSettings:
     out: str = "var/gpu_pack"
     work: str = "var/gpu_pack_work"  # resumable stages: ICT cache, BM25 index and hits, pruned tokenizer
     pool: str = "../shared/data/viwiki/paragraphs.jsonl.gz"
-    pool_sample: int = 20000
+    pool_sample: int = 15000  # 16.5 MiB with the defaults (docs/gpu.md); ~0.2 MiB per 1,000 more
     ict: int = 0  # 0 = one inverse-cloze question per sampled paragraph (and round) that has an eligible sentence
-    ict_rounds: int = 1  # inverse-cloze questions per paragraph (another sentence each round, seed + round)
+    ict_rounds: int = 2  # inverse-cloze questions per paragraph (another sentence each round, seed + round)
     beir: list[str] = field(default_factory=lambda: ["../shared/data/nanibot-qa"])
     beir_prefix: str = "nanibot-train-"
     block_corpora: list[str] | None = None  # None: trainer mine's defaults (demo corpus, evaluation test passages)
