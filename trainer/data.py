@@ -164,7 +164,11 @@ class GroupDataset(Dataset):
 
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of similar length: shuffle, cut into mega-buckets of ``batch_size * multiplier``, sort each
-    by length, slice into batches, shuffle the batch order. Deterministic per ``(seed, epoch)``."""
+    by length, slice into batches, shuffle the batch order. Deterministic per ``(seed, epoch)``.
+
+    Each new pass is the next epoch unless :meth:`set_epoch` was called since the last one: Lightning calls
+    ``set_epoch`` on a loader's ``sampler`` and ``batch_sampler.sampler``, never on a batch sampler itself, so
+    without this every epoch would repeat the first one's order and augmentations."""
 
     def __init__(
         self,
@@ -187,9 +191,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.epoch = 0
         self.dataset = dataset
         self.skip = 0  # batches of the current epoch already trained (set when resuming mid-epoch)
+        self._passes = 0  # passes started
+        self._epoch_pinned = False  # set_epoch called since the last pass started
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        self._epoch_pinned = True
         if self.dataset is not None:
             self.dataset.set_epoch(epoch)
 
@@ -210,6 +217,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
+        if self._passes and not self._epoch_pinned:
+            self.set_epoch(self.epoch + 1)
+        self._passes += 1
+        self._epoch_pinned = False
         batches = self._batches()
         skip, self.skip = self.skip, 0
         return iter(batches[skip:])
@@ -276,8 +287,11 @@ class ResumableDataLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         sampler = self.batch_sampler
         if isinstance(sampler, BucketBatchSampler):
-            sampler.set_epoch(int(state.get("epoch", 0)))
-            sampler.skip = int(state.get("batches", 0)) % max(1, len(sampler))
+            epoch, done = int(state.get("epoch", 0)), int(state.get("batches", 0))
+            if done >= len(sampler):  # saved at the end of an epoch: go on with the next one
+                epoch, done = epoch + 1, 0
+            sampler.set_epoch(epoch)
+            sampler.skip = done
 
 
 # ---------------------------------------------------------------------------------------------- module

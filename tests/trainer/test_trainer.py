@@ -206,7 +206,37 @@ def test_resumable_loader_continues_mid_epoch():
     resumed = loader()
     resumed.load_state_dict(state)
     assert list(resumed) == full[3:]
-    assert list(resumed) == full  # the next pass is a whole epoch again
+    nxt = list(resumed)  # the next pass is the whole next epoch
+    epoch1 = BucketBatchSampler(list(range(40)), batch_size=4, multiplier=2, seed=5)
+    epoch1.set_epoch(1)
+    assert nxt == list(epoch1) and nxt != full and resumed.state_dict()["epoch"] == 1
+
+
+def test_each_pass_is_the_next_epoch_without_set_epoch():
+    """Lightning never calls set_epoch on a batch sampler: a second pass must still be a new epoch (order and
+    the dataset's augmentation seed), and an explicit set_epoch wins over the automatic step."""
+    lengths = [random.Random(i).randint(10, 500) for i in range(64)]
+    s = BucketBatchSampler(lengths, batch_size=4, multiplier=2, seed=7)
+    first, second = list(s), list(s)
+    assert second != first and s.epoch == 1
+    ref = BucketBatchSampler(lengths, batch_size=4, multiplier=2, seed=7)
+    ref.set_epoch(1)
+    assert list(ref) == second
+    s.set_epoch(5)
+    fifth = BucketBatchSampler(lengths, batch_size=4, multiplier=2, seed=7)
+    fifth.set_epoch(5)
+    assert list(s) == list(fifth) and s.epoch == 5
+
+
+def test_resume_at_the_end_of_an_epoch_starts_the_next():
+    from trainer.data import ResumableDataLoader
+
+    s = BucketBatchSampler(list(range(40)), batch_size=4, multiplier=2, seed=5)
+    dl = ResumableDataLoader(list(range(40)), batch_sampler=s, collate_fn=list)
+    dl.load_state_dict({"epoch": 0, "batches": len(s)})
+    nxt = BucketBatchSampler(list(range(40)), batch_size=4, multiplier=2, seed=5)
+    nxt.set_epoch(1)
+    assert list(dl) == list(nxt)
 
 
 def test_collators_dynamic_padding(tokenizer):
