@@ -365,3 +365,18 @@ def test_start_from_the_pack_equals_build_from_e5(tmp_path: Path) -> None:
     for layer in (6, 12):
         assert (sa[layer] - sb[layer]).abs().max() < 1e-5
     assert sa[12].std() > 0.1  # real pairs score differently
+
+
+def test_the_tracked_tree_leaves_room_for_the_gpu_pack() -> None:
+    """The device sends the tracked tree plus the carried pack, 64 MiB in all: a commit that grows the tree past
+    64 MiB minus the pack's cap (``PackSettings.max_mib``) would make the prepared GPU run fail at the door."""
+    import shutil
+
+    from trainer.gpu.pack import PackSettings
+    from trainer.gpu.travel import LIMIT_MIB, REPO_ROOT, travel_report
+
+    if shutil.which("git") is None or subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse"],
+                                                     capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    rep = travel_report(REPO_ROOT)
+    assert rep["mib"]["tracked"] + PackSettings().max_mib <= LIMIT_MIB, rep["largest"]
