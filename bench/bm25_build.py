@@ -7,14 +7,16 @@ Per size N, the first N paragraphs of ``viwiki/paragraphs.jsonl.gz`` (normalized
 :func:`bench.scaling.read_paragraphs`) are indexed by each variant in turn, in one run, each in a fresh interpreter (its own memory and CPU):
 
 =========================  ===============================================================================
-``baseline``               the build before this bench: one writer (``procs=1``, ``limitmb=256``) and the
-                           old analyzer (``exact`` and ``folded`` each normalize the text)
-``cache``                  one writer, analyzer sharing one normalization between the two fields
-``limitmb1024``            ``cache`` with ``limitmb=1024`` (fewer spilled runs)
+``baseline``               the build before this bench: one writer (``procs=1``, ``limitmb=256``), Whoosh's
+                           posting pool, and the old analyzer (``exact`` and ``folded`` each normalize)
+``cache``                  ``baseline`` with the analyzer sharing one normalization between the two fields
+``limitmb1024``            ``cache`` with ``limitmb=1024`` (Whoosh's pool spills fewer or no runs)
 ``whoosh-procs2``          Whoosh's ``MpWriter`` (``ix.writer(procs=2)``): batches of 100 to 2 workers, merged
 ``whoosh-procs2-multiseg`` the same with ``multisegment=True`` (no merge: one segment per worker)
-``parts2``                 :func:`indexing.bm25_build.write_documents` with ``procs=2``: contiguous halves,
-                           one segment each, input order, no merge (``parts4``: quarters)
+``compact``                ``BM25Index.build(procs=1)``: :class:`~indexing.bm25_pool.CompactPostingPool`
+``parts2``                 ``BM25Index.build(procs=2)``: contiguous halves in 2 processes, compact pools,
+                           segments in input order, no merge (``parts4``: quarters)
+``parts2-whoosh-pool``     ``parts2`` with Whoosh's pool (``compact_pool=False``)
 ``parts2-merged``          ``parts2`` then one ``optimize`` merge into a single segment (cost of one segment)
 =========================  ===============================================================================
 
@@ -63,10 +65,10 @@ from indexing.bm25_edit import LIVE_LENGTHS_KEY  # noqa: E402
 from indexing.passages import Passage  # noqa: E402
 
 QUERIES = REPO / "assets" / "benchmarks" / "nanibot-qa-test" / "queries.jsonl"
-VARIANTS = ("baseline", "cache", "limitmb1024", "whoosh-procs2", "whoosh-procs2-multiseg", "parts2",
-            "parts2-merged", "parts4")
-DEFAULT_VARIANTS = ("baseline", "cache", "limitmb1024", "whoosh-procs2", "whoosh-procs2-multiseg", "parts2",
-                    "parts2-merged")
+VARIANTS = ("baseline", "cache", "limitmb1024", "whoosh-procs2", "whoosh-procs2-multiseg", "compact", "parts2",
+            "parts2-whoosh-pool", "parts2-merged", "parts4")
+DEFAULT_VARIANTS = ("baseline", "cache", "limitmb1024", "whoosh-procs2", "whoosh-procs2-multiseg", "compact",
+                    "parts2", "parts2-whoosh-pool")
 WARMUP = 20
 TOL = 1e-6
 
@@ -156,15 +158,14 @@ def build_variant(name: str, path: Path, passages: Sequence[Passage]) -> None:
     """Build ``passages`` at ``path`` the way variant ``name`` does (module docstring)."""
     if name == "baseline":
         with old_analyzer():
-            BM25Index.build(path, passages, procs=1, limitmb=256).close()
-    elif name == "cache":
-        BM25Index.build(path, passages, procs=1, limitmb=256).close()
-    elif name == "limitmb1024":
-        BM25Index.build(path, passages, procs=1, limitmb=1024).close()
+            BM25Index.build(path, passages, procs=1, limitmb=256, compact_pool=False).close()
+    elif name in ("cache", "limitmb1024"):
+        BM25Index.build(path, passages, procs=1, limitmb=256 if name == "cache" else 1024, compact_pool=False).close()
     elif name in ("whoosh-procs2", "whoosh-procs2-multiseg"):
         build_whoosh_mp(path, passages, multisegment=name.endswith("multiseg"))
-    elif name in ("parts2", "parts4"):
-        BM25Index.build(path, passages, procs=int(name[-1]), limitmb=256).close()
+    elif name in ("compact", "parts2", "parts4", "parts2-whoosh-pool"):
+        procs = {"compact": 1, "parts4": 4}.get(name, 2)
+        BM25Index.build(path, passages, procs=procs, limitmb=256, compact_pool=name != "parts2-whoosh-pool").close()
     elif name == "parts2-merged":
         BM25Index.build(path, passages, procs=2, limitmb=256).close()
         ix = whoosh_index.open_dir(path, indexname=INDEX_NAME)

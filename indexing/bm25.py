@@ -219,6 +219,7 @@ class BM25Index:
         exact_boost: float = DEFAULT_EXACT_BOOST,
         limitmb: int = 256,
         procs: int | None = None,
+        compact_pool: bool = True,
         total: int | None = None,
         progress: bool = False,
         progress_callback: Callable[[str, int, int], None] | None = None,
@@ -226,10 +227,12 @@ class BM25Index:
     ) -> BM25Index:
         """Create an index at ``path`` from ``passages`` (bulk: :func:`indexing.bm25_build.write_documents`).
 
-        ``procs``: processes writing contiguous parts of the passages in parallel, one segment each, in input
-        order (same ids, scores and ties as one writer; :mod:`indexing.bm25_build`); ``None`` picks
-        :func:`~indexing.bm25_build.default_procs` (2 on a multi-core machine from 10,000 passages, else 1);
-        ``1`` is the single Whoosh writer. ``limitmb`` is Whoosh's posting-pool memory, shared by the parts.
+        ``procs``: processes writing contiguous parts of the passages in parallel, segments in input order
+        (same ids, scores and ties as one writer; :mod:`indexing.bm25_build`); ``None`` picks
+        :func:`~indexing.bm25_build.default_procs` (2 on a multi-core machine from 10,000 passages, else 1).
+        ``compact_pool``: :class:`~indexing.bm25_pool.CompactPostingPool` (never spilled; a new segment when
+        one process's pool passes ``limitmb``); ``False`` with ``procs=1`` is the single Whoosh writer and
+        pool as before (``limitmb`` then bounds Whoosh's pool, which spills sorted runs to disk).
         ``overwrite`` removes an existing directory first. ``progress`` shows a tqdm bar;
         ``progress_callback("bm25", done, total)`` is called every 1,000 passages and at the end.
         """
@@ -266,7 +269,7 @@ class BM25Index:
 
         docs = (_document(p, words) for p in passages) if procs <= 1 else [_document(p, words) for p in passages]
         try:
-            n = write_documents(ix, docs, procs=procs, limitmb=limitmb, tick=tick)
+            n = write_documents(ix, docs, procs=procs, limitmb=limitmb, compact=compact_pool, tick=tick)
         finally:
             if bar is not None:
                 bar.update(done[0] - done[1])

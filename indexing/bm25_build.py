@@ -1,21 +1,25 @@
-"""Bulk writing of a fresh Whoosh index: one writer, or contiguous parts written by parallel processes.
+"""Bulk writing of a fresh Whoosh index: compact posting pools, contiguous parts, optionally in parallel.
 
-:func:`write_documents` is the write step of :meth:`indexing.bm25.BM25Index.build`. With ``procs=1`` it is
-Whoosh's single :class:`~whoosh.writing.SegmentWriter` (one segment). With ``procs=P > 1`` the documents are
-cut into ``P`` contiguous, near-equal parts; each part is written by its own process (``multiprocessing``,
-``fork`` where the platform has it) as one segment of a private index in a temporary folder inside the index
-directory, with Whoosh's ordinary writer; the parent, which holds the index's write lock throughout, moves the
-finished segment files into the index and commits a table of contents listing the parts **in input order**.
-There is no final merge (the merge is what makes Whoosh's bulk build superlinear, docs/scaling.md), and
-document numbers are the input order exactly as with one writer — unlike Whoosh's own ``procs=N``
-writer, which hands batches of 100 documents to whichever worker is free, so its document order (and BM25's
-tie order) changes from run to run. Scores are those of the single writer: statistics (document count,
-document frequency, field-length totals) are summed over segments and per-document lengths are quantized the
-same way.
+:func:`write_documents` is the write step of :meth:`indexing.bm25.BM25Index.build`. By default (``compact``)
+every writer uses :class:`~indexing.bm25_pool.CompactPostingPool` (~20 bytes a posting, never spilled to
+disk: Whoosh's own pool spills sorted runs past ``limitmb`` and merges them back at commit, the bulk build's
+main cost past ~12k passages, ``bench/bm25_build.py``). The documents are cut into ``procs`` contiguous,
+near-equal parts; each part is written by its own process (``multiprocessing``, ``fork`` where the platform
+has it; with ``procs=1`` in this process) into a private index in a temporary folder inside the index
+directory, as one segment — or several, in order, when the pool's estimate passes ``limitmb`` (the memory
+bound of each process). The caller's writer holds the index's write lock throughout; at the end the finished
+segment files are moved into the index and one commit lists the segments **in input order**. There is no
+merge, and document numbers are the input order exactly as with one writer — unlike Whoosh's own ``procs=N``
+writer, which hands batches of 100 documents to whichever worker is free (document order, hence BM25's tie
+order, changes from run to run) and, merging, re-adds field lengths in their byte-quantized form (the BM25
+length totals change). Scores are those of the single writer: statistics (document count, document
+frequency, field-length totals) are summed over segments and per-document lengths are quantized the same way.
 
-Failure leaves the index directory as the single writer leaves it (``writer.cancel()``): the parts' folders
-are removed, no worker outlives the call, and a worker's exception is re-raised in the parent as itself when
-it pickles (:class:`BM25BuildError` otherwise, or when a worker dies).
+``compact=False, procs=1`` is the single Whoosh writer exactly as before (Whoosh's pool, one segment).
+
+Failure leaves the index directory as the single writer leaves it (``writer.cancel()``, an empty table of
+contents): the parts' folders are removed, no worker outlives the call, and a worker's exception is re-raised
+in the parent as itself when it pickles (:class:`BM25BuildError` otherwise, or when a worker dies).
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ from typing import Any
 from whoosh import index as whoosh_index
 from whoosh.filedb.filestore import FileStorage
 
+from indexing.bm25_pool import install
+
 __all__ = ["BM25BuildError", "write_documents", "default_procs", "split_ranges", "PART_MIN_DOCS",
            "DEFAULT_MAX_PROCS", "PART_PREFIX"]
 
 #: ``procs=None`` never gives a part fewer documents than this (below it one writer is as fast).
 PART_MIN_DOCS = 5_000
-#: ``procs=None`` uses at most this many processes (each part is one segment a query reads).
+#: ``procs=None`` uses at most this many processes (each part is at least one segment a query reads).
 DEFAULT_MAX_PROCS = 2
 #: Name prefix of the parts' temporary folders inside the index directory.
 PART_PREFIX = ".bm25-part-"
@@ -83,29 +89,62 @@ def write_documents(
     *,
     procs: int = 1,
     limitmb: int = 256,
+    compact: bool = True,
     tick: Callable[[int], None] | None = None,
     start_method: str | None = None,
 ) -> int:
     """Write ``docs`` (Whoosh field dicts) into the fresh, empty Whoosh index ``ix`` and commit → documents
-    written.
+    written (module docstring).
 
-    ``procs=1``: one writer, one segment, ``docs`` streamed. ``procs > 1``: ``docs`` is materialized and
-    written as ``procs`` contiguous parts in parallel (module docstring), ``limitmb`` split between them (the
-    pools' memory stays that of one writer). ``tick(k)`` is called as ``k`` more documents have been added
-    (from the parent process). ``start_method``: a :mod:`multiprocessing` start method (default ``fork``
-    where available, else ``spawn``).
+    ``procs=1`` streams ``docs``; ``procs > 1`` materializes them and writes ``procs`` contiguous parts in
+    parallel. ``limitmb``: the posting-pool memory of each writing process (``compact``: a new segment when
+    it is full; Whoosh's pool: spilled runs). ``compact=False``: Whoosh's own pool. ``tick(k)`` is called (in
+    this process) as ``k`` more documents have been added. ``start_method``: a :mod:`multiprocessing` start
+    method (default ``fork`` where available, else ``spawn``).
     """
     tick = tick or (lambda _k: None)
-    if procs <= 1:
-        return _write_serial(ix, docs, limitmb, tick)
-    docs = docs if isinstance(docs, Sequence) else list(docs)
-    ranges = split_ranges(len(docs), procs)
-    if len(ranges) <= 1:
-        return _write_serial(ix, docs, limitmb, tick)
-    return _write_parallel(ix, docs, ranges, max(16, limitmb // len(ranges)), tick, start_method)
+    if procs <= 1 and not compact:
+        return _write_whoosh(ix, docs, limitmb, tick)
+    ranges: list[tuple[int, int]] = []
+    if procs > 1:
+        docs = docs if isinstance(docs, Sequence) else list(docs)
+        ranges = split_ranges(len(docs), procs)
+    writer = ix.writer()  # the write lock, held for the whole build as by the single writer
+    root = Path(ix.storage.folder)
+    folders: list[Path] = []
+    workers: list[Any] = []
+    moved: list[Path] = []
+    try:
+        if len(ranges) > 1:
+            n = _run_workers(ix, docs, ranges, limitmb, compact, tick, start_method, root, folders, workers)
+        else:
+            folders.append(Path(tempfile.mkdtemp(prefix=f"{PART_PREFIX}0-", dir=root)))
+            n = write_segments(str(folders[0]), ix.indexname, ix.schema, docs, limitmb, compact, tick)
+        segments = []
+        for folder in folders:
+            storage = FileStorage(str(folder))
+            for seg in whoosh_index.TOC.read(storage, ix.indexname).segments:
+                for name in seg.list_files(storage):
+                    os.replace(folder / name, root / name)
+                    moved.append(root / name)
+                segments.append(seg)
+        writer.commit(mergetype=lambda _w, old: [*old, *segments])
+        moved = []  # committed: the index owns them
+    except BaseException:
+        _stop(workers)
+        if not writer.is_closed:
+            writer.cancel()
+        raise
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        for f in moved:
+            f.unlink(missing_ok=True)
+    return n
 
 
-def _write_serial(ix: Any, docs: Iterable[dict[str, Any]], limitmb: int, tick: Callable[[int], None]) -> int:
+def _write_whoosh(ix: Any, docs: Iterable[dict[str, Any]], limitmb: int, tick: Callable[[int], None]) -> int:
+    """The single Whoosh writer with Whoosh's pool, straight into ``ix`` (the build before compact pools)."""
     writer = ix.writer(procs=1, limitmb=limitmb)
     n = 0
     try:
@@ -121,24 +160,52 @@ def _write_serial(ix: Any, docs: Iterable[dict[str, Any]], limitmb: int, tick: C
     return n
 
 
-def _write_part(folder: str, indexname: str, schema: Any, docs: Sequence[dict[str, Any]], limitmb: int,
-                conn: Connection) -> None:
-    """Worker: ``docs`` → one committed segment of a new index in ``folder``; reports on ``conn``:
-    ``("progress", k)``, then ``("done", None)`` or ``("error", exception or None, traceback text)``."""
+def write_segments(folder: str, indexname: str, schema: Any, docs: Iterable[dict[str, Any]], limitmb: int,
+                   compact: bool, tick: Callable[[int], None]) -> int:
+    """``docs`` → a new index in ``folder`` whose segments hold them in order → documents written.
+
+    ``compact``: each segment's pool is a :class:`~indexing.bm25_pool.CompactPostingPool`, and a segment is
+    committed (a new one started) when its estimate passes ``limitmb``; otherwise one segment, Whoosh's pool.
+    """
+    part = whoosh_index.create_in(folder, schema, indexname=indexname)
+    limit = limitmb * 2**20
+    writer = pool = None
+    n = 0
     try:
-        part = whoosh_index.create_in(folder, schema, indexname=indexname)
-        writer = part.writer(limitmb=limitmb)
-        try:
-            for i, doc in enumerate(docs, 1):
-                writer.add_document(**doc)
-                if i % _PROGRESS_EVERY == 0:
-                    conn.send(("progress", _PROGRESS_EVERY))
+        for doc in docs:
+            if writer is None:
+                writer = part.writer(limitmb=limitmb)
+                pool = install(writer) if compact else None
+            writer.add_document(**doc)
+            n += 1
+            tick(1)
+            if pool is not None and pool.nbytes() > limit:
+                writer.commit(merge=False)
+                writer = None
+        if writer is not None:
             writer.commit(merge=False)
-        except BaseException:
-            if not writer.is_closed:
-                writer.cancel()
-            raise
-        conn.send(("progress", len(docs) % _PROGRESS_EVERY))
+    except BaseException:
+        if writer is not None and not writer.is_closed:
+            writer.cancel()
+        raise
+    return n
+
+
+def _write_part(folder: str, indexname: str, schema: Any, docs: Sequence[dict[str, Any]], limitmb: int,
+                compact: bool, conn: Connection) -> None:
+    """Worker: :func:`write_segments`, reporting on ``conn``: ``("progress", k)``, then ``("done", None)`` or
+    ``("error", exception or None, traceback text)``."""
+    pending = [0]
+
+    def tick(k: int) -> None:
+        pending[0] += k
+        if pending[0] >= _PROGRESS_EVERY:
+            conn.send(("progress", pending[0]))
+            pending[0] = 0
+
+    try:
+        write_segments(folder, indexname, schema, docs, limitmb, compact, tick)
+        conn.send(("progress", pending[0]))
         conn.send(("done", None))
     except BaseException as exc:  # reported to the parent, which re-raises it
         try:
@@ -151,24 +218,22 @@ def _write_part(folder: str, indexname: str, schema: Any, docs: Sequence[dict[st
         conn.close()
 
 
-def _write_parallel(ix: Any, docs: Sequence[dict[str, Any]], ranges: list[tuple[int, int]], limitmb: int,
-                    tick: Callable[[int], None], start_method: str | None) -> int:
+def _run_workers(ix: Any, docs: Sequence[dict[str, Any]], ranges: list[tuple[int, int]], limitmb: int,
+                 compact: bool, tick: Callable[[int], None], start_method: str | None, root: Path,
+                 folders: list[Path], workers: list[Any]) -> int:
+    """Start one worker per range (appending to ``folders``/``workers`` for the caller's clean-up) and wait for
+    them all → documents written."""
     if start_method is None:
         start_method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(start_method)
-    root = Path(ix.storage.folder)
-    writer = ix.writer()  # the write lock, held for the whole build as by the single writer
-    folders: list[Path] = []
-    workers: list[Any] = []
     conns: dict[Connection, int] = {}
-    moved: list[Path] = []
-    committed = False
     try:
         for k, (start, stop) in enumerate(ranges):
             folders.append(Path(tempfile.mkdtemp(prefix=f"{PART_PREFIX}{k}-", dir=root)))
             recv, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_write_part, name=f"bm25-part-{k}", daemon=True,
-                               args=(str(folders[k]), ix.indexname, ix.schema, docs[start:stop], limitmb, send))
+                               args=(str(folders[k]), ix.indexname, ix.schema, docs[start:stop], limitmb,
+                                     compact, send))
             proc.start()
             send.close()  # the child holds the only write end: EOF when it exits
             workers.append(proc)
@@ -176,29 +241,9 @@ def _write_parallel(ix: Any, docs: Sequence[dict[str, Any]], ranges: list[tuple[
         _collect(conns, workers, tick)
         for proc in workers:
             proc.join()
-        segments = []
-        for folder in folders:
-            storage = FileStorage(str(folder))
-            for seg in whoosh_index.TOC.read(storage, ix.indexname).segments:
-                for name in seg.list_files(storage):
-                    os.replace(folder / name, root / name)
-                    moved.append(root / name)
-                segments.append(seg)
-        writer.commit(mergetype=lambda _w, old: [*old, *segments])
-        committed = True
-    except BaseException:
-        _stop(workers)
-        if not writer.is_closed:
-            writer.cancel()
-        raise
     finally:
         for conn in conns:
             conn.close()
-        for folder in folders:
-            shutil.rmtree(folder, ignore_errors=True)
-        if not committed:
-            for f in moved:
-                f.unlink(missing_ok=True)
     return len(docs)
 
 

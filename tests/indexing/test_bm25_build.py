@@ -120,6 +120,58 @@ def test_spawned_parts_equal_the_single_writer(tmp_path: Path) -> None:
     assert not mp.active_children()
 
 
+def postings_of(ix: BM25Index) -> dict:
+    """Every term's postings and statistics, every document's stored fields and lengths (docnum order)."""
+    r = ix._searcher.reader()
+    out: dict = {"stored": [r.stored_fields(d) for d in range(r.doc_count_all())]}
+    for field in ("exact", "folded"):
+        out[field + "_len"] = [r.doc_field_length(d, field) for d in range(r.doc_count_all())]
+        for text, _info in r.iter_field(field):
+            ti = r.term_info(field, text)
+            m = r.postings(field, text)
+            out[(field, text)] = (list(m.items_as("weight")), ti.doc_frequency(), ti.weight(), ti.min_length(),
+                                  ti.max_length(), ti.max_weight())
+    return out
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_compact_pool_writes_what_whoosh_pool_writes(tmp_path: Path, procs: int) -> None:
+    passages = corpus(150)
+    with BM25Index.build(tmp_path / "whoosh", passages, procs=1, compact_pool=False) as old, \
+            BM25Index.build(tmp_path / "compact", passages, procs=procs) as new:
+        assert postings_of(new) == postings_of(old)
+        assert results(new) == results(old)
+        assert new.config[LIVE_LENGTHS_KEY] == old.config[LIVE_LENGTHS_KEY]
+
+
+def test_compact_pool_sorts_postings_that_arrive_out_of_order() -> None:
+    from indexing.bm25_pool import CompactPostingPool
+
+    items = [("f", b"b", 3, 1.0, b"\x01"), ("f", b"a", 2, 2.0, b"\x02"), ("f", b"b", 1, 1.0, b"\x01"),
+             ("e", b"z", 0, 1.0, None), ("f", b"a", 5, 1.0, b"\x01")]
+    pool = CompactPostingPool()
+    for item in items:
+        pool.add(item)
+    assert list(pool.iter_postings()) == sorted(items, key=lambda t: (t[0], t[1], t[2]))
+    assert pool.postings == 5 and pool.terms == 3 and pool.fieldnames == {"e", "f"}
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_a_full_pool_starts_a_new_segment_in_order(tmp_path: Path, procs: int) -> None:
+    passages = corpus(80)
+    with BM25Index.build(tmp_path / "one", passages, procs=1, compact_pool=False) as one, \
+            BM25Index.build(tmp_path / "cut", passages, procs=procs, limitmb=0.004) as cut:  # ~4 KB a segment
+        assert len(cut._searcher.reader().leaf_readers()) > 2 * procs
+        ids = cut._searcher.reader().column_reader("id")
+        assert [ids[d] for d in range(len(passages))] == [p.id for p in passages]
+        assert results(cut) == results(one) and postings_of(cut)["stored"] == postings_of(one)["stored"]
+        new = Passage("new", "new", "", "Phở bò Hà Nội.", "t")
+        cut.apply([new], ["p1", "p60"])  # an edit on an index of many segments (the tail merge)
+        live = [p for p in passages if p.id not in ("p1", "p60")] + [new]
+        with BM25Index.build(tmp_path / "rebuilt", live, procs=1, compact_pool=False) as rebuilt:
+            assert results(cut) == results(rebuilt)
+
+
 def test_edits_on_a_parallel_build_score_like_a_rebuild(tmp_path: Path) -> None:
     passages = corpus(90)
     added = corpus(15, seed=99)
@@ -148,19 +200,20 @@ def failing_corpus() -> list[Passage]:
     return passages
 
 
-def failed_build(path: Path, passages, procs: int) -> tuple[list[str], int]:
+def failed_build(path: Path, passages, **kwargs) -> tuple[list[str], int]:
     with pytest.raises(ValueError, match="12345 is not unicode"):  # Whoosh's, raised in the worker for procs=2
-        BM25Index.build(path, passages, procs=procs)
+        BM25Index.build(path, passages, **kwargs)
     return listing(path)
 
 
-def test_a_failing_passage_leaves_the_directory_as_the_single_writer_does(tmp_path: Path) -> None:
-    serial = failed_build(tmp_path / "one", failing_corpus(), 1)
-    parallel = failed_build(tmp_path / "par", failing_corpus(), 2)
-    assert parallel[0] == serial[0] == sorted([CONFIG_FILE, "MAIN_WRITELOCK", "_MAIN_0.toc"])  # empty TOC
-    assert parallel[1] <= 1 and serial[1] <= 1  # only the cancelled writer's own files
+@pytest.mark.parametrize("kwargs", [{"procs": 1}, {"procs": 2}, {"procs": 2, "compact_pool": False}])
+def test_a_failing_passage_leaves_the_directory_as_the_single_writer_does(tmp_path: Path, kwargs: dict) -> None:
+    before = failed_build(tmp_path / "one", failing_corpus(), procs=1, compact_pool=False)  # the old build
+    now = failed_build(tmp_path / "now", failing_corpus(), **kwargs)
+    assert now[0] == before[0] == sorted([CONFIG_FILE, "MAIN_WRITELOCK", "_MAIN_0.toc"])  # an empty TOC
+    assert now[1] <= 1 and before[1] <= 1  # only the cancelled writer's own files
     assert not mp.active_children()
-    with BM25Index.open(tmp_path / "par") as ix:  # the empty index of a cancelled build, as before
+    with BM25Index.open(tmp_path / "now") as ix:  # the empty index of a cancelled build, as before
         assert ix.doc_count() == 0
 
 
@@ -180,13 +233,13 @@ def test_a_dying_worker_is_a_typed_error_and_cleaned_up(tmp_path: Path, monkeypa
         pytest.skip("the patched worker reaches the child only through fork")
     real = bm25_build._write_part
 
-    def dies_in_part_one(folder, indexname, schema, docs, limitmb, conn):
+    def dies_in_part_one(folder, indexname, schema, docs, *args):
         if docs[0]["id"] != "p0":
             os._exit(3)  # killed (e.g. out of memory): no report, no cleanup of its own
-        real(folder, indexname, schema, docs, limitmb, conn)
+        real(folder, indexname, schema, docs, *args)
 
     monkeypatch.setattr(bm25_build, "_write_part", dies_in_part_one)
     with pytest.raises(BM25BuildError, match="code 3"):
         BM25Index.build(tmp_path / "k", corpus(40), procs=2)
     assert not mp.active_children()
-    assert listing(tmp_path / "k")[0] == failed_build(tmp_path / "one", failing_corpus(), 1)[0]
+    assert listing(tmp_path / "k")[0] == failed_build(tmp_path / "one", failing_corpus(), procs=1)[0]
