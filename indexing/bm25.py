@@ -217,7 +217,7 @@ class BM25Index:
         k1: float = 1.2,
         b: float = 0.75,
         exact_boost: float = DEFAULT_EXACT_BOOST,
-        limitmb: int = 256,
+        limitmb: float = 256,
         procs: int | None = None,
         compact_pool: bool = True,
         total: int | None = None,
@@ -246,9 +246,10 @@ class BM25Index:
             {**BM25Config.DEFAULTS, "K1": k1, "B": b, "exact_boost": exact_boost, "words": words}
         ).save(path)
         ix = whoosh_index.create_in(path, make_schema(words), indexname=INDEX_NAME)
+        if (procs is None or procs > 1) and not isinstance(passages, Sequence):
+            passages = list(passages)  # counted, to cut into contiguous parts
         if procs is None:
-            passages = passages if isinstance(passages, Sequence) else list(passages)
-            procs = default_procs(len(passages))
+            procs = default_procs(len(passages))  # type: ignore[arg-type]
         if total is None and isinstance(passages, Sequence):
             total = len(passages)
         bar = None
@@ -267,9 +268,11 @@ class BM25Index:
                 if progress_callback is not None:
                     progress_callback("bm25", done[0], total or done[0])
 
-        docs = (_document(p, words) for p in passages) if procs <= 1 else [_document(p, words) for p in passages]
+        n_docs = len(passages) if isinstance(passages, Sequence) else None
+        docs = (_document(p, words) for p in passages)
         try:
-            n = write_documents(ix, docs, procs=procs, limitmb=limitmb, compact=compact_pool, tick=tick)
+            n = write_documents(ix, docs, procs=procs, limitmb=limitmb, compact=compact_pool, n_docs=n_docs,
+                                tick=tick)
         finally:
             if bar is not None:
                 bar.update(done[0] - done[1])

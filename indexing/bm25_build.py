@@ -24,6 +24,7 @@ in the parent as itself when it pickles (:class:`BM25BuildError` otherwise, or w
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import pickle
@@ -31,6 +32,7 @@ import shutil
 import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -88,27 +90,36 @@ def write_documents(
     docs: Iterable[dict[str, Any]],
     *,
     procs: int = 1,
-    limitmb: int = 256,
+    limitmb: float = 256,
     compact: bool = True,
+    n_docs: int | None = None,
     tick: Callable[[int], None] | None = None,
     start_method: str | None = None,
 ) -> int:
     """Write ``docs`` (Whoosh field dicts) into the fresh, empty Whoosh index ``ix`` and commit → documents
     written (module docstring).
 
-    ``procs=1`` streams ``docs``; ``procs > 1`` materializes them and writes ``procs`` contiguous parts in
-    parallel. ``limitmb``: the posting-pool memory of each writing process (``compact``: a new segment when
-    it is full; Whoosh's pool: spilled runs). ``compact=False``: Whoosh's own pool. ``tick(k)`` is called (in
-    this process) as ``k`` more documents have been added. ``start_method``: a :mod:`multiprocessing` start
-    method (default ``fork`` where available, else ``spawn``).
+    ``procs=1`` streams ``docs``; ``procs > 1`` writes ``procs`` contiguous parts in parallel: each part's
+    documents are pickled to a file in its folder, which its worker reads one document at a time (no
+    copy-on-write of the caller's objects, nothing large through a pipe). ``n_docs``: how many ``docs``
+    yields (so they can be streamed into the parts; otherwise they are materialized to count them).
+    ``limitmb``: the posting-pool memory of each writing process (``compact``: a new segment when it is full;
+    Whoosh's pool: spilled runs). ``compact=False``: Whoosh's own pool. ``tick(k)`` is called (in this
+    process) as ``k`` more documents have been added. ``start_method``: a :mod:`multiprocessing` start method
+    (default ``fork`` where available, else ``spawn``). In a daemonic process (no children allowed),
+    ``procs`` is 1.
     """
     tick = tick or (lambda _k: None)
+    if mp.current_process().daemon:
+        procs = 1
     if procs <= 1 and not compact:
         return _write_whoosh(ix, docs, limitmb, tick)
     ranges: list[tuple[int, int]] = []
     if procs > 1:
-        docs = docs if isinstance(docs, Sequence) else list(docs)
-        ranges = split_ranges(len(docs), procs)
+        if n_docs is None:
+            docs = docs if isinstance(docs, Sequence) else list(docs)
+            n_docs = len(docs)
+        ranges = split_ranges(n_docs, procs)
     writer = ix.writer()  # the write lock, held for the whole build as by the single writer
     root = Path(ix.storage.folder)
     folders: list[Path] = []
@@ -143,7 +154,7 @@ def write_documents(
     return n
 
 
-def _write_whoosh(ix: Any, docs: Iterable[dict[str, Any]], limitmb: int, tick: Callable[[int], None]) -> int:
+def _write_whoosh(ix: Any, docs: Iterable[dict[str, Any]], limitmb: float, tick: Callable[[int], None]) -> int:
     """The single Whoosh writer with Whoosh's pool, straight into ``ix`` (the build before compact pools)."""
     writer = ix.writer(procs=1, limitmb=limitmb)
     n = 0
@@ -160,7 +171,7 @@ def _write_whoosh(ix: Any, docs: Iterable[dict[str, Any]], limitmb: int, tick: C
     return n
 
 
-def write_segments(folder: str, indexname: str, schema: Any, docs: Iterable[dict[str, Any]], limitmb: int,
+def write_segments(folder: str, indexname: str, schema: Any, docs: Iterable[dict[str, Any]], limitmb: float,
                    compact: bool, tick: Callable[[int], None]) -> int:
     """``docs`` → a new index in ``folder`` whose segments hold them in order → documents written.
 
@@ -168,7 +179,7 @@ def write_segments(folder: str, indexname: str, schema: Any, docs: Iterable[dict
     committed (a new one started) when its estimate passes ``limitmb``; otherwise one segment, Whoosh's pool.
     """
     part = whoosh_index.create_in(folder, schema, indexname=indexname)
-    limit = limitmb * 2**20
+    limit = int(limitmb * 2**20)
     writer = pool = None
     n = 0
     try:
@@ -191,10 +202,19 @@ def write_segments(folder: str, indexname: str, schema: Any, docs: Iterable[dict
     return n
 
 
-def _write_part(folder: str, indexname: str, schema: Any, docs: Sequence[dict[str, Any]], limitmb: int,
-                compact: bool, conn: Connection) -> None:
-    """Worker: :func:`write_segments`, reporting on ``conn``: ``("progress", k)``, then ``("done", None)`` or
-    ``("error", exception or None, traceback text)``."""
+def _read_docs(job: str, n: int) -> Iterable[dict[str, Any]]:
+    """The ``n`` documents pickled one after the other in the file ``job`` (deleted once read)."""
+    with open(job, "rb") as fh:
+        for _ in range(n):
+            yield pickle.load(fh)
+    os.unlink(job)
+
+
+def _write_part(folder: str, indexname: str, schema: Any, job: str, n: int, limitmb: float, compact: bool,
+                conn: Connection) -> None:
+    """Worker: :func:`write_segments` of the ``n`` documents in the file ``job``, reporting on ``conn``:
+    ``("progress", k)``, then ``("done", None)`` or ``("error", exception or None, traceback text)``."""
+    gc.freeze()  # a forked worker's collections then skip the parent's objects (no copy-on-write of their pages)
     pending = [0]
 
     def tick(k: int) -> None:
@@ -204,7 +224,7 @@ def _write_part(folder: str, indexname: str, schema: Any, docs: Sequence[dict[st
             pending[0] = 0
 
     try:
-        write_segments(folder, indexname, schema, docs, limitmb, compact, tick)
+        write_segments(folder, indexname, schema, _read_docs(job, n), limitmb, compact, tick)
         conn.send(("progress", pending[0]))
         conn.send(("done", None))
     except BaseException as exc:  # reported to the parent, which re-raises it
@@ -218,21 +238,30 @@ def _write_part(folder: str, indexname: str, schema: Any, docs: Sequence[dict[st
         conn.close()
 
 
-def _run_workers(ix: Any, docs: Sequence[dict[str, Any]], ranges: list[tuple[int, int]], limitmb: int,
+def _run_workers(ix: Any, docs: Iterable[dict[str, Any]], ranges: list[tuple[int, int]], limitmb: float,
                  compact: bool, tick: Callable[[int], None], start_method: str | None, root: Path,
                  folders: list[Path], workers: list[Any]) -> int:
-    """Start one worker per range (appending to ``folders``/``workers`` for the caller's clean-up) and wait for
-    them all → documents written."""
+    """Pickle each range of ``docs`` to a file and start its worker (appending to ``folders``/``workers`` for
+    the caller's clean-up); wait for them all → documents written."""
     if start_method is None:
         start_method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(start_method)
     conns: dict[Connection, int] = {}
+    stream = iter(docs)
     try:
         for k, (start, stop) in enumerate(ranges):
             folders.append(Path(tempfile.mkdtemp(prefix=f"{PART_PREFIX}{k}-", dir=root)))
+            job = folders[k] / "documents.pickle"
+            with open(job, "wb") as fh:
+                written = 0
+                for doc in islice(stream, stop - start):
+                    pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                    written += 1
+            if written != stop - start:
+                raise ValueError(f"expected {ranges[-1][1]} documents, got {start + written}")
             recv, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_write_part, name=f"bm25-part-{k}", daemon=True,
-                               args=(str(folders[k]), ix.indexname, ix.schema, docs[start:stop], limitmb,
+                               args=(str(folders[k]), ix.indexname, ix.schema, str(job), stop - start, limitmb,
                                      compact, send))
             proc.start()
             send.close()  # the child holds the only write end: EOF when it exits
@@ -244,7 +273,7 @@ def _run_workers(ix: Any, docs: Sequence[dict[str, Any]], ranges: list[tuple[int
     finally:
         for conn in conns:
             conn.close()
-    return len(docs)
+    return ranges[-1][1]
 
 
 def _collect(conns: dict[Connection, int], workers: list[Any], tick: Callable[[int], None]) -> None:

@@ -233,13 +233,50 @@ def test_a_dying_worker_is_a_typed_error_and_cleaned_up(tmp_path: Path, monkeypa
         pytest.skip("the patched worker reaches the child only through fork")
     real = bm25_build._write_part
 
-    def dies_in_part_one(folder, indexname, schema, docs, *args):
-        if docs[0]["id"] != "p0":
+    def dies_in_part_one(folder, *args):
+        if Path(folder).name.startswith(bm25_build.PART_PREFIX + "1-"):
             os._exit(3)  # killed (e.g. out of memory): no report, no cleanup of its own
-        real(folder, indexname, schema, docs, *args)
+        real(folder, *args)
 
     monkeypatch.setattr(bm25_build, "_write_part", dies_in_part_one)
     with pytest.raises(BM25BuildError, match="code 3"):
         BM25Index.build(tmp_path / "k", corpus(40), procs=2)
     assert not mp.active_children()
     assert listing(tmp_path / "k")[0] == failed_build(tmp_path / "one", failing_corpus(), procs=1)[0]
+
+
+def test_bench_compare_tells_tie_order_from_other_differences() -> None:
+    from bench.bm25_build import compare
+
+    want = [[("a", 2.0), ("b", 1.0), ("c", 1.0), ("d", 0.5)]]
+    assert compare(want, want) == (True, True, 0)
+    assert compare([[("a", 2.0), ("c", 1.0), ("b", 1.0), ("d", 0.5)]], want) == (False, True, 1)  # tie order
+    assert compare([[("a", 2.0), ("b", 1.0), ("c", 1.0), ("e", 0.5)]], want) == (False, True, 1)  # cut-off tie
+    assert compare([[("b", 2.0), ("a", 1.0), ("c", 1.0), ("d", 0.5)]], want) == (False, False, 1)  # other ids
+    assert compare([[("a", 2.0), ("b", 1.1), ("c", 1.0), ("d", 0.5)]], want) == (False, False, 1)  # scores
+
+
+@pytest.mark.slow
+def test_bench_tiny_size_prints_every_variant(tmp_path: Path) -> None:
+    import gzip
+    import json
+    import subprocess
+    import sys
+
+    data = tmp_path / "data" / "viwiki"
+    data.mkdir(parents=True)
+    with gzip.open(data / "paragraphs.jsonl.gz", "wt", encoding="utf-8") as fh:
+        for p in corpus(320):
+            fh.write(json.dumps({"_id": p.id, "title": p.title, "text": p.text}, ensure_ascii=False) + "\n")
+    repo = Path(__file__).resolve().parents[2]
+    variants = "baseline,compact,parts2,whoosh-procs2-multiseg"
+    res = subprocess.run([sys.executable, str(repo / "bench" / "bm25_build.py"), "--data", str(tmp_path / "data"),
+                          "--sizes", "300", "--queries", "5", "--variants", variants, "--out",
+                          str(tmp_path / "out.json"), "--json"], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(res.stdout.strip().splitlines()[-1])["results"]["300"]["variants"]
+    assert list(rows) == variants.split(",")
+    for name in ("compact", "parts2"):
+        assert rows[name]["same_results"] and rows[name]["same_lengths"], rows[name]
+    assert rows["parts2"]["segments"] == 2 and rows["compact"]["segments"] == 1
+    assert all(row["wall_s"] > 0 and row["cpu_s"] > 0 and row["index_mb"] > 0 for row in rows.values())
