@@ -42,18 +42,24 @@ def package_reason(dist: str) -> UnavailableReason:
     return UnavailableReason.PACKAGE_BROKEN
 
 
-class EmbedderUnavailable(RuntimeError):
-    """The embedding model cannot be loaded here (weights missing, broken tokenizer, package missing).
+class Unavailable(RuntimeError):
+    """A model cannot be loaded here. ``name``; ``reason`` / ``how_to_fix``: English detail; ``code``: the
+    :class:`UnavailableReason`; ``env``: the environment variable that points at the model (None when none);
+    ``hub_id``: the Hugging Face id it was looked up as; ``package``: the distribution at fault (package codes).
+    Subclasses name their ``kind`` ("embedder", "reranker") for the message."""
 
-    ``name``: the embedder spec; ``reason`` / ``how_to_fix``: English detail; ``code``: the
-    :class:`UnavailableReason` (each raise site in :mod:`indexing.embedders` sets it); ``env``: the environment
-    variable that points at the model (None when none); ``hub_id``: the Hugging Face id it was looked up as;
-    ``package``: the distribution at fault (package codes). :mod:`indexing.embedders` re-exports it.
-    """
+    kind = "model"
 
     def __init__(self, name: str, reason: str, how_to_fix: str,
                  code: UnavailableReason = UnavailableReason.UNSPECIFIED, *, env: str | None = None,
                  hub_id: str | None = None, package: str | None = None) -> None:
         self.name, self.reason, self.how_to_fix = name, reason, how_to_fix
         self.code, self.env, self.hub_id, self.package = UnavailableReason(code), env, hub_id, package
-        super().__init__(f"embedder {name!r} unavailable: {reason}. {how_to_fix}")
+        super().__init__(f"{self.kind} {name!r} unavailable: {reason}. {how_to_fix}")
+
+
+class EmbedderUnavailable(Unavailable):
+    """The embedding model cannot be loaded here (weights missing, broken tokenizer, package missing); each raise
+    site in :mod:`indexing.embedders` sets ``code``. :mod:`indexing.embedders` re-exports it."""
+
+    kind = "embedder"

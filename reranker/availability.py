@@ -14,7 +14,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from indexing.availability import UnavailableReason  # re-exported: the code lives in the lowest layer
+from indexing.availability import (  # re-exported: the code lives in the lowest layer
+    Unavailable,
+    UnavailableReason,
+)
 
 __all__ = ["UnavailableReason", "RerankerState", "ModelUnavailable", "DependencyUnavailable", "RerankerStatus",
            "as_status", "status_from_error"]
@@ -28,20 +31,11 @@ class RerankerState(StrEnum):
     UNAVAILABLE = "unavailable"
 
 
-class ModelUnavailable(RuntimeError):
-    """A reranker's weights are not on this machine (or cannot be loaded).
+class ModelUnavailable(Unavailable):
+    """A reranker's weights are not on this machine (or cannot be loaded); fields as
+    :class:`indexing.availability.Unavailable` (``hub_id`` None for ours)."""
 
-    ``name``: the reranker; ``reason`` / ``how_to_fix``: English detail; ``code``: the
-    :class:`UnavailableReason`; ``env``: the environment variable that points at its weights (None when none);
-    ``hub_id``: its Hugging Face id (None for ours); ``package``: the distribution at fault (package codes).
-    """
-
-    def __init__(self, name: str, reason: str, how_to_fix: str,
-                 code: UnavailableReason = UnavailableReason.UNSPECIFIED, *, env: str | None = None,
-                 hub_id: str | None = None, package: str | None = None) -> None:
-        self.name, self.reason, self.how_to_fix = name, reason, how_to_fix
-        self.code, self.env, self.hub_id, self.package = UnavailableReason(code), env, hub_id, package
-        super().__init__(f"reranker {name!r} unavailable: {reason}. {how_to_fix}")
+    kind = "reranker"
 
 
 class DependencyUnavailable(ModelUnavailable):
