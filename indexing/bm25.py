@@ -194,10 +194,12 @@ class BM25Index:
             raise FileNotFoundError(f"no BM25 index in {self.path}")
         self._ix = whoosh_index.open_dir(self.path, indexname=INDEX_NAME)
         self.config = BM25Config.load(self.path)
-        self.has_words = "words" in self._ix.schema.names()
+        self._schema = self._ix.schema  # FileIndex.schema re-reads the table of contents from disk on every use
+        self.has_words = "words" in self._schema.names()
         self._lock = threading.RLock()
         self._searcher = self._ix.searcher()  # scoring is PostingScorer's; the searcher reads postings
         self._scorer: PostingScorer | None = None
+        self._ids: Any = None  # the searcher's "id" column reader (reading its offsets costs ∝ the index)
         self._refresh_interval = refresh_interval
         self._checked = time.monotonic()
 
@@ -309,7 +311,7 @@ class BM25Index:
         """Exact token count of each scored field of one stored document (what Whoosh counted at indexing)."""
         combined = _combined(Passage(stored["id"], stored.get("doc_id", ""), stored.get("title", ""),
                                      stored.get("text", ""), stored.get("source", "")))
-        return {f: len(self._ix.schema[f].analyzer.tokens(combined)) for f in self._ix.schema.scorable_names()}
+        return {f: len(self._schema[f].analyzer.tokens(combined)) for f in self._schema.scorable_names()}
 
     def find(self, ids: Iterable[str] = (), doc_ids: Iterable[str] = ()) -> list[Passage]:
         """Live passages whose id is in ``ids`` or whose document id is in ``doc_ids``, in index order (each
@@ -336,7 +338,8 @@ class BM25Index:
                 old, self._searcher = self._searcher, self._ix.searcher()
                 old.close()
                 self.config = BM25Config.load(self.path)
-                self._scorer = None
+                self._schema = self._searcher.schema
+                self._scorer = self._ids = None
                 return True
             return False
 
@@ -347,7 +350,7 @@ class BM25Index:
 
     def analyze(self, text: str, field: str) -> list[str]:
         """Tokens of ``text`` for index field ``field`` (``exact``/``folded``/``words``), via the index analyzer."""
-        return [t.text for t in self._ix.schema[field].analyzer(text, mode="query")]
+        return [t.text for t in self._schema[field].analyzer(text, mode="query")]
 
     def resolve_field(self, query: str, field: str) -> str:
         """``"auto"`` → ``"both"`` when the query carries any diacritic, else ``"folded"``; others unchanged."""
@@ -397,7 +400,9 @@ class BM25Index:
             return []
         with self._lock:
             s = self._current_searcher()
-            ids = s.reader().column_reader("id")
+            if self._ids is None:
+                self._ids = s.reader().column_reader("id")
+            ids = self._ids
             if self._scorer is None:
                 self._scorer = PostingScorer(s, float(self.config["K1"]), float(self.config["B"]),
                                              live_lengths=self.config.get(LIVE_LENGTHS_KEY))
@@ -411,12 +416,13 @@ class BM25Index:
         out: list[Passage] = []
         unknown: list[str] = []
         with self._lock:
-            s = self._current_searcher()
+            r = self._current_searcher().reader()
             for pid in ids:
-                d = s.document(id=pid)
-                if d is None:
+                live = live_docnums(r, "id", (pid,))  # a term lookup (Searcher.document runs a whole query)
+                if not live:
                     unknown.append(pid)
                     continue
+                d = r.stored_fields(live[0])
                 out.append(
                     Passage(d["id"], d["doc_id"], d.get("title", ""), d.get("text", ""), d.get("source", ""))
                 )

@@ -115,11 +115,40 @@ def test_add_refreshes_the_searcher(tmp_path: Path) -> None:
     assert ix.search("phở", k=5)[0][0] == "pho" and ix.doc_count() == 3
     # A second handle sees the change after refresh().
     other = BM25Index.open(tmp_path / "b")
+    assert other.search("phở", k=1)[0][0] == "pho"  # its id column is read (and kept) now
     ix.add([Passage("new", "new", "", "bún chả Hà Nội", "x")])
     other.refresh()
-    assert other.search("bún chả", k=1)[0][0] == "new"
+    assert other.search("bún chả", k=1)[0][0] == "new"  # the kept column was dropped with the old searcher
+    assert other.get(["new"])[0].text == "bún chả Hà Nội"
     other.close()
     ix.close()
+
+
+def test_a_query_reads_nothing_proportional_to_the_index(index: BM25Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (issue 19's serving cost): each query re-read Whoosh's table of contents from disk (twice,
+    through ``FileIndex.schema``) and the whole offset table of the "id" column; ``get`` ran a Term query
+    per id. Now: no TOC read, one column reader per searcher, term lookups for ``get``."""
+    from whoosh import index as whoosh_index
+    from whoosh import reading
+
+    index.search("Hà Nội", k=2)
+    calls = {"toc": 0, "column": 0}
+    real_toc, real_column = whoosh_index.FileIndex._read_toc, reading.SegmentReader.column_reader
+
+    def toc(self, *a, **kw):
+        calls["toc"] += 1
+        return real_toc(self, *a, **kw)
+
+    def column(self, *a, **kw):
+        calls["column"] += 1
+        return real_column(self, *a, **kw)
+
+    monkeypatch.setattr(whoosh_index.FileIndex, "_read_toc", toc)
+    monkeypatch.setattr(reading.SegmentReader, "column_reader", column)
+    for q in ("thủ đô Việt Nam", "pho bo", "truyện cổ tích", "Hoà bình"):
+        assert index.search(q, k=3)
+        assert [p.id for p in index.get([h for h, _ in index.search(q, k=2)])]
+    assert calls == {"toc": 0, "column": 0}
 
 
 @pytest.mark.slow
