@@ -19,6 +19,8 @@ __all__ = ["build_ui", "launch", "CSS", "initial_choice"]
 
 MAX_SESSIONS = 200  # Gradio sessions kept in memory (Gradio's default, 10,000, is ~1.5 GB of state)
 EXTRA_THREADS = 32  # worker threads beyond the lanes' capacity: status, admin, evaluation, banner events
+QUEUE_POLL_S = 0.02  # how often Gradio's idle queue looks for new events (its default, 1 ms: ~9% of a core)
+PROGRESS_POLL_S = 0.05  # how often it sends pending progress updates (its default: 10 ms)
 CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
 HEADER = ("<header class='vr-header'><h1 class='vr-h1'>ViRanker Search</h1><div class='vr-muted'>Tìm kiếm "
           "tiếng Việt: BM25 + e5 (hợp nhất) + mô hình xếp hạng lại ViRanker</div></header>")
@@ -92,6 +94,25 @@ def app_kwargs(backend: Backend) -> dict[str, Any]:
                            Middleware(HtmlLang, lang="vi")]}
 
 
+def slow_queue_poll(page: gr.Blocks, seconds: float = QUEUE_POLL_S, progress_s: float = PROGRESS_POLL_S) -> bool:
+    """Make Gradio's queue look for new events every ``seconds`` (and for progress to send every
+    ``progress_s``) instead of every 1 ms (10 ms).
+
+    Gradio's ``Queue`` sleeps ``sleep_when_free`` between looks (0.001 s off Windows) and
+    ``progress_update_sleep_when_free`` between progress sends (0.01 s): an idle app spends ~9% of a core
+    waking its event loop, and under load those wake-ups take the GIL from the searches. A queued UI event
+    then starts up to 20 ms later and a progress bar moves 20 times a second. → whether the queue had both
+    attributes (a Gradio without them keeps its own defaults; ``tests/search/ui/test_queue_poll.py`` notices).
+    """
+    queue = getattr(page, "_queue", None)
+    names = ("sleep_when_free", "progress_update_sleep_when_free")
+    if queue is None or not all(hasattr(queue, n) for n in names):
+        return False
+    queue.sleep_when_free = max(float(queue.sleep_when_free), seconds)
+    queue.progress_update_sleep_when_free = max(float(queue.progress_update_sleep_when_free), progress_s)
+    return True
+
+
 def launch(backend: Backend, host: str, port: int, concurrency: int | None = None, max_queue: int = 256,
            block: bool = True, quiet: bool = False, default_pipeline: str = "auto",
            before_serve: Callable[[], Any] | None = None, trusted: Sequence[str] | str | None = None,
@@ -113,6 +134,7 @@ def launch(backend: Backend, host: str, port: int, concurrency: int | None = Non
     # hold (running + waiting), so a cheap search never waits in Gradio's queue behind reranked ones.
     capacity = backend.lanes.capacity
     page.queue(default_concurrency_limit=capacity, max_size=max_queue)
+    slow_queue_poll(page)
     if before_serve is not None:
         before_serve()
     with proxy_trust(trusted_proxies(trusted)):  # only while uvicorn's config is built
