@@ -47,6 +47,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,6 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_build and backend.ensure_index():
             print(f"index {args.index!r} needs its demo build: building it in the background (progress below "
                   "and on the page)", file=sys.stderr, flush=True)
+        elif backend.current_generation() is not None:  # open the index while the server starts
+            threading.Thread(target=warm, name="viranker-warm", daemon=True).start()
+
+    def warm() -> None:
+        steps = backend.warm()
+        print(f"search service warmed ({', '.join(f'{k} {v:.2f} s' for k, v in steps.items()) or 'nothing to warm'})",
+              file=sys.stderr, flush=True)
 
     if not backend.auth.enabled:
         print("admin disabled: set --admin-password or VIRANKER_ADMIN_PASSWORD to enable it", file=sys.stderr)

@@ -328,6 +328,10 @@ class SearchService:
         rerankers = [n for n, s in self.reranker_status().items() if s.startswith(("loaded", "available"))]
         return first + [f"{f}+{r}" for f in first for r in rerankers]
 
+    def query_embedders(self) -> list[Embedder]:
+        """The query embedders loaded so far (the real ones behind each generation's :class:`LazyEmbedder`)."""
+        return [e.get() for e in list(self._embedders.values()) if e.loaded]
+
     def search(
         self, query: str, pipeline: str | None = None, top_k: int = 10, *, as_typed: bool = False
     ) -> SearchResult:

@@ -154,6 +154,14 @@ class Backend(AdminOps):
                     return None
             return self._service
 
+    def warm(self) -> dict[str, float]:
+        """Open the serving generation's search service and exercise it before the first visitor
+        (:func:`search.warmup.warm_service`) → seconds per step; ``{}`` when nothing serves yet."""
+        from search.warmup import warm_service
+
+        svc = self.service()
+        return warm_service(svc) if svc is not None else {}
+
     # ---------------------------------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
         """Index and build status for the page banner (``failure``: the last build's, see
