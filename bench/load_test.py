@@ -1,14 +1,17 @@
 """Bounded load test of a ViRanker app on this machine, through its JSON API (default) or Gradio's API.
 
     python bench/load_test.py [--home /tmp/vr-bench-home | --url http://127.0.0.1:7860/] [--clients 50]
-        [--queries 500] [--pipeline hybrid] [--api json|gradio] [--top-k 10] [--rebuild --admin-password PW]
+        [--queries 500] [--pipeline hybrid] [--api json|gradio] [--top-k 10] [--server-pid PID]
+        [--rebuild --admin-password PW]
 
 Without ``--url`` it starts ``python app.py`` on ``--home`` (the first run builds the demo index there).
 ``--clients`` threads send ``--queries`` searches in total (the example queries and the bundled dev-set
 questions, cycled) to ``/api/v1/search`` (``--api json``: one HTTP request per search, outside Gradio's
 queue) or ``/search`` (``--api gradio``: ``gradio_client``, through the queue), and the script reports
 errors, latency percentiles (p50/p95/p99 as the client sees them, waiting included) and throughput
-(searches/s). With ``--rebuild`` it also starts an index rebuild through ``/admin_rebuild`` once a quarter
+(searches/s), with the CPU the clients used (``client_cpu_s``: they share this machine's cores with the app,
+so the JSON clients use the standard library's ``http.client``, not httpx) and, when the app's process is
+known (started here, or ``--server-pid``), its CPU per search (``server_cpu_ms_per_search``). With ``--rebuild`` it also starts an index rebuild through ``/admin_rebuild`` once a quarter
 of the queries are done, and reports whether searches kept succeeding while it ran. The last line printed
 is one JSON object (``--json``: only that line).
 
@@ -47,18 +50,31 @@ def check_url(url: str) -> str:
 
 
 class _JsonClient:
-    """``/api/v1/search`` over one keep-alive HTTP connection (the JSON API's client)."""
+    """``/api/v1/search`` over one keep-alive HTTP/1.1 connection (the JSON API's client).
+
+    The standard library's ``http.client``: the clients share this machine's cores with the app, and httpx
+    spends ~5 ms of CPU per request where this spends well under one, so the test measures the server."""
 
     def __init__(self, url: str, timeout: float) -> None:
-        import httpx
+        from http.client import HTTPConnection, HTTPSConnection
 
-        self.url, self.http = url, httpx.Client(timeout=timeout)
+        parsed = urlparse(url)
+        self.path = parsed.path.rstrip("/") + "/api/v1/search"
+        conn = HTTPSConnection if parsed.scheme == "https" else HTTPConnection
+        self.conn = conn(parsed.hostname, parsed.port, timeout=timeout)
 
     def search(self, query: str, pipeline: str, top_k: int) -> list:
-        r = self.http.post(f"{self.url}api/v1/search", json={"query": query, "pipeline": pipeline, "top_k": top_k})
-        if r.status_code != 200:
-            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
-        return r.json()["hits"]
+        body = json.dumps({"query": query, "pipeline": pipeline, "top_k": top_k}).encode()
+        try:
+            self.conn.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
+            r = self.conn.getresponse()
+            data = r.read()
+        except OSError:
+            self.conn.close()  # reconnects on the next request
+            raise
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status}: {data[:200].decode('utf-8', 'replace')}")
+        return json.loads(data)["hits"]
 
 
 class _GradioClient:
@@ -74,9 +90,19 @@ class _GradioClient:
         return self.client.submit(query, pipeline, top_k, api_name="/search").result(timeout=self.timeout)
 
 
+def process_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system, all threads) used so far by process ``pid`` (Linux /proc); None without."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(url: str, clients: int, queries: int, pipeline: str, top_k: int, timeout: float,
-        rebuild_password: str | None = None, api: str = "json") -> dict:
-    """Run the load test → a summary dict (see the module docstring)."""
+        rebuild_password: str | None = None, api: str = "json", server_pid: int | None = None) -> dict:
+    """Run the load test → a summary dict (see the module docstring). ``server_pid``: the app's process, for
+    ``server_cpu_ms_per_search`` (its CPU over the timed window ÷ the searches)."""
 
     pool = load_queries()
     lock = threading.Lock()
@@ -151,13 +177,14 @@ def run(url: str, clients: int, queries: int, pipeline: str, top_k: int, timeout
     for t in threads:
         t.start()
     barrier.wait()  # all clients connected: start the clock
-    t0 = time.perf_counter()
+    t0, client0, server0 = time.perf_counter(), os.times(), process_cpu_s(server_pid)
     rb = threading.Thread(target=rebuilder, daemon=True) if rebuild_password else None
     if rb:
         rb.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    client1, server1 = os.times(), process_cpu_s(server_pid)
     if rb:
         rb.join(timeout=600)
     ok = len(latencies)
@@ -168,6 +195,9 @@ def run(url: str, clients: int, queries: int, pipeline: str, top_k: int, timeout
         "ok": ok, "errors": len(errors), "error_samples": sorted(set(errors))[:5],
         "seconds": round(wall, 2), "qps": round(ok / wall, 2) if wall > 0 else 0.0,
         "latency_ms": percentiles(latencies),
+        "client_cpu_s": round(client1.user + client1.system - client0.user - client0.system, 2),
+        "server_cpu_ms_per_search": (round((server1 - server0) * 1000 / ok, 1)
+                                     if ok and server0 is not None and server1 is not None else None),
     }
     if rebuild_password:
         summary["rebuild"] = {**rebuild, "searches_during_rebuild": len(in_rebuild),
@@ -187,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     p.add_argument("--rebuild", action="store_true", help="start a rebuild via /admin_rebuild during the run")
     p.add_argument("--admin-password", default=None, help="needed with --rebuild")
+    p.add_argument("--server-pid", type=int, default=None,
+                   help="with --url: the app's process id, for its CPU per search (started apps: known)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if not 1 <= args.clients <= MAX_CLIENTS or not 1 <= args.queries <= MAX_QUERIES:
@@ -196,9 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = machine()
     app_args = ["--admin-password", args.admin_password] if args.rebuild and not args.url else []
     ctx = nullcontext((check_url(args.url), None)) if args.url else serve(args.home, args=app_args)
-    with ctx as (url, _):
+    with ctx as (url, proc):
         summary = run(url, args.clients, args.queries, args.pipeline, args.top_k, args.timeout,
-                      args.admin_password if args.rebuild else None, api=args.api)
+                      args.admin_password if args.rebuild else None, api=args.api,
+                      server_pid=proc.pid if proc is not None else args.server_pid)
     summary.update(machine_before=before, machine_after=machine())
     if not args.json:
         lat = summary["latency_ms"]
