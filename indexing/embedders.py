@@ -203,7 +203,13 @@ def _resolve_model_dir(spec: str, name: str, how_to_fix: str, env: str | None = 
     raise EmbedderUnavailable(name, f"no model directory at {str(path)!r}", how_to_fix, R.NOT_A_DIRECTORY, env=env)
 
 
-def _check_model_dir(path: Path, name: str, how_to_fix: str, env: str | None = None) -> None:
+def _check_model_dir(path: Path, name: str, how_to_fix: str, env: str | None = None,
+                     modules_ok: bool = False) -> None:
+    """A Hugging Face encoder dir (``config.json`` + tokenizer files), or with ``modules_ok`` a
+    sentence-transformers pipeline dir (``modules.json``: its modules — e.g. a ``StaticEmbedding`` — keep their
+    own files, checked by sentence-transformers when it loads them)."""
+    if modules_ok and (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        return
     if not (path / "config.json").is_file():
         raise EmbedderUnavailable(name, f"{path} has no config.json", how_to_fix, R.NO_CONFIG, env=env)
     tok_files = ("tokenizer.json", "sentencepiece.bpe.model", "vocab.txt", "spiece.model")
@@ -215,6 +221,8 @@ def _check_model_dir(path: Path, name: str, how_to_fix: str, env: str | None = N
 
 
 def _check_vocab(tokenizer: Any, config_vocab: int | None, name: str, path: Path, env: str | None = None) -> None:
+    if not hasattr(tokenizer, "__len__"):  # a bare ``tokenizers.Tokenizer`` (StaticEmbedding): it loaded its file
+        return
     size = len(tokenizer)
     if size < MIN_VOCAB_SIZE or (config_vocab and size > config_vocab):
         raise EmbedderUnavailable(
@@ -224,12 +232,16 @@ def _check_vocab(tokenizer: Any, config_vocab: int | None, name: str, path: Path
 
 
 def _dir_fingerprint(path: Path) -> str:
-    """Short hash of config.json and the weight files' sizes and first 64 KiB (identifies the weights)."""
+    """Short hash of config.json and the weight files' sizes and first 64 KiB (identifies the weights); a
+    sentence-transformers pipeline dir without config.json: of modules.json and the weights in its module
+    folders too (dirs with a config.json keep the ids their indexes were built with)."""
     h = hashlib.sha1()
-    h.update((path / "config.json").read_bytes())
-    for f in sorted(path.iterdir()):
+    hf = (path / "config.json").is_file()
+    h.update((path / ("config.json" if hf else "modules.json")).read_bytes())
+    weights = [f for pattern in (("*",) if hf else ("*", "*/*")) for f in path.glob(pattern)]
+    for f in sorted(weights, key=lambda f: f.relative_to(path).as_posix()):
         if f.suffix in (".safetensors", ".bin", ".pt") and f.is_file():
-            h.update(f.name.encode())
+            h.update(f.name.encode() if f.parent == path else f.relative_to(path).as_posix().encode())
             h.update(str(f.stat().st_size).encode())
             with open(f, "rb") as fh:
                 h.update(fh.read(1 << 16))
@@ -368,7 +380,7 @@ class SentenceTransformerEmbedder:
         self.name = f"st:{spec}"
         how = "pass a sentence-transformers (or Hugging Face encoder) model directory: --embedder st:DIR"
         model_dir = _resolve_model_dir(spec, self.name, how)
-        _check_model_dir(model_dir, self.name, how)
+        _check_model_dir(model_dir, self.name, how, modules_ok=True)
         st, _ = _sentence_transformers(self.name)
         try:
             self._model = st.SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)

@@ -222,6 +222,31 @@ def test_sentence_transformer_from_local_dir(tiny_xlmr: Path):
     assert not np.allclose(prefixed.encode_queries(["cấp lại hộ chiếu"])[0], q[0])
 
 
+def test_a_static_embedding_pipeline_dir_loads(tmp_path: Path):
+    """A sentence-transformers dir with modules.json and no config.json (a ``StaticEmbedding`` model, as the
+    static-similarity models ship) loads through ``st:DIR``; its id follows its weights."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import StaticEmbedding
+    from tokenizers import Tokenizer
+
+    from reranker.tokenizer import default_tokenizer_path
+
+    tok = Tokenizer.from_file(str(default_tokenizer_path()))
+    dirs = []
+    for seed in (0, 1):
+        table = np.random.default_rng(seed).standard_normal((tok.get_vocab_size(), TINY_DIM)).astype(np.float32)
+        d = tmp_path / f"static-{seed}"
+        SentenceTransformer(modules=[StaticEmbedding(tok, embedding_weights=table)], device="cpu").save(str(d))
+        assert (d / "modules.json").is_file() and not (d / "config.json").exists()
+        dirs.append(d)
+    emb = load_embedder(f"st:{dirs[0]}")
+    assert emb.dim == TINY_DIM and emb.model_id.startswith("st@")
+    q = emb.encode_queries(["cấp lại hộ chiếu", "xin chào"])
+    _check_matrix(q, 2, TINY_DIM)
+    np.testing.assert_allclose(emb.encode_passages(["cấp lại hộ chiếu"])[0], q[0], atol=1e-6)
+    assert load_embedder(f"st:{dirs[0]}").model_id == emb.model_id != load_embedder(f"st:{dirs[1]}").model_id
+
+
 def test_sentence_transformer_missing_dir(tmp_path: Path):
     with pytest.raises(EmbedderUnavailable, match="st:"):
         load_embedder(f"st:{tmp_path / 'missing'}")
