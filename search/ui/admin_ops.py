@@ -98,18 +98,28 @@ class AdminOps:
         return deleted
 
     def index_embedder(self) -> Embedder | None:
-        """The embedder that matches the current index's vectors (None when the index has none)."""
+        """The embedder that matches the current index's vectors (None when the index has none): one already
+        loaded for that model (the app's, or the search service's query embedder), else a
+        :class:`~indexing.embedders.LazyEmbedder` of the index's, kept for the next change — a delete embeds
+        nothing and so loads nothing (it used to load the app's model and a fresh copy of the index's)."""
         from indexing.build import current_manifest
+        from indexing.embedders import LazyEmbedder
 
         want = (current_manifest(self.index) or {}).get("embedder")
         if not want:
             return None
-        emb = self.embedder()
-        if emb is None or str(emb.model_id) != str(want.get("model_id")):
-            from indexing.embedders import load_embedder
-
-            emb = load_embedder(want.get("name") or self.embedder_name)
-        return emb
+        model_id = str(want.get("model_id"))
+        service = getattr(self, "_service", None)
+        loaded = [self._embedder] + (service.query_embedders() if service is not None else [])
+        for emb in loaded:
+            if emb is not None and str(emb.model_id) == model_id:
+                return emb
+        cache: dict[tuple[str, str], LazyEmbedder] = self.__dict__.setdefault("_index_embedders", {})
+        name = str(want.get("name") or self.embedder_name)
+        key = (name, model_id)
+        if key not in cache:
+            cache[key] = LazyEmbedder(name, model_id, int(want.get("dim") or 0))
+        return cache[key]
 
     def _build_demo(self, progress: Callable[..., None]) -> dict[str, Any]:
         """Build the demo index. Without precomputed vectors, embedding the corpus on a CPU takes long, so a
