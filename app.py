@@ -6,7 +6,9 @@ On a fresh machine the ``demo`` index is missing: the app starts serving at once
 background thread from ``assets/demo/corpus.jsonl`` (precomputed e5-small vectors from ``assets/demo`` seed
 the embedding cache when present); progress is printed in the console and shown on the page. Searches work
 on the serving generation while any build runs: builds write a new generation and swap ``CURRENT``
-atomically, and the search service re-opens when it changes.
+atomically, and the search service re-opens when it changes. When the index is already there, the service is
+opened and exercised in the background as the server starts (:mod:`search.warmup`: the generation, the query
+embedder, e5's ONNX query graph), so the first visitors do not each wait for it.
 
 API (``gradio_client.Client(url).predict(..., api_name=...)``):
 
