@@ -200,3 +200,26 @@ def test_incremental_edits_score_like_a_rebuild(tmp_path: Path) -> None:
     assert 1 < len(segments) <= 5  # tail merges keep the segment count logarithmic
     assert ix.find(ids=["e5", "nope"], doc_ids=["d1"]) == [p for p in live if p.id == "e5" or p.doc_id == "d1"]
     ix.close()
+
+
+def test_bulk_field_lengths_equal_whooshs_per_document_lengths(tmp_path: Path) -> None:
+    """The scorer reads each segment's length column in one piece: same values as ``doc_field_length`` for
+    every document of every segment, deleted ones and a segment added by an edit included."""
+    import numpy as np
+
+    from indexing.bm25_scoring import _deleted_docnums, _length_column, leaf_field_lengths
+
+    ix = BM25Index.build(tmp_path / "b", PASSAGES)
+    ix.apply([Passage("x", "x", "Bún chả", "bún chả Hà Nội rất ngon", "z")], ["hcm", "ma1"])
+    r = ix._current_searcher().reader()
+    leaves = r.leaf_readers()
+    assert len(leaves) >= 1 and r.has_deletions()
+    for leaf, _offset in leaves:
+        for field in ("exact", "folded"):
+            assert _length_column(leaf, field) is not None  # the fast path, not the fallback
+            want = [leaf.doc_field_length(d, field) or 0 for d in range(leaf.doc_count_all())]
+            assert leaf_field_lengths(leaf, field).tolist() == want
+        assert sorted(_deleted_docnums(leaf).tolist()) == [d for d in range(leaf.doc_count_all())
+                                                             if leaf.is_deleted(d)]
+    assert np.isfinite([s for _, s in ix.search("Hà Nội", k=5)]).all()
+    ix.close()
