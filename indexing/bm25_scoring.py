@@ -117,12 +117,8 @@ class PostingScorer:
         return arr
 
     def postings(self, field: str, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(global docnums int32, term frequencies float32) of one term; empty arrays when absent."""
-        key = (field, text)
-        hit = self._postings.get(key)
-        if hit is not None:
-            self._postings.move_to_end(key)
-            return hit
+        """(global docnums int32, term frequencies float32) of one term, read from the segments (not cached:
+        :meth:`weights` caches what scoring needs); empty arrays when absent."""
         ids_parts: list[np.ndarray] = []
         tf_parts: list[np.ndarray] = []
         for leaf, offset in self.leaves:
@@ -135,10 +131,28 @@ class PostingScorer:
             ids_parts.append(ids + offset)
             tf_parts.append(tfs)
         if ids_parts:
-            out = (np.concatenate(ids_parts), np.concatenate(tf_parts))
+            return np.concatenate(ids_parts), np.concatenate(tf_parts)
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+
+    def weights(self, field: str, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(docnums, BM25 contribution of the term to each, before the query's boost: ``idf · tf·(k1+1) / (tf +
+        k1·(1 − b + b·len/avg_len))``, float64) — what a query adds up, computed once per term and cached (up to
+        ``cache_postings`` postings, least recently used dropped first)."""
+        key = (field, text)
+        hit = self._postings.get(key)
+        if hit is not None:
+            self._postings.move_to_end(key)
+            return hit
+        ids, tf = self.postings(field, text)
+        idf = self._term_idf(field, text, ids)
+        if len(ids):
+            lengths = self.lengths(field)
+            norm = self.k1 * ((1.0 - self.b) + self.b * lengths[ids] / self._avg[field])
+            tf64 = tf.astype(np.float64)
+            out = (ids, idf * (tf64 * (self.k1 + 1.0)) / (tf64 + norm))
         else:
-            out = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
-        n = len(out[0])
+            out = (ids, np.zeros(0, dtype=np.float64))
+        n = len(ids)
         if n <= self._budget:
             self._postings[key] = out
             self._cached += n
@@ -151,13 +165,18 @@ class PostingScorer:
         """:func:`lucene_idf` of one term over the live documents (cached per scorer). Whoosh's own document
         frequency and count still include deleted documents until their segment is merged, so with deletions
         both are counted here (the postings are read anyway)."""
+        idf = self._idf.get((field, text))
+        return idf if idf is not None else self._term_idf(field, text, None)
+
+    def _term_idf(self, field: str, text: str, ids: np.ndarray | None) -> float:
         key = (field, text)
         idf = self._idf.get(key)
         if idf is None:
             if self._live is None:
                 n, df = self.searcher.doc_count_all(), self.searcher.doc_frequency(field, text)
             else:
-                n, df = self.n_live, int(self._live[self.postings(field, text)[0]].sum())
+                ids = self.postings(field, text)[0] if ids is None else ids
+                n, df = self.n_live, int(self._live[ids].sum())
             idf = self._idf[key] = lucene_idf(n, df)
         return idf
 
@@ -165,15 +184,11 @@ class PostingScorer:
         """``terms`` = [(field, text, boost)] OR-ed → best ``k`` (docnum, score)."""
         scores = np.zeros(self.n_all, dtype=np.float64)
         matched = np.zeros(self.n_all, dtype=bool)
-        k1, b = self.k1, self.b
         for field, text, boost in terms:
-            ids, tf = self.postings(field, text)
+            ids, w = self.weights(field, text)
             if not len(ids):
                 continue
-            lengths = self.lengths(field)
-            norm = k1 * ((1.0 - b) + b * lengths[ids] / self._avg[field])
-            tf64 = tf.astype(np.float64)
-            scores[ids] += boost * self.idf(field, text) * (tf64 * (k1 + 1.0)) / (tf64 + norm)
+            scores[ids] += boost * w if boost != 1.0 else w
             matched[ids] = True
         if self._live is not None:
             matched &= self._live
