@@ -135,7 +135,8 @@ def build_generation(
     ``extra`` is merged into the manifest (e.g. the ingest report). ``embedder_name`` (default
     ``embedder.name`` if it has one) is recorded so that add/delete can load the same embedder. Progress: tqdm bars when ``progress``,
     and ``progress_callback(stage, done, total)`` for stages ``passages``, ``bm25``, ``embed``,
-    ``vectors``, ``manifest``.
+    ``vectors``, ``hnsw`` (builds of at least :func:`indexing.settings.hnsw_min_passages` passages),
+    ``manifest``.
     """
     t_start = time.perf_counter()
     passages = list(passages)

@@ -34,6 +34,8 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VECTOR_ENGINES = ("edge", "local")
 DEFAULT_VECTOR_ENGINE = "edge"
+#: Builds of at least this many passages give the embedded engine an HNSW graph (``VIRANKER_HNSW_MIN_PASSAGES``)
+DEFAULT_HNSW_MIN_PASSAGES = 50_000
 _INDEX_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -94,3 +96,17 @@ def vector_engine() -> str:
     if engine not in VECTOR_ENGINES:
         raise ValueError(f"VIRANKER_VECTOR_ENGINE={engine!r}: choose one of {', '.join(VECTOR_ENGINES)}")
     return engine
+
+
+def hnsw_min_passages() -> int | None:
+    """``$VIRANKER_HNSW_MIN_PASSAGES`` (default :data:`DEFAULT_HNSW_MIN_PASSAGES`): a full build of at least
+    this many passages builds an HNSW graph for the embedded vector engine before it serves; ``0`` = never.
+
+    Exact search over 118k vectors of 384 floats takes ~18–25 ms here, the graph ~2.5 ms (recall@10 0.994 on
+    real e5 vectors) for ~2 CPU-minutes of build at that size. Raises ValueError for a non-integer value."""
+    raw = os.environ.get("VIRANKER_HNSW_MIN_PASSAGES", "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_HNSW_MIN_PASSAGES
+    except ValueError:
+        raise ValueError(f"VIRANKER_HNSW_MIN_PASSAGES={raw!r} is not an integer") from None
+    return value if value > 0 else None

@@ -238,9 +238,26 @@ def stage_vectors(
         vs.upsert([p.id for p in passages], vecs, [{"doc_id": p.doc_id, "title": p.title} for p in passages],
                   progress=progress, progress_callback=report)
         n_vectors = vs.count()
+        if n_vectors == len(passages):
+            build_ann_graph(vs, target, len(passages), report)
     if n_vectors != len(passages):
         raise BuildError(f"Qdrant holds {n_vectors} vectors, expected {len(passages)}")
     return n_vectors
+
+
+def build_ann_graph(vs: Any, target: dict[str, Any], n: int, report: Progress) -> bool:
+    """3b. An HNSW graph for the embedded engine when the build holds at least
+    :func:`indexing.settings.hnsw_min_passages` passages (stage ``hnsw``; the engine has no background optimizer,
+    so without it every query is an exact scan; a Qdrant server indexes on its own) → whether it ran."""
+    from indexing.settings import hnsw_min_passages
+
+    least = hnsw_min_passages()
+    if target.get("mode") != "local" or least is None or n < least:
+        return False
+    report("hnsw", 0, 1)
+    vs.optimize()
+    report("hnsw", 1, 1)
+    return True
 
 
 def stage_restorer(gen_dir: Path, passages: Sequence[Passage], report: Progress) -> None:

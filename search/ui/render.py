@@ -320,6 +320,7 @@ BUILD_STAGES_VI = {
     "bm25": "xây chỉ mục BM25",
     "embed": "tính vector",
     "vectors": "ghi vector vào Qdrant",
+    "hnsw": "xây đồ thị HNSW cho tìm kiếm vector",
     "restorer": "bộ khôi phục dấu",
     "manifest": "ghi manifest",
 }

@@ -279,3 +279,42 @@ def test_prune_keeps_newest_generations(home: Path) -> None:
         build_generation("demo", PASSAGES[: i + 1], None, home, progress=False, keep=2)
     infos = gens.list_generations(settings.index_dir("demo", home))
     assert [i.counts["passages"] for i in infos] == [3, 4] and infos[-1].is_current
+
+
+def test_a_big_enough_build_gets_an_hnsw_graph_stage(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Builds of at least VIRANKER_HNSW_MIN_PASSAGES passages run the embedded engine's optimizer (HNSW) before
+    the generation serves; smaller ones, 0 (= never) and a Qdrant server do not."""
+    from indexing import stages
+
+    calls: list[str] = []
+    real = stages.build_ann_graph
+
+    def spy(vs, target, n, report):
+        calls.append(f"{target['mode']}:{n}")
+        return real(vs, target, n, report)
+
+    monkeypatch.setattr(stages, "build_ann_graph", spy)
+    seen: list[str] = []
+    monkeypatch.setenv("VIRANKER_HNSW_MIN_PASSAGES", "5")
+    build_generation("big", PASSAGES, FakeEmbedder(), home, progress=False,
+                     progress_callback=lambda stage, *a, **k: seen.append(stage))
+    assert calls == ["local:5"] and "hnsw" in seen
+    assert seen.index("hnsw") > seen.index("vectors")
+    assert _answers("big", home)[1][0][0] == "hn"  # serves after the optimizer ran
+
+    class Store:
+        def __init__(self) -> None:
+            self.optimized = 0
+
+        def optimize(self) -> bool:
+            self.optimized += 1
+            return True
+
+    store, quiet = Store(), lambda *a, **k: None
+    assert not real(store, {"mode": "local"}, 4, quiet)  # below the threshold
+    assert not real(store, {"mode": "server"}, 10, quiet)  # a server indexes by itself
+    monkeypatch.setenv("VIRANKER_HNSW_MIN_PASSAGES", "0")
+    assert not real(store, {"mode": "local"}, 10**6, quiet) and store.optimized == 0
+    monkeypatch.setenv("VIRANKER_HNSW_MIN_PASSAGES", "many")
+    with pytest.raises(ValueError, match="not an integer"):
+        real(store, {"mode": "local"}, 10, quiet)
