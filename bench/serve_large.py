@@ -2,7 +2,7 @@
 ``python app.py``, searched through the JSON and Gradio APIs, and edited through Admin while it serves.
 
     python bench/serve_large.py [--n all|N] [--work var/serve-large] [--embedder static-e5|e5-small|st:PATH]
-        [--queries 200] [--delete 100] [--json]
+        [--queries 200] [--delete 100] [--delete-offset 5] [--json]
 
 Steps (each reused by a rerun when ``--work`` still holds its output, so a stopped run resumes):
 
@@ -177,13 +177,15 @@ def measure_pipelines(http: Any, url: str, queries: list[str]) -> dict[str, Any]
     return out
 
 
-def delete_while_searching(http: Any, url: str, corpus: Path, n: int, queries: list[str]) -> dict[str, Any]:
-    """Admin-delete ``n`` document ids while a thread searches → timings, search errors, and a check that a
-    deleted passage's own text no longer finds it."""
+def delete_while_searching(http: Any, url: str, corpus: Path, n: int, queries: list[str],
+                           offset: int = 5) -> dict[str, Any]:
+    """Admin-delete ``n`` document ids (every 997th paragraph from ``offset``: a rerun on a kept index passes
+    another offset) while a thread searches → timings, search errors, and a check that a deleted passage's own
+    text no longer finds it."""
     ids, texts = [], {}
     with (gzip.open(corpus, "rt", encoding="utf-8") if corpus.suffix == ".gz" else open(corpus, encoding="utf-8")) as fh:
         for i, line in enumerate(fh):
-            if i % 997 == 5:
+            if i % 997 == offset:
                 row = json.loads(line)
                 ids.append(str(row["_id"]))
                 texts[str(row["_id"])] = str(row.get("text") or "")
@@ -243,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embedder", default="static-e5")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--delete", type=int, default=100)
+    ap.add_argument("--delete-offset", type=int, default=5, help="which paragraphs to delete (rerun: another)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     n = None if a.n == "all" else int(a.n)
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         hits = payload[0] if payload and isinstance(payload[0], list) else payload  # Gradio: [outputs]
         result["gradio_search"] = {"event": event, "hits": len(hits or [])}
         if a.delete:
-            result.update(delete_while_searching(http, url, corpus, a.delete, queries))
+            result.update(delete_while_searching(http, url, corpus, a.delete, queries, a.delete_offset))
             result["rss_after_delete_mb"] = rss_mb(proc.pid)
     out = {"bench": "serve_large", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
            "embedder": a.embedder, "vectors": "real (" + a.embedder + ")", "passages": built["passages"],
