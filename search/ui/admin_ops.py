@@ -109,8 +109,8 @@ class AdminOps:
         if not want:
             return None
         model_id = str(want.get("model_id"))
-        service = getattr(self, "_service", None)
-        loaded = [self._embedder] + (service.query_embedders() if service is not None else [])
+        query_embedders = getattr(getattr(self, "_service", None), "query_embedders", None)
+        loaded = [self._embedder] + (list(query_embedders()) if callable(query_embedders) else [])
         for emb in loaded:
             if emb is not None and str(emb.model_id) == model_id:
                 return emb
