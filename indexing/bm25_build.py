@@ -41,6 +41,7 @@ from whoosh import index as whoosh_index
 from whoosh.filedb.filestore import FileStorage
 
 from indexing.bm25_pool import install
+from indexing.settings import usable_cpus
 
 __all__ = ["BM25BuildError", "write_documents", "default_procs", "split_ranges", "PART_MIN_DOCS",
            "DEFAULT_MAX_PROCS", "PART_PREFIX"]
@@ -67,8 +68,7 @@ def default_procs(n_docs: int, max_procs: int = DEFAULT_MAX_PROCS) -> int:
     ≥ :data:`PART_MIN_DOCS` documents a part, 1 inside a daemonic process (which may not have children)."""
     if mp.current_process().daemon:
         return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(max_procs, cpus, n_docs // PART_MIN_DOCS))
+    return max(1, min(max_procs, usable_cpus(), n_docs // PART_MIN_DOCS))
 
 
 def split_ranges(n: int, parts: int) -> list[tuple[int, int]]:

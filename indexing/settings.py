@@ -110,3 +110,10 @@ def hnsw_min_passages() -> int | None:
     except ValueError:
         raise ValueError(f"VIRANKER_HNSW_MIN_PASSAGES={raw!r} is not an integer") from None
     return value if value > 0 else None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS has one, else the machine's count; at least 1)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
