@@ -61,7 +61,7 @@ class PackedLayout:
     def of(cls, buf: Buffer) -> PackedLayout:
         """The layout of a packed file's bytes (ValueError when they are not one)."""
         if bytes(buf[:4]) != b"E5S1":
-            raise ValueError("not a packed e5 file (the magic is not E5S1)")
+            raise ValueError(f"not a packed e5 file: bad magic {bytes(buf[:4])!r}, expected b'E5S1'")
         o = 4 + 32 + 8  # magic, version + 7 dims, eps + qk
         n, _bos, _eos, _pad, unk = struct.unpack_from("<5i", buf, o)
         (blob_len,) = struct.unpack_from("<Q", buf, o + 20)

@@ -66,49 +66,31 @@ class E5File:
 
 
 def read_e5_file(path: str | Path | None = None) -> E5File:
-    """Parse the packed file (see module docstring). Raises ValueError on a bad magic / truncation."""
+    """Parse the packed file (see module docstring; the sections are found by
+    :class:`indexing.e5_tokenizer.PackedLayout`). Raises ValueError on a bad magic / truncation."""
+    from indexing.e5_tokenizer import PackedLayout, tensor_directory
+
     path = Path(path) if path is not None else default_e5_path()
     buf = memoryview(path.read_bytes())
-    if bytes(buf[:4]) != b"E5S1":
-        raise ValueError(f"{path}: bad magic {bytes(buf[:4])!r}, expected b'E5S1'")
-    o = 4
-    version, H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<Iiiiiiii", buf, o)
-    o += 32
-    eps, qk = struct.unpack_from("<fi", buf, o)
-    o += 8
+    try:
+        lay = PackedLayout.of(buf)
+        tensors = tensor_directory(buf)
+    except (ValueError, struct.error) as err:
+        raise ValueError(f"{path}: {err}") from None
+    version, H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<Iiiiiiii", buf, 4)
+    eps, qk = struct.unpack_from("<fi", buf, 36)
     if qk != QK:
         raise ValueError(f"{path}: unsupported quant block size {qk}")
-    n, bos, eos, pad, unk = struct.unpack_from("<5i", buf, o)
-    o += 20
-    (blob_len,) = struct.unpack_from("<Q", buf, o)
-    o += 8
-    offs = np.frombuffer(buf, np.uint32, n + 1, o)
-    o += 4 * (n + 1)
-    scores = np.frombuffer(buf, np.float32, n, o).copy()
-    o += 4 * n
-    blob = bytes(buf[o : o + blob_len])
-    o += blob_len
+    n = lay.n_pieces
+    _n, bos, eos, pad, unk = struct.unpack_from("<5i", buf, 44)
+    offs = np.frombuffer(buf, np.uint32, n + 1, lay.offsets_at)
+    scores = np.frombuffer(buf, np.float32, n, lay.scores_at).copy()
+    blob = bytes(buf[lay.blob_at : lay.blob_at + lay.blob_len])
     pieces = [blob[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n)]
-    _n_norm, norm_bytes = struct.unpack_from("<iI", buf, o)
-    o += 8 + norm_bytes
-    (n_tensors,) = struct.unpack_from("<i", buf, o)
-    o += 4
-    tensors: dict[str, tuple[int, int, memoryview]] = {}
-    for _ in range(n_tensors):
-        (name_len,) = struct.unpack_from("<H", buf, o)
-        o += 2
-        name = bytes(buf[o : o + name_len]).decode()
-        o += name_len
-        dtype = buf[o]
-        o += 1
-        n_el, off, n_bytes = struct.unpack_from("<IQQ", buf, o)
-        o += 20
-        if off + n_bytes > len(buf):
-            raise ValueError(f"{path}: tensor {name} runs past the end of the file")
-        tensors[name] = (dtype, n_el, buf[off : off + n_bytes])
     header = dict(version=version, hidden_size=H, num_layers=NL, num_heads=NH, intermediate_size=FF,
                   vocab_size=VOC, max_positions=MAXP, type_vocab_size=TVS, layer_norm_eps=eps)
-    return E5File(header, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), tensors)
+    return E5File(header, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk),
+                  {name: (dtype, n_el, buf[off : off + n_bytes]) for name, (dtype, n_el, off, n_bytes) in tensors.items()})
 
 
 def e5_tensor(f: E5File, name: str, shape: tuple[int, int] | tuple[int]) -> np.ndarray:
