@@ -122,8 +122,8 @@ def build_index(home: Path, corpus: Path, embedder: str) -> dict[str, Any]:
     if done.is_file():
         return json.loads(done.read_text())
     env = {**os.environ, "VIRANKER_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "indexing", "build", str(corpus), "--index", INDEX, "--embedder", embedder,
-           "--quiet"]
+    cmd = [sys.executable, "-m", "indexing", "build", str(corpus), "--index", INDEX, "--embedder", embedder]
+    # (the CLI's progress bars go to this script's stderr: a full build takes minutes)
     log("build: " + " ".join(cmd))
     t0, c0 = time.perf_counter(), os.times()
     subprocess.run(cmd, cwd=ROOT, env=env, check=True)
